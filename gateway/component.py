@@ -1,0 +1,99 @@
+"""
+The XEP-0114 component listener: local services attach here, one
+component per local domain, each with its own secret.
+
+The handshake itself is wokkel's; this module checks the domain, uses the
+domain's secret (compared in constant time), refuses a second component
+for a domain already attached (C{conflict}), and joins the component to the
+L{gateway.routing.Router}.
+"""
+
+import hmac
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error, xmlstream
+from wokkel.component import ListenComponentAuthenticator
+
+log = Logger()
+
+
+class ComponentAuthenticator(ListenComponentAuthenticator):
+    """
+    Accepts a component for a configured local domain with that domain's
+    secret.
+
+    @param secrets: local domain → component secret.
+    @param router: refuses a domain that already has a component.
+    """
+
+    def __init__(self, secrets, router):
+        ListenComponentAuthenticator.__init__(self, None)
+        self.secrets = secrets
+        self.router = router
+
+    def streamStarted(self, rootElement):
+        xmlstream.ListenAuthenticator.streamStarted(self, rootElement)
+        if rootElement.defaultUri != self.namespace:
+            self.xmlstream.sendStreamError(error.StreamError("invalid-namespace"))
+            return
+        entity = self.xmlstream.thisEntity
+        if entity is None:
+            self.xmlstream.sendStreamError(error.StreamError("improper-addressing"))
+            return
+        if entity.user or entity.resource or entity.host not in self.secrets:
+            self.xmlstream.sendStreamError(
+                error.StreamError("host-unknown", text=f"{entity.full()} is not a local domain")
+            )
+            return
+        self.xmlstream.sendHeader()
+        self.xmlstream.addOnetimeObserver("/*", self.onElement)
+
+    def onHandshake(self, handshake):
+        domain = self.xmlstream.thisEntity.host
+        expected = xmlstream.hashPassword(self.xmlstream.sid, self.secrets[domain])
+        if not hmac.compare_digest(expected.encode(), handshake.strip().lower().encode()):
+            log.warn("component for {domain} refused: wrong secret", domain=domain)
+            self.xmlstream.sendStreamError(error.StreamError("not-authorized", text="Invalid handshake"))
+            return
+        if domain in self.router.components:
+            log.warn("component for {domain} refused: one is already attached", domain=domain)
+            self.xmlstream.sendStreamError(
+                error.StreamError("conflict", text=f"a component for {domain} is already attached")
+            )
+            return
+        self.xmlstream.send("<handshake/>")
+        self.xmlstream.dispatch(self.xmlstream, xmlstream.STREAM_AUTHD_EVENT)
+
+
+class ComponentFactory(xmlstream.XmlStreamServerFactory):
+    """
+    Accepts XEP-0114 components and attaches each to the router.
+    """
+
+    noisy = False
+
+    def __init__(self, router, secrets):
+        self.router = router
+        xmlstream.XmlStreamServerFactory.__init__(
+            self, lambda: ComponentAuthenticator(secrets, router)
+        )
+        self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
+
+    def _authenticated(self, stream):
+        domain = stream.thisEntity.host
+        self.router.attach_component(domain, stream)
+        log.info("component attached for {domain}", domain=domain)
+        stream.addObserver("/*", lambda stanza: self._received(stanza, domain, stream))
+        stream.addObserver(xmlstream.STREAM_END_EVENT, lambda reason: self._detached(domain, stream))
+
+    def _received(self, stanza, domain, stream):
+        if stanza.name not in ("message", "presence", "iq"):
+            stream.sendStreamError(
+                error.StreamError("unsupported-stanza-type", text=f"<{stanza.name}/> is not a stanza")
+            )
+            return
+        self.router.route_from_component(stanza, domain)
+
+    def _detached(self, domain, stream):
+        self.router.detach_component(domain, stream)
+        log.info("component detached for {domain}", domain=domain)

@@ -1,0 +1,439 @@
+"""
+Operator configuration: a TOML file loaded into frozen value objects and
+validated before anything listens.
+
+Every problem is reported as a L{ConfigError} that names the file, the key
+and the problem on one line.  Unknown keys are errors, so a typo can't
+silently leave a setting at its default.
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from twisted.internet.endpoints import serverFromString
+
+from gateway.xmpp import AddressError, normalise_domain
+
+#: The configuration used when no file is given: one local domain,
+#: C{localhost}, on loopback, with a certificate and component secret made
+#: on first start in the state folder.
+DEFAULT_CONFIG_TOML = """\
+state_dir = "xmpp-gateway-state"
+
+[s2s]
+listen = ["tcp:5269:interface=127.0.0.1"]
+
+[components]
+listen = ["tcp:5347:interface=127.0.0.1"]
+
+[domains."localhost"]
+"""
+
+#: The name used in messages for the embedded default configuration.
+DEFAULT_CONFIG_NAME = "<embedded default configuration>"
+
+
+class ConfigError(Exception):
+    """
+    The configuration is not usable.
+
+    @ivar path: the file it came from.
+    @ivar key: the dotted key at fault (empty for the file as a whole).
+    @ivar problem: what is wrong, for an operator.
+    """
+
+    def __init__(self, path, key, problem):
+        super().__init__(path, key, problem)
+        self.path = path
+        self.key = key
+        self.problem = problem
+
+    def __str__(self):
+        if self.key:
+            return f"{self.path}: {self.key}: {self.problem}"
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """
+    A local domain carried onto the federation.
+
+    @ivar certificate: PEM file with the certificate chain, or L{None} to
+        have a self-signed certificate made in the state folder.
+    @ivar key: PEM file with the private key (required with C{certificate}).
+    @ivar component_secret: the XEP-0114 secret inline, if configured so.
+    @ivar component_secret_file: a file holding the secret; when neither is
+        given the gateway makes one in the state folder.
+    """
+
+    name: str
+    certificate: str | None = None
+    key: str | None = None
+    component_secret: str | None = field(default=None, repr=False)
+    component_secret_file: str | None = None
+
+
+@dataclass(frozen=True)
+class S2SConfig:
+    listen: tuple = ("tcp:5269:interface=127.0.0.1",)
+    listen_direct_tls: tuple = ()
+    queue_limit: int = 1000
+    max_stanza_size: int = 524288
+
+
+@dataclass(frozen=True)
+class ComponentsConfig:
+    listen: tuple = ("tcp:5347:interface=127.0.0.1",)
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    """
+    @ivar servers: C{(host, port)} pairs of the resolvers to ask; empty
+        means the system's (C{/etc/resolv.conf}).
+    """
+
+    servers: tuple = ()
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    connect: float = 10.0
+    authentication: float = 30.0
+
+
+@dataclass(frozen=True)
+class DomainPolicy:
+    require_tls: bool = True
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    default: DomainPolicy = DomainPolicy()
+    domains: tuple = ()  # of (domain, DomainPolicy)
+
+    def for_domain(self, domain):
+        """
+        Return the L{DomainPolicy} that applies to peer C{domain}.
+        """
+        for name, policy in self.domains:
+            if name == domain:
+                return policy
+        return self.default
+
+    @property
+    def any_plaintext_allowed(self):
+        return not self.default.require_tls or any(
+            not policy.require_tls for _, policy in self.domains
+        )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    source: str
+    state_dir: str
+    domains: tuple  # of DomainConfig
+    s2s: S2SConfig = S2SConfig()
+    components: ComponentsConfig = ComponentsConfig()
+    dns: DNSConfig = DNSConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    policy: PolicyConfig = PolicyConfig()
+
+    @property
+    def domain_names(self):
+        return frozenset(domain.name for domain in self.domains)
+
+    def domain(self, name):
+        for domain in self.domains:
+            if domain.name == name:
+                return domain
+        raise KeyError(name)
+
+
+class _Reader:
+    """
+    Walks one TOML table, taking keys off it; what is left at the end is
+    an unknown key.
+    """
+
+    def __init__(self, path, prefix, table):
+        self.path = path
+        self.prefix = prefix
+        if not isinstance(table, dict):
+            raise ConfigError(path, prefix, f"must be a table, not {_kind(table)}")
+        self.table = dict(table)
+
+    def key(self, name):
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name, problem):
+        return ConfigError(self.path, self.key(name), problem)
+
+    def take(self, name, kinds, default):
+        if name not in self.table:
+            return default
+        value = self.table.pop(name)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, f"must be {_kinds(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(name, f"must be {_kinds(kinds)}, not {_kind(value)}")
+        return value
+
+    def number(self, name, default, minimum=0, integer=False):
+        kinds = (int,) if integer else (int, float)
+        value = self.take(name, kinds, default)
+        if value <= minimum:
+            raise self.error(name, f"must be greater than {minimum}, not {value}")
+        return value
+
+    def table_of(self, name):
+        value = self.take(name, (dict,), {})
+        return _Reader(self.path, self.key(name), value)
+
+    def endpoints(self, name, default):
+        value = self.take(name, (str, list), None)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            value = [value]
+        for description in value:
+            if not isinstance(description, str):
+                raise self.error(name, f"must list endpoint strings, not {_kind(description)}")
+            try:
+                serverFromString(None, description)
+            except Exception as e:
+                raise self.error(
+                    name, f"{description!r} is not a listening endpoint: {e}"
+                ) from None
+        return tuple(value)
+
+    def path_value(self, name, base, must_exist=True):
+        value = self.take(name, (str,), None)
+        if value is None:
+            return None
+        if not value:
+            raise self.error(name, "must not be empty")
+        resolved = os.path.join(base, os.path.expanduser(value))
+        if must_exist and not os.path.isfile(resolved):
+            raise self.error(name, f"file {resolved!r} does not exist")
+        return resolved
+
+    def finish(self):
+        for name in self.table:
+            raise self.error(name, "unknown key")
+
+
+def _kind(value):
+    return {
+        dict: "a table",
+        list: "an array",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+    }.get(type(value), type(value).__name__)
+
+
+def _kinds(kinds):
+    return " or ".join(_kind(kind()) for kind in kinds)
+
+
+def load_config(path):
+    """
+    Load and validate the configuration file at C{path}.
+
+    @raise ConfigError: when the file can't be read or is not valid.
+    @rtype: L{GatewayConfig}
+    """
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "is not UTF-8 text") from None
+    base = os.path.dirname(os.path.abspath(path))
+    return parse_config(text, path, base)
+
+
+def default_config(base=None):
+    """
+    The embedded default configuration, with relative paths under C{base}
+    (the current folder when L{None}).
+    """
+    return parse_config(DEFAULT_CONFIG_TOML, DEFAULT_CONFIG_NAME, base or os.getcwd())
+
+
+def parse_config(text, path, base):
+    """
+    Parse configuration C{text}, reporting problems against C{path} and
+    resolving relative paths against folder C{base}.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "", f"is not valid TOML: {e}") from None
+    root = _Reader(path, "", document)
+
+    state_dir = root.take("state_dir", (str,), "xmpp-gateway-state")
+    if not state_dir:
+        raise root.error("state_dir", "must not be empty")
+    state_dir = os.path.abspath(os.path.join(base, os.path.expanduser(state_dir)))
+
+    domains = _domains(root.table_of("domains"), base)
+    s2s = _s2s(root.table_of("s2s"))
+    components = _components(root.table_of("components"))
+    dns = _dns(root.table_of("dns"))
+    timeouts = _timeouts(root.table_of("timeouts"))
+    policy = _policy(root.table_of("policy"))
+    root.finish()
+    return GatewayConfig(
+        source=path,
+        state_dir=state_dir,
+        domains=domains,
+        s2s=s2s,
+        components=components,
+        dns=dns,
+        timeouts=timeouts,
+        policy=policy,
+    )
+
+
+def _domain_name(reader, name):
+    try:
+        canonical = normalise_domain(name)
+    except AddressError as e:
+        raise ConfigError(reader.path, reader.key(f'"{name}"'), str(e)) from None
+    if canonical != name:
+        raise ConfigError(
+            reader.path,
+            reader.key(f'"{name}"'),
+            f"write the domain in its canonical form, {canonical!r}",
+        )
+    return canonical
+
+
+def _domains(reader, base):
+    if not reader.table:
+        raise ConfigError(reader.path, "domains", "at least one local domain is required")
+    domains = []
+    for name in list(reader.table):
+        canonical = _domain_name(reader, name)
+        table = reader.table_of(f'"{name}"')
+        certificate = table.path_value("certificate", base)
+        key = table.path_value("key", base)
+        if (certificate is None) != (key is None):
+            missing = "key" if key is None else "certificate"
+            raise table.error(missing, "is required when the other of certificate/key is set")
+        secret = table.take("component_secret", (str,), None)
+        secret_file = table.path_value("component_secret_file", base, must_exist=False)
+        if secret is not None and secret_file is not None:
+            raise table.error(
+                "component_secret", "give component_secret or component_secret_file, not both"
+            )
+        if secret is not None and len(secret) < 8:
+            raise table.error("component_secret", "is too short (at least 8 characters)")
+        table.finish()
+        domains.append(
+            DomainConfig(
+                name=canonical,
+                certificate=certificate,
+                key=key,
+                component_secret=secret,
+                component_secret_file=secret_file,
+            )
+        )
+    return tuple(domains)
+
+
+def _s2s(reader):
+    defaults = S2SConfig()
+    config = S2SConfig(
+        listen=reader.endpoints("listen", defaults.listen),
+        listen_direct_tls=reader.endpoints("listen_direct_tls", defaults.listen_direct_tls),
+        queue_limit=reader.number("queue_limit", defaults.queue_limit, integer=True),
+        max_stanza_size=reader.number(
+            "max_stanza_size", defaults.max_stanza_size, minimum=1023, integer=True
+        ),
+    )
+    reader.finish()
+    return config
+
+
+def _components(reader):
+    config = ComponentsConfig(listen=reader.endpoints("listen", ComponentsConfig().listen))
+    reader.finish()
+    return config
+
+
+def _dns(reader):
+    servers = []
+    for entry in reader.take("servers", (list,), []):
+        if not isinstance(entry, str):
+            raise reader.error("servers", f"must list strings, not {_kind(entry)}")
+        servers.append(_host_port(reader, "servers", entry, 53))
+    config = DNSConfig(
+        servers=tuple(servers), timeout=reader.number("timeout", DNSConfig().timeout)
+    )
+    reader.finish()
+    return config
+
+
+def _host_port(reader, name, entry, default_port):
+    """
+    Parse C{"127.0.0.1"}, C{"127.0.0.1:5353"} or C{"[::1]:5353"}.
+    """
+    import ipaddress
+
+    host, port = entry, default_port
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise reader.error(name, f"{entry!r} is not an address[:port]")
+            port = rest[1:]
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise reader.error(
+            name, f"{entry!r} is not an IP address with an optional port"
+        ) from None
+    return (host, port)
+
+
+def _timeouts(reader):
+    defaults = TimeoutsConfig()
+    config = TimeoutsConfig(
+        connect=reader.number("connect", defaults.connect),
+        authentication=reader.number("authentication", defaults.authentication),
+    )
+    reader.finish()
+    return config
+
+
+def _domain_policy(reader, default):
+    policy = DomainPolicy(
+        require_tls=reader.take("require_tls", (bool,), default.require_tls),
+    )
+    return policy
+
+
+def _policy(reader):
+    overrides = reader.table_of("domains")
+    default = _domain_policy(reader, DomainPolicy())
+    reader.finish()
+    domains = []
+    for name in list(overrides.table):
+        canonical = _domain_name(overrides, name)
+        table = overrides.table_of(f'"{name}"')
+        domains.append((canonical, _domain_policy(table, default)))
+        table.finish()
+    return PolicyConfig(default=default, domains=tuple(domains))

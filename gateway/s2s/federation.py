@@ -1,0 +1,280 @@
+"""
+The federation side of the gateway: every live s2s stream, the outbound
+stream for each C{(local domain, peer domain)} pair, the queue of stanzas
+waiting for a stream to come up, and dialback verification requests.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+from twisted.internet import defer, error as internet_error
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.logger import Logger
+
+from gateway.dns import ServiceNotOffered, resolve_addresses, resolve_targets
+from gateway.s2s.inbound import DialbackError
+from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """
+    A key to check with a peer's authoritative server (XEP-0220 2.1.2).
+    """
+
+    stream_id: str
+    key: str
+
+
+class Federation:
+    """
+    Owns the s2s streams in both directions.
+
+    @param router: the L{gateway.routing.Router} that inbound stanzas are
+        handed to and that bounces what can't be delivered.
+    @param resolver: an L{twisted.internet.interfaces.IResolver}.
+    @param reactor: for connections and timers.
+    """
+
+    def __init__(self, config, state, tls_profile, resolver, router, reactor):
+        self.local_domains = config.domain_names
+        self.max_stanza_size = config.s2s.max_stanza_size
+        self.queue_limit = config.s2s.queue_limit
+        self.authentication_timeout = config.timeouts.authentication
+        self.connect_timeout = config.timeouts.connect
+        self.policy = config.policy
+        self.dialback_secret = state.dialback_secret
+        self.tls_profile = tls_profile
+        self.resolver = resolver
+        self.router = router
+        self.reactor = reactor
+        self.clock = reactor
+        self.streams = set()
+        self._outbound = {}
+        self._queues = {}
+        self._connecting = {}
+
+    # The stream registry ---------------------------------------------------
+
+    def stream_opened(self, stream):
+        self.streams.add(stream)
+        peer = stream.transport.getPeer()
+        log.info(
+            "s2s {direction} stream opened with {address}",
+            direction=stream.direction,
+            address=f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}",
+        )
+
+    def stream_authenticated(self, stream, peer_domain, local_domain, method):
+        tls = stream.tls
+        log.info(
+            "s2s {direction} {peer} authenticated for {local} via {method}; "
+            "TLS {tls_version} {cipher}",
+            direction=stream.direction,
+            peer=peer_domain,
+            local=local_domain,
+            method=method,
+            tls_version=tls.version if tls else "none",
+            cipher=tls.cipher if tls else "none",
+            stream_id=stream.stream_id,
+        )
+
+    def stream_closed(self, stream):
+        self.streams.discard(stream)
+        if stream.direction == "outbound":
+            key = (stream.local_domain, stream.peer_domain)
+            if self._outbound.get(key) is stream:
+                del self._outbound[key]
+        log.info(
+            "s2s {direction} {peer} stream closed after {stanzas_in} stanzas in, "
+            "{stanzas_out} out",
+            direction=stream.direction,
+            peer=stream.peer_name(),
+            stanzas_in=stream.stanzas_in,
+            stanzas_out=stream.stanzas_out,
+            stream_id=stream.stream_id,
+        )
+
+    # Outbound stanzas ------------------------------------------------------
+
+    def send(self, stanza, local_domain, peer_domain):
+        """
+        Send C{stanza} from C{local_domain} to C{peer_domain}: at once on an
+        authenticated stream, or queued while one is set up.
+        """
+        key = (local_domain, peer_domain)
+        stream = self._outbound.get(key)
+        if stream is not None and not stream.closed:
+            stream.send_stanza(stanza)
+            return
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = []
+            self._connect_route(key)
+        if len(queue) >= self.queue_limit:
+            self.router.bounce(
+                stanza,
+                "resource-constraint",
+                f"too many stanzas waiting for {peer_domain} (limit {self.queue_limit})",
+            )
+            return
+        queue.append(stanza)
+
+    def queued(self, local_domain, peer_domain):
+        return len(self._queues.get((local_domain, peer_domain), ()))
+
+    def _connect_route(self, key):
+        local_domain, peer_domain = key
+        d = defer.Deferred.fromCoroutine(
+            self._open_stream(local_domain, peer_domain, Purpose.DIALBACK)
+        )
+        self._connecting[key] = d
+        d.addTimeout(self.authentication_timeout, self.clock)
+        d.addCallbacks(self._route_ready, self._route_failed, (key,), None, (key,))
+        d.addErrback(lambda f: log.failure("routing to {peer}", f, peer=peer_domain))
+
+    def _route_ready(self, stream, key):
+        del self._connecting[key]
+        self._outbound[key] = stream
+        queue = self._queues.pop(key, [])
+        for stanza in queue:
+            stream.send_stanza(stanza)
+
+    def _route_failed(self, failure, key):
+        del self._connecting[key]
+        local_domain, peer_domain = key
+        if failure.check(NegotiationFailure):
+            condition, text = failure.value.condition, failure.value.text
+        elif failure.check(defer.TimeoutError, defer.CancelledError):
+            condition = "remote-server-timeout"
+            text = f"no authenticated stream to {peer_domain} within {self.authentication_timeout}s"
+        else:
+            log.failure("s2s outbound {peer}: unexpected failure", failure, peer=peer_domain)
+            condition, text = "internal-server-error", "the stream could not be set up"
+        queue = self._queues.pop(key, [])
+        log.info(
+            "s2s outbound {peer} for {local} failed: {condition} ({text}); bouncing {count} stanzas",
+            peer=peer_domain,
+            local=local_domain,
+            condition=condition,
+            text=text,
+            count=len(queue),
+        )
+        for stanza in queue:
+            self.router.bounce(stanza, condition, text)
+
+    # Dialback verification -------------------------------------------------
+
+    def verify_dialback_key(self, originating, receiving, stream_id, key):
+        """
+        Ask C{originating}'s authoritative server whether C{key} is genuine
+        for the stream C{stream_id} it opened to our C{receiving} domain,
+        over a fresh connection (XEP-0220 section 2.1.2).
+
+        @return: a Deferred firing with whether the key is valid, or failing
+            with L{DialbackError}.
+        """
+        d = defer.Deferred.fromCoroutine(
+            self._open_stream(
+                receiving, originating, Purpose.VERIFY, VerifyRequest(stream_id, key)
+            )
+        )
+        d.addTimeout(self.authentication_timeout, self.clock)
+
+        def failed(failure):
+            if failure.check(NegotiationFailure):
+                raise DialbackError(failure.value.condition, failure.value.text)
+            if failure.check(defer.TimeoutError):
+                raise DialbackError(
+                    "remote-server-timeout", "the authoritative server did not answer in time"
+                )
+            return failure
+
+        return d.addErrback(failed)
+
+    # Connecting --------------------------------------------------------------
+
+    async def _open_stream(self, local_domain, peer_domain, purpose, verify_request=None):
+        """
+        Find the peer's s2s service, connect, and negotiate a stream for
+        C{purpose}, trying each target and address in turn.
+
+        @return: the authenticated L{OutboundStream} (L{Purpose.DIALBACK})
+            or whether the key is valid (L{Purpose.VERIFY}).
+        @raise NegotiationFailure: when no stream could be negotiated.
+        """
+        policy = self.policy.for_domain(peer_domain)
+        try:
+            targets = await resolve_targets(self.resolver, peer_domain)
+        except ServiceNotOffered:
+            raise NegotiationFailure(
+                "remote-server-not-found", f"{peer_domain} publishes no s2s service"
+            ) from None
+        problems = []
+        for target in targets:
+            addresses = await resolve_addresses(self.resolver, target.host)
+            if not addresses:
+                problems.append(f"{target.host}: no address")
+            for address in addresses:
+                attempt_tls = True
+                while True:
+                    try:
+                        stream = await self._connect(
+                            address, target, local_domain, peer_domain, purpose,
+                            verify_request, attempt_tls,
+                        )
+                    except internet_error.ConnectError as e:
+                        problems.append(f"{target.host} [{address}]:{target.port}: {e.__class__.__name__}")
+                        break
+                    try:
+                        return await stream.ready
+                    except NegotiationFailure as failure:
+                        if not failure.tls_refused or target.direct_tls:
+                            raise
+                        if policy.require_tls or not attempt_tls:
+                            raise NegotiationFailure(
+                                "remote-server-not-found",
+                                f"{peer_domain} does not offer TLS, which policy requires",
+                            ) from None
+                        log.warn(
+                            "s2s outbound {peer}: no TLS offered; continuing in plaintext "
+                            "as policy allows",
+                            peer=peer_domain,
+                        )
+                        attempt_tls = False
+        raise NegotiationFailure(
+            "remote-server-not-found",
+            f"could not connect to {peer_domain}: " + ("; ".join(problems) or "no targets"),
+        )
+
+    def _connect(self, address, target, local_domain, peer_domain, purpose, verify_request, attempt_tls):
+        family = ipaddress.ip_address(address).version
+        endpoint_type = TCP6ClientEndpoint if family == 6 else TCP4ClientEndpoint
+        endpoint = endpoint_type(self.reactor, address, target.port, timeout=self.connect_timeout)
+        if target.direct_tls:
+            endpoint = wrapClientTLS(
+                self.tls_profile.client_creator(local_domain, peer_domain), endpoint
+            )
+        factory = OutboundFactory(
+            self,
+            local_domain=local_domain,
+            peer_domain=peer_domain,
+            purpose=purpose,
+            attempt_tls=attempt_tls,
+            direct_tls=target.direct_tls,
+            verify_request=verify_request,
+        )
+        return endpoint.connect(factory)
+
+    # Shutting down -----------------------------------------------------------
+
+    def shut_down(self):
+        """
+        Close every stream with C{system-shutdown} and bounce what is queued.
+        """
+        for d in list(self._connecting.values()):
+            d.cancel()
+        for stream in list(self.streams):
+            stream.fail("system-shutdown", "the gateway is shutting down")

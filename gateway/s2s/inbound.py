@@ -1,0 +1,356 @@
+"""
+Inbound server-to-server streams: the gateway as receiving server (and as
+authoritative server answering C{db:verify}).
+
+Negotiation (RFC 6120 sections 4 and 5, XEP-0220), as a state machine:
+
+  - C{HEADER}: the peer's stream header is checked (namespace, version,
+    local C{to}); we answer with ours and our features.
+  - C{FEATURES_SENT}: before TLS only C{<starttls/>} is accepted, unless
+    policy lets the peer's domain federate in plaintext.
+  - C{TLS}: after C{<proceed/>}, the old parser is gone; the next thing
+    accepted is the new stream header, over TLS.
+  - C{OPEN}: C{db:result} and C{db:verify} are answered; stanzas are
+    accepted only from a C{(from, to)} domain pair verified on this stream.
+"""
+
+import enum
+
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.words.xish import domish
+
+from gateway.dialback import check_dialback_key
+from gateway.s2s.stream import Input, S2SStream, StreamError
+from gateway.state import random_stream_id
+from gateway.xmpp import (
+    NS_DIALBACK,
+    NS_DIALBACK_FEATURE,
+    NS_SERVER,
+    NS_STREAMS,
+    NS_TLS,
+    NS_XMPP_STANZAS,
+    AddressError,
+    normalise_domain,
+    stanza_domains,
+)
+
+log = Logger()
+
+
+class DialbackError(Exception):
+    """
+    A dialback verification could not be completed.
+
+    @ivar condition: the stanza error condition for the C{db:result}
+        error reply (XEP-0220 section 2.4).
+    """
+
+    def __init__(self, condition, text):
+        super().__init__(condition, text)
+        self.condition = condition
+        self.text = text
+
+
+class InboundState(enum.Enum):
+    HEADER = "awaiting stream header"
+    FEATURES_SENT = "negotiating"
+    TLS = "TLS negotiated, awaiting stream restart"
+    OPEN = "open"
+
+
+def check_stream_header(root, local_domains):
+    """
+    Check an inbound stream header (RFC 6120 section 4.7).
+
+    @return: the local domain the header is addressed to.
+    @raise StreamError: C{invalid-namespace}, C{unsupported-version},
+        C{host-unknown} or C{invalid-from}.
+    """
+    if (root.uri, root.name) != (NS_STREAMS, "stream"):
+        raise StreamError("invalid-namespace", "the stream element must be stream:stream")
+    if root.defaultUri != NS_SERVER:
+        raise StreamError("invalid-namespace", f"the default namespace must be {NS_SERVER}")
+    version = root.getAttribute("version")
+    try:
+        major, minor = (int(part) for part in (version or "").split("."))
+    except ValueError:
+        major = minor = 0
+    if (major, minor) < (1, 0):
+        raise StreamError("unsupported-version", "XMPP version 1.0 is required")
+    to = root.getAttribute("to")
+    try:
+        to = normalise_domain(to)
+    except AddressError:
+        raise StreamError("host-unknown", "the stream header names no domain we serve") from None
+    if to not in local_domains:
+        raise StreamError("host-unknown", f"{to} is not served here")
+    sender = root.getAttribute("from")
+    if sender is not None:
+        try:
+            normalise_domain(sender)
+        except AddressError as e:
+            raise StreamError("invalid-from", str(e)) from None
+    return to
+
+
+def _dialback_element(name, sender, recipient, kind=None, stream_id=None):
+    element = domish.Element((NS_DIALBACK, name))
+    element["from"] = sender
+    element["to"] = recipient
+    if stream_id is not None:
+        element["id"] = stream_id
+    if kind is not None:
+        element["type"] = kind
+    return element
+
+
+def _dialback_error(name, sender, recipient, condition, stream_id=None):
+    element = _dialback_element(name, sender, recipient, "error", stream_id)
+    error = element.addElement("error")
+    error["type"] = "cancel" if condition != "remote-server-timeout" else "wait"
+    error.addElement((NS_XMPP_STANZAS, condition))
+    return element
+
+
+class InboundStream(S2SStream):
+    """
+    One inbound s2s stream.  The L{gateway.s2s.federation.Federation} it
+    belongs to supplies the gateway's parts.
+
+    @ivar verified: the C{(peer domain, local domain)} pairs authenticated on
+        this stream.
+    """
+
+    direction = "inbound"
+    state = InboundState.HEADER
+
+    TRANSITIONS = {
+        InboundState.HEADER: {Input.HEADER: "receive_header"},
+        InboundState.FEATURES_SENT: {
+            Input.STARTTLS: "receive_starttls",
+            Input.DB_RESULT: "receive_db_result",
+            Input.DB_VERIFY: "receive_db_verify",
+            Input.STANZA: "receive_stanza",
+        },
+        InboundState.TLS: {Input.HEADER: "receive_header"},
+        InboundState.OPEN: {
+            Input.DB_RESULT: "receive_db_result",
+            Input.DB_VERIFY: "receive_db_verify",
+            Input.STANZA: "receive_stanza",
+        },
+    }
+    REFUSAL = {
+        InboundState.FEATURES_SENT: "policy-violation",
+        InboundState.OPEN: "policy-violation",
+    }
+
+    def __init__(self, federation, direct_tls=False):
+        super().__init__(federation.max_stanza_size, federation.clock)
+        self.federation = federation
+        self.direct_tls = direct_tls
+        self.local_domain = None
+        self.peer_domain_claimed = None
+        self.verified = set()
+        self._pending = {}
+        self._header_sent = False
+        self._timeout = None
+
+    def peer_name(self):
+        if self.verified:
+            return ",".join(sorted({peer for peer, _ in self.verified}))
+        return self.peer_domain_claimed or str(self.transport.getPeer().host)
+
+    def connectionMade(self):
+        self.reset_parser()
+        self._timeout = self.clock.callLater(
+            self.federation.authentication_timeout, self._authentication_timed_out
+        )
+        self.federation.stream_opened(self)
+
+    def _authentication_timed_out(self):
+        self._timeout = None
+        if not self.verified and not self.closed:
+            self.fail("connection-timeout", "not authenticated in time")
+
+    # Negotiation ---------------------------------------------------------
+
+    def state_needs_header(self):
+        return not self._header_sent
+
+    def send_header(self, **attributes):
+        self._header_sent = True
+        super().send_header(**attributes)
+
+    def receive_header(self, root):
+        self.stream_id = random_stream_id()
+        to = root.getAttribute("to")
+        self.send_header(
+            **{
+                "from": to if to in self.federation.local_domains else None,
+                "to": root.getAttribute("from"),
+                "id": self.stream_id,
+            }
+        )
+        self.local_domain = check_stream_header(root, self.federation.local_domains)
+        self.peer_domain_claimed = root.getAttribute("from")
+        features = domish.Element((NS_STREAMS, "features"))
+        if self.tls is None:
+            starttls = features.addElement((NS_TLS, "starttls"))
+            if not self.federation.policy.any_plaintext_allowed:
+                starttls.addElement("required")
+            self.state = InboundState.FEATURES_SENT
+        else:
+            self.state = InboundState.OPEN
+        features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
+        self.send(features)
+
+    def receive_starttls(self, element):
+        if self.tls is not None or self.direct_tls:
+            raise StreamError("policy-violation", "TLS is already in place")
+        self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.state = InboundState.TLS
+        self._header_sent = False
+        self.start_tls(self.federation.tls_profile.server_creator(self.local_domain))
+
+    def _require_tls_for(self, peer_domain):
+        if self.tls is None and self.federation.policy.for_domain(peer_domain).require_tls:
+            raise StreamError(
+                "policy-violation", f"TLS is required for {peer_domain} before authentication"
+            )
+
+    # Dialback, as receiving server ----------------------------------------
+
+    def receive_db_result(self, element):
+        if element.getAttribute("type") is not None:
+            raise StreamError("unsupported-stanza-type", "a typed db:result is not a request")
+        try:
+            originating = normalise_domain(element.getAttribute("from"))
+            receiving = normalise_domain(element.getAttribute("to"))
+        except AddressError as e:
+            raise StreamError("improper-addressing", f"db:result: {e}") from None
+        if receiving not in self.federation.local_domains:
+            self.send(_dialback_error("result", receiving, originating, "item-not-found"))
+            return
+        self._require_tls_for(originating)
+        pair = (originating, receiving)
+        if pair in self.verified:
+            self.send(_dialback_element("result", receiving, originating, "valid"))
+            return
+        if pair in self._pending:
+            return
+        key = str(element).strip()
+        d = self.federation.verify_dialback_key(originating, receiving, self.stream_id, key)
+        self._pending[pair] = d
+        d.addCallbacks(self._dialback_verified, self._dialback_failed, (pair,), None, (pair,))
+        d.addErrback(lambda f: log.failure("dialback verification of {pair}", f, pair=pair))
+
+    def _dialback_verified(self, valid, pair):
+        del self._pending[pair]
+        if self.closed:
+            return
+        originating, receiving = pair
+        if not valid:
+            log.info(
+                "s2s inbound {peer}: dialback key for {local} is invalid",
+                peer=originating,
+                local=receiving,
+            )
+            self.send(_dialback_element("result", receiving, originating, "invalid"))
+            if not self.verified:
+                self.fail("not-authorized", "dialback verification failed")
+            return
+        self.verified.add(pair)
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+            self._timeout = None
+        self.send(_dialback_element("result", receiving, originating, "valid"))
+        self.federation.stream_authenticated(self, originating, receiving, "dialback")
+
+    def _dialback_failed(self, failure, pair):
+        del self._pending[pair]
+        if self.closed:
+            return
+        failure.trap(DialbackError)
+        originating, receiving = pair
+        log.info(
+            "s2s inbound {peer}: could not verify dialback key: {text}",
+            peer=originating,
+            text=failure.value.text,
+        )
+        self.send(_dialback_error("result", receiving, originating, failure.value.condition))
+
+    # Dialback, as authoritative server ------------------------------------
+
+    def receive_db_verify(self, element):
+        try:
+            asking = normalise_domain(element.getAttribute("from"))
+            authoritative = normalise_domain(element.getAttribute("to"))
+        except AddressError as e:
+            raise StreamError("improper-addressing", f"db:verify: {e}") from None
+        stream_id = element.getAttribute("id")
+        if not stream_id:
+            raise StreamError("invalid-xml", "db:verify without an id")
+        if authoritative not in self.federation.local_domains:
+            self.send(_dialback_error("verify", authoritative, asking, "item-not-found", stream_id))
+            return
+        self._require_tls_for(asking)
+        valid = check_dialback_key(
+            self.federation.dialback_secret, asking, authoritative, stream_id, str(element)
+        )
+        log.debug(
+            "s2s inbound: answered db:verify from {asking} for {local}: {valid}",
+            asking=asking,
+            local=authoritative,
+            valid=valid,
+        )
+        self.send(
+            _dialback_element(
+                "verify", authoritative, asking, "valid" if valid else "invalid", stream_id
+            )
+        )
+
+    # Stanzas --------------------------------------------------------------
+
+    def receive_stanza(self, stanza):
+        try:
+            sender, recipient = stanza_domains(stanza)
+        except AddressError as e:
+            raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
+        if recipient not in self.federation.local_domains:
+            raise StreamError("host-unknown", f"{recipient} is not served here")
+        if (sender, recipient) not in self.verified:
+            if not self.verified:
+                raise StreamError("not-authorized", "stanzas before authentication")
+            raise StreamError(
+                "invalid-from", f"{sender} is not authenticated for {recipient} on this stream"
+            )
+        self.stanzas_in += 1
+        self.federation.router.route_from_s2s(stanza, sender, recipient)
+
+    # Closing ---------------------------------------------------------------
+
+    def stream_closed(self, reason):
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        for d in list(self._pending.values()):
+            d.cancel()
+        self.federation.stream_closed(self)
+
+
+class InboundFactory(protocol.Factory):
+    """
+    Makes L{InboundStream}s for the s2s listeners.
+
+    @param federation: the L{gateway.s2s.federation.Federation} the streams
+        belong to.
+    """
+
+    noisy = False
+
+    def __init__(self, federation, direct_tls=False):
+        self.federation = federation
+        self.direct_tls = direct_tls
+
+    def buildProtocol(self, addr):
+        return InboundStream(self.federation, direct_tls=self.direct_tls)

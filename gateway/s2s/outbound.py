@@ -1,0 +1,289 @@
+"""
+Outbound server-to-server streams: the gateway as initiating server.
+
+Two kinds, by C{purpose}:
+
+  - L{Purpose.DIALBACK}: a stream that carries stanzas from one local domain
+    to one peer domain, authenticated by dialback (XEP-0220) with an
+    XEP-0185 key;
+  - L{Purpose.VERIFY}: a short-lived stream to a peer's authoritative
+    server to ask, with C{db:verify}, whether a key it sent us is genuine.
+
+Negotiation, as a state machine:
+
+  - C{HEADER}: awaiting the peer's stream header (before TLS, or after it
+    for the restarted stream);
+  - C{FEATURES}: awaiting stream features.  C{<starttls/>} is sent even
+    when not advertised (RFC 7590 section 3.1); only a policy that allows
+    plaintext for the peer lets the stream go on without TLS;
+  - C{PROCEED}: awaiting C{<proceed/>};
+  - C{TLS}: handshaking; nothing is accepted until the new header;
+  - C{DIALBACK}: awaiting the C{db:result} or C{db:verify} answer;
+  - C{AUTHENTICATED}: stanzas may be sent.
+"""
+
+import enum
+
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.words.xish import domish
+
+from gateway.dialback import dialback_key
+from gateway.s2s.stream import Input, S2SStream, StreamError
+from gateway.xmpp import NS_COMPONENT, NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_XMPP_STANZAS, rewrite_namespace
+
+log = Logger()
+
+
+class Purpose(enum.Enum):
+    DIALBACK = "dialback"
+    VERIFY = "verify"
+
+
+class OutboundState(enum.Enum):
+    HEADER = "awaiting stream header"
+    FEATURES = "awaiting stream features"
+    PROCEED = "awaiting proceed"
+    TLS = "TLS negotiating"
+    DIALBACK = "awaiting dialback answer"
+    AUTHENTICATED = "authenticated"
+
+
+class NegotiationFailure(Exception):
+    """
+    An outbound stream could not be set up.
+
+    @ivar condition: the stanza error condition for bouncing what waited
+        for it (RFC 6120 section 8.3.3).
+    @ivar tls_refused: the peer refused or ignored STARTTLS, so a retry in
+        plaintext could succeed where policy allows it.
+    """
+
+    def __init__(self, condition, text, tls_refused=False):
+        super().__init__(condition, text)
+        self.condition = condition
+        self.text = text
+        self.tls_refused = tls_refused
+
+    def __str__(self):
+        return f"{self.condition}: {self.text}"
+
+
+class OutboundStream(S2SStream):
+    """
+    One outbound s2s stream.
+
+    @ivar ready: fires, for L{Purpose.DIALBACK}, with this stream once it
+        is authenticated; for L{Purpose.VERIFY}, with whether the key is
+        valid.  Fails with L{NegotiationFailure}.
+    """
+
+    direction = "outbound"
+    state = OutboundState.HEADER
+
+    TRANSITIONS = {
+        OutboundState.HEADER: {Input.HEADER: "receive_header"},
+        OutboundState.FEATURES: {Input.FEATURES: "receive_features"},
+        OutboundState.PROCEED: {
+            Input.PROCEED: "receive_proceed",
+            Input.TLS_FAILURE: "receive_tls_failure",
+        },
+        OutboundState.TLS: {Input.HEADER: "receive_header"},
+        OutboundState.DIALBACK: {
+            Input.DB_RESULT: "receive_db_result",
+            Input.DB_VERIFY: "receive_db_verify",
+        },
+        OutboundState.AUTHENTICATED: {},
+    }
+    REFUSAL = {}
+
+    def __init__(
+        self,
+        federation,
+        local_domain,
+        peer_domain,
+        purpose=Purpose.DIALBACK,
+        attempt_tls=True,
+        direct_tls=False,
+        verify_request=None,
+    ):
+        super().__init__(federation.max_stanza_size, federation.clock)
+        self.federation = federation
+        self.local_domain = local_domain
+        self.peer_domain = peer_domain
+        self.purpose = purpose
+        self.attempt_tls = attempt_tls
+        self.direct_tls = direct_tls
+        self.verify_request = verify_request
+        self.ready = defer.Deferred(self._cancel)
+
+    def _cancel(self, ready):
+        self.ready = None
+        self.close()
+
+    def peer_name(self):
+        return self.peer_domain
+
+    def connectionMade(self):
+        self.reset_parser()
+        self.federation.stream_opened(self)
+        if not self.direct_tls:
+            self._send_stream_header()
+
+    def tls_established(self):
+        self._send_stream_header()
+
+    def _send_stream_header(self):
+        self.send_header(**{"from": self.local_domain, "to": self.peer_domain})
+
+    # Negotiation ---------------------------------------------------------
+
+    def receive_header(self, root):
+        if (root.uri, root.name) != (NS_STREAMS, "stream") or root.defaultUri != NS_SERVER:
+            raise StreamError("invalid-namespace", "not a jabber:server stream")
+        version = root.getAttribute("version") or "0.0"
+        if version.split(".")[0] in ("", "0"):
+            raise StreamError("unsupported-version", "XMPP version 1.0 is required")
+        self.stream_id = root.getAttribute("id")
+        if not self.stream_id:
+            raise StreamError("invalid-xml", "the stream header has no id")
+        self.state = OutboundState.FEATURES
+
+    def receive_features(self, features):
+        if self.tls is None and self.attempt_tls:
+            # RFC 7590 section 3.1: attempt TLS whether or not it is offered.
+            self.transport.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            self.state = OutboundState.PROCEED
+            return
+        self.state = OutboundState.DIALBACK
+        if self.purpose is Purpose.DIALBACK:
+            result = domish.Element((NS_DIALBACK, "result"))
+            result["from"] = self.local_domain
+            result["to"] = self.peer_domain
+            result.addContent(
+                dialback_key(
+                    self.federation.dialback_secret,
+                    self.peer_domain,
+                    self.local_domain,
+                    self.stream_id,
+                )
+            )
+            self.send(result)
+        else:
+            request = self.verify_request
+            verify = domish.Element((NS_DIALBACK, "verify"))
+            verify["from"] = self.local_domain
+            verify["to"] = self.peer_domain
+            verify["id"] = request.stream_id
+            verify.addContent(request.key)
+            self.send(verify)
+
+    def receive_proceed(self, element):
+        self.state = OutboundState.TLS
+        self.start_tls(
+            self.federation.tls_profile.client_creator(self.local_domain, self.peer_domain)
+        )
+
+    def receive_tls_failure(self, element):
+        self._give_up(NegotiationFailure(
+            "remote-server-not-found", "the peer refused STARTTLS", tls_refused=True
+        ))
+        self.close()
+
+    def _dialback_answer(self, element):
+        kind = element.getAttribute("type")
+        if element.getAttribute("from") != self.peer_domain or element.getAttribute("to") != self.local_domain:
+            raise StreamError("invalid-from", "the dialback answer is for another domain pair")
+        if kind == "error":
+            condition = "remote-server-not-found"
+            for error in element.elements(None, "error"):
+                for child in error.elements():
+                    if child.uri == NS_XMPP_STANZAS and child.name != "text":
+                        condition = child.name
+            self._give_up(NegotiationFailure(condition, f"the peer answered dialback with {condition}"))
+            self.close()
+            return None
+        if kind not in ("valid", "invalid"):
+            raise StreamError("invalid-xml", "a dialback answer needs a type")
+        return kind == "valid"
+
+    def receive_db_result(self, element):
+        if self.purpose is not Purpose.DIALBACK:
+            raise StreamError("unsupported-stanza-type", "no db:result was sent on this stream")
+        valid = self._dialback_answer(element)
+        if valid is None:
+            return
+        if not valid:
+            self._give_up(NegotiationFailure(
+                "remote-server-not-found", "the peer did not accept our dialback key"
+            ))
+            self.close()
+            return
+        self.state = OutboundState.AUTHENTICATED
+        self.federation.stream_authenticated(self, self.peer_domain, self.local_domain, "dialback")
+        ready, self.ready = self.ready, None
+        ready.callback(self)
+
+    def receive_db_verify(self, element):
+        if self.purpose is not Purpose.VERIFY:
+            raise StreamError("unsupported-stanza-type", "no db:verify was sent on this stream")
+        if element.getAttribute("id") != self.verify_request.stream_id:
+            raise StreamError("invalid-id", "the db:verify answer names another stream")
+        valid = self._dialback_answer(element)
+        if valid is None:
+            return
+        ready, self.ready = self.ready, None
+        ready.callback(valid)
+        self.close()
+
+    # Stanzas -------------------------------------------------------------
+
+    def send_stanza(self, stanza):
+        """
+        Send C{stanza} (in C{jabber:server} or C{jabber:component:accept})
+        on this authenticated stream.
+        """
+        rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
+        self.stanzas_out += 1
+        self.send(stanza)
+
+    # Closing ---------------------------------------------------------------
+
+    def _give_up(self, failure):
+        if self.ready is not None:
+            ready, self.ready = self.ready, None
+            ready.errback(failure)
+
+    def stream_failed(self, condition, text):
+        self._give_up(
+            NegotiationFailure(
+                "remote-server-not-found",
+                f"stream error {condition}" + (f": {text}" if text else ""),
+                tls_refused=self.state is OutboundState.PROCEED,
+            )
+        )
+
+    def stream_closed(self, reason):
+        self._give_up(
+            NegotiationFailure(
+                "remote-server-not-found",
+                f"connection closed while {self.state.value}",
+                tls_refused=self.state is OutboundState.PROCEED,
+            )
+        )
+        self.federation.stream_closed(self)
+
+
+class OutboundFactory(protocol.Factory):
+    """
+    Makes one L{OutboundStream} per connection attempt.
+    """
+
+    noisy = False
+
+    def __init__(self, federation, **stream_arguments):
+        self.federation = federation
+        self.stream_arguments = stream_arguments
+
+    def buildProtocol(self, addr):
+        return OutboundStream(self.federation, **self.stream_arguments)

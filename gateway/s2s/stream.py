@@ -1,0 +1,301 @@
+"""
+What inbound and outbound server-to-server streams share: framing, the
+stream header, stream errors and the state-machine dispatch.
+
+Each concrete stream declares its negotiation as a table, C{TRANSITIONS},
+mapping a state to the inputs it accepts and the method that handles each.
+An input that is not in the table for the current state is refused with
+that state's stream error: this is how, for instance, a stanza sent before
+TLS or before authentication is ruled out by construction.
+"""
+
+import enum
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.logger import Logger
+from twisted.words.xish import domish
+from zope.interface import implementer
+
+from gateway.tls import tls_facts
+from gateway.xmlparser import StreamParser, XMLStreamError
+from gateway.xmpp import (
+    NS_DIALBACK,
+    NS_SERVER,
+    NS_STREAMS,
+    NS_TLS,
+    NS_XMPP_STREAMS,
+    STANZA_NAMES,
+)
+
+log = Logger()
+
+
+class Input(enum.Enum):
+    """
+    What can arrive on a stream, as the state machines see it.
+    """
+
+    HEADER = "stream header"
+    FEATURES = "stream features"
+    STARTTLS = "starttls"
+    PROCEED = "proceed"
+    TLS_FAILURE = "starttls failure"
+    DB_RESULT = "db:result"
+    DB_VERIFY = "db:verify"
+    STANZA = "stanza"
+    OTHER = "unsupported element"
+
+
+_CLASSIFICATION = {
+    (NS_STREAMS, "features"): Input.FEATURES,
+    (NS_TLS, "starttls"): Input.STARTTLS,
+    (NS_TLS, "proceed"): Input.PROCEED,
+    (NS_TLS, "failure"): Input.TLS_FAILURE,
+    (NS_DIALBACK, "result"): Input.DB_RESULT,
+    (NS_DIALBACK, "verify"): Input.DB_VERIFY,
+}
+for _name in STANZA_NAMES:
+    _CLASSIFICATION[(NS_SERVER, _name)] = Input.STANZA
+
+
+def classify(element):
+    """
+    Return the L{Input} that C{element}, a first-level element of a
+    C{jabber:server} stream, is.
+    """
+    return _CLASSIFICATION.get((element.uri, element.name), Input.OTHER)
+
+
+class StreamError(Exception):
+    """
+    An RFC 6120 section 4.9 stream error to send before closing.
+    """
+
+    def __init__(self, condition, text=None):
+        super().__init__(condition, text)
+        self.condition = condition
+        self.text = text
+
+
+def stream_error_element(condition, text=None):
+    error = domish.Element((NS_STREAMS, "error"))
+    error.addElement((NS_XMPP_STREAMS, condition))
+    if text:
+        error.addElement((NS_XMPP_STREAMS, "text"), content=text)
+    return error
+
+
+def header_bytes(attributes):
+    """
+    Serialise an opening stream header (RFC 6120 section 4.7) for a
+    C{jabber:server} stream that also declares the dialback namespace.
+    """
+    parts = [
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:db='jabber:server:dialback' version='1.0'"
+    ]
+    for name, value in attributes.items():
+        if value is not None:
+            parts.append(f" {name}='{domish.escapeToXml(value, isattrib=1)}'")
+    parts.append(">")
+    return "".join(parts).encode("utf-8")
+
+
+def serialise(element):
+    """
+    Serialise a first-level element of a C{jabber:server} stream, with the
+    stream's default namespace and the C{db:} prefix in scope.
+    """
+    return element.toXml(
+        prefixes={NS_DIALBACK: "db", NS_STREAMS: "stream"},
+        prefixesInScope=["db", "stream"],
+        defaultUri=NS_SERVER,
+    ).encode("utf-8")
+
+
+@implementer(IHandshakeListener)
+class S2SStream(protocol.Protocol):
+    """
+    Base of L{InboundStream} and L{OutboundStream}.
+
+    Subclasses define C{TRANSITIONS} (state → {L{Input}: method name}),
+    C{REFUSAL} (state → stream error condition for inputs not in the table)
+    and the initial C{state}.
+
+    @ivar tls: the L{gateway.tls.TLSFacts} once TLS is up, else L{None}.
+    @ivar stream_id: the id of this stream as the receiving side named it.
+    """
+
+    direction = None
+    TRANSITIONS = {}
+    REFUSAL = {}
+
+    def __init__(self, max_stanza_size, clock):
+        self.max_stanza_size = max_stanza_size
+        self.clock = clock
+        self.tls = None
+        self.stream_id = None
+        self.closed = False
+        self._parser = None
+        self._closing = None
+        self.stanzas_in = 0
+        self.stanzas_out = 0
+
+    # Framing -------------------------------------------------------------
+
+    def reset_parser(self):
+        """
+        Start parsing a new stream (at the start, and after TLS).  The old
+        parser, if any, delivers nothing more.
+        """
+        if self._parser is not None:
+            self._parser.close()
+        self._parser = StreamParser(
+            self._on_header, self._on_element, self._on_stream_end, self.max_stanza_size
+        )
+
+    def dataReceived(self, data):
+        if self.closed or self._parser is None:
+            return
+        try:
+            self._parser.feed(data)
+        except XMLStreamError as e:
+            self.fail(e.condition, e.text)
+
+    def send_header(self, **attributes):
+        self.transport.write(header_bytes(attributes))
+
+    def send(self, element):
+        if not self.closed:
+            self.transport.write(serialise(element))
+
+    # Dispatch ------------------------------------------------------------
+
+    def _on_header(self, root):
+        self._dispatch(Input.HEADER, root)
+
+    def _on_element(self, element):
+        if (element.uri, element.name) == (NS_STREAMS, "error"):
+            self.stream_error_received(element)
+            return
+        self._dispatch(classify(element), element)
+
+    def _dispatch(self, kind, element):
+        if self.closed:
+            return
+        handler = self.TRANSITIONS.get(self.state, {}).get(kind)
+        try:
+            if handler is None:
+                condition = self.REFUSAL.get(self.state, "policy-violation")
+                if kind is Input.OTHER:
+                    condition = "unsupported-stanza-type"
+                raise StreamError(condition, f"{kind.value} is not allowed now")
+            getattr(self, handler)(element)
+        except StreamError as e:
+            self.fail(e.condition, e.text)
+
+    def _on_stream_end(self):
+        log.debug("s2s {direction} {peer}: peer closed the stream", direction=self.direction, peer=self.peer_name())
+        self.close()
+
+    def stream_error_received(self, element):
+        condition = next(
+            (c.name for c in element.elements() if c.uri == NS_XMPP_STREAMS and c.name != "text"),
+            "undefined-condition",
+        )
+        log.info(
+            "s2s {direction} {peer}: peer sent stream error {condition}",
+            direction=self.direction,
+            peer=self.peer_name(),
+            condition=condition,
+        )
+        self.stream_failed(condition, "peer sent a stream error")
+        self.close(send_footer=False)
+
+    # TLS -----------------------------------------------------------------
+
+    def start_tls(self, creator):
+        """
+        Switch the transport to TLS.  Nothing parsed from before the switch
+        is acted on afterwards: the parser is replaced first.
+        """
+        self.reset_parser()
+        self.transport.startTLS(creator)
+
+    def handshakeCompleted(self):
+        self.tls = tls_facts(self.transport)
+        log.debug(
+            "s2s {direction} {peer}: TLS {version} {cipher}",
+            direction=self.direction,
+            peer=self.peer_name(),
+            version=self.tls.version,
+            cipher=self.tls.cipher,
+        )
+        self.tls_established()
+
+    def tls_established(self):
+        """
+        Hook for subclasses: the TLS handshake completed.
+        """
+
+    # Closing -------------------------------------------------------------
+
+    def fail(self, condition, text=None):
+        """
+        Send stream error C{condition} and close the stream.
+        """
+        if self.closed:
+            return
+        log.info(
+            "s2s {direction} {peer}: closing with stream error {condition}: {text}",
+            direction=self.direction,
+            peer=self.peer_name(),
+            condition=condition,
+            text=text or "",
+        )
+        if self.state_needs_header():
+            self.send_header()
+        self.transport.write(serialise(stream_error_element(condition, text)))
+        self.stream_failed(condition, text)
+        self.close()
+
+    def state_needs_header(self):
+        """
+        Whether no stream header has been sent yet on the current stream, so
+        that a header must precede a stream error (RFC 6120 section 4.9.1.2).
+        """
+        return False
+
+    def close(self, send_footer=True):
+        """
+        Close the stream and, shortly after, the connection.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        if self._parser is not None:
+            self._parser.close()
+        if send_footer:
+            self.transport.write(b"</stream:stream>")
+        self.transport.loseConnection()
+
+    def stream_failed(self, condition, text):
+        """
+        Hook for subclasses: the stream is ending with C{condition}.
+        """
+
+    def connectionLost(self, reason):
+        self.closed = True
+        if self._parser is not None:
+            self._parser.close()
+        self.stream_closed(reason)
+
+    def stream_closed(self, reason):
+        """
+        Hook for subclasses: the connection is gone.
+        """
+
+    def peer_name(self):
+        raise NotImplementedError()

@@ -1,0 +1,48 @@
+"""
+The twistd command line: C{twistd -n xmpp-gateway --config FILE}.
+"""
+
+import sys
+
+from twisted.python import usage
+
+from gateway.config import ConfigError, default_config, load_config
+from gateway.state import StateError
+from gateway.tls import TLSConfigurationError
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Run the XMPP federation gateway.  Without --config it runs on the embedded "
+        "default configuration: domain 'localhost', s2s on 127.0.0.1:5269, components "
+        "on 127.0.0.1:5347, state in ./xmpp-gateway-state (a self-signed certificate "
+        "and a component secret are made there on first start).  See "
+        "docs/configuration.md for the file format."
+    )
+    optParameters = [
+        ["config", "c", None, "The TOML configuration file (default: the embedded default)."],
+    ]
+
+    def postOptions(self):
+        try:
+            if self["config"] is None:
+                self.gateway_config = default_config()
+            else:
+                self.gateway_config = load_config(self["config"])
+        except ConfigError as e:
+            _exit(f"configuration error: {e}")
+
+
+def _exit(message):
+    print(f"xmpp-gateway: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def makeService(options):
+    from gateway.service import make_service
+
+    try:
+        return make_service(options.gateway_config)
+    except (StateError, TLSConfigurationError) as e:
+        _exit(str(e))

@@ -1,0 +1,186 @@
+"""
+The TLS profile (RFC 7590, RFC 9325 / BCP 195).  Nothing else in the
+gateway builds TLS contexts.
+
+  - TLS 1.2 at least; TLS 1.3 is preferred by OpenSSL's negotiation.
+  - TLS 1.2 cipher suites: ECDHE key exchange with AEAD ciphers only
+    (AES-GCM, ChaCha20-Poly1305); TLS 1.3 suites are all AEAD with (EC)DHE.
+  - No compression (CRIME), no renegotiation.
+  - No session resumption: s2s streams are long-lived and few, so
+    resumption saves little, while ticket keys that OpenSSL never rotates
+    would undo forward secrecy for every recorded stream.  Tickets are
+    off and the server-side session cache is disabled.
+  - The server certificate is chosen per local domain: from the stream
+    header's C{to} for STARTTLS, and from SNI where the peer sends it.
+  - Outbound connections send SNI with the peer's XMPP domain
+    (RFC 7590 section 3.2) and present our certificate for the local
+    domain, so that peers can authenticate us.
+  - The peer's certificate is requested and recorded but never judged at
+    the TLS layer: deciding who the peer is belongs to the verifiers.
+"""
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
+from zope.interface import implementer
+
+TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+
+_OPTIONS = (
+    SSL.OP_NO_SSLv2
+    | SSL.OP_NO_SSLv3
+    | SSL.OP_NO_TLSv1
+    | SSL.OP_NO_TLSv1_1
+    | SSL.OP_NO_COMPRESSION
+    | SSL.OP_NO_RENEGOTIATION
+    | SSL.OP_NO_TICKET
+    | SSL.OP_CIPHER_SERVER_PREFERENCE
+    | SSL.OP_SINGLE_ECDH_USE
+)
+
+
+class TLSConfigurationError(Exception):
+    """
+    A certificate or key can't be loaded.
+    """
+
+
+@dataclass(frozen=True)
+class TLSFacts:
+    """
+    What was negotiated on one TLS session.
+
+    @ivar peer_chain: the DER certificates the peer presented, its own
+        first; empty when it presented none.
+    """
+
+    version: str
+    cipher: str
+    peer_chain: tuple = ()
+    server_name: str | None = None
+
+
+def _accept_any_certificate(connection, certificate, errno, depth, ok):
+    # Ask for and keep the peer's chain; judging it is the verifiers' job.
+    return True
+
+
+def _base_context():
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(_OPTIONS)
+    context.set_cipher_list(TLS12_CIPHERS)
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    context.set_verify(SSL.VERIFY_PEER, _accept_any_certificate)
+    return context
+
+
+def _load_identity(context, certificate_file, key_file):
+    try:
+        context.use_certificate_chain_file(certificate_file)
+        context.use_privatekey_file(key_file)
+        context.check_privatekey()
+    except SSL.Error as e:
+        raise TLSConfigurationError(
+            f"{certificate_file}, {key_file}: cannot use this certificate and key: {e}"
+        ) from None
+
+
+class TLSProfile:
+    """
+    The TLS contexts of every local domain, built once.
+
+    @param identities: L{gateway.state.LocalIdentity} values.
+    """
+
+    def __init__(self, identities):
+        self._server_contexts = {}
+        self._client_contexts = {}
+        for identity in identities:
+            server = _base_context()
+            _load_identity(server, identity.certificate_file, identity.key_file)
+            server.set_tlsext_servername_callback(self._select_by_sni)
+            self._server_contexts[identity.domain] = server
+            client = _base_context()
+            _load_identity(client, identity.certificate_file, identity.key_file)
+            self._client_contexts[identity.domain] = client
+        if not identities:
+            raise TLSConfigurationError("no local domain to serve")
+        self._default_domain = identities[0].domain
+
+    def _select_by_sni(self, connection):
+        name = connection.get_servername()
+        if name is None:
+            return
+        try:
+            domain = name.decode("ascii").lower().rstrip(".")
+        except UnicodeDecodeError:
+            return
+        context = self._server_contexts.get(domain)
+        if context is not None:
+            connection.set_context(context)
+
+    def server_creator(self, domain=None):
+        """
+        A connection creator for the server side of a stream to local
+        C{domain} (L{None}: decided by SNI alone, for direct TLS).
+        """
+        context = self._server_contexts.get(domain or self._default_domain)
+        if context is None:
+            context = self._server_contexts[self._default_domain]
+        return _ServerCreator(context)
+
+    def client_creator(self, local_domain, peer_domain):
+        """
+        A connection creator for an outbound stream from C{local_domain} to
+        C{peer_domain}, sending SNI.
+        """
+        return _ClientCreator(self._client_contexts[local_domain], peer_domain)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _ServerCreator:
+    def __init__(self, context):
+        self._context = context
+
+    def serverConnectionForTLS(self, protocol):
+        return SSL.Connection(self._context, None)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _ClientCreator:
+    def __init__(self, context, server_name):
+        self._context = context
+        self._server_name = server_name.encode("idna")
+
+    def clientConnectionForTLS(self, protocol):
+        connection = SSL.Connection(self._context, None)
+        connection.set_tlsext_host_name(self._server_name)
+        connection.set_connect_state()
+        return connection
+
+
+def tls_facts(transport):
+    """
+    Read the L{TLSFacts} off a transport whose TLS handshake completed.
+    """
+    connection = transport.getHandle()
+    der = serialization.Encoding.DER
+    chain = [c.public_bytes(der) for c in connection.get_peer_cert_chain(as_cryptography=True) or ()]
+    peer = connection.get_peer_certificate(as_cryptography=True)
+    if peer is not None and (not chain or chain[0] != peer.public_bytes(der)):
+        # A server's view of the chain leaves out the client's own certificate.
+        chain.insert(0, peer.public_bytes(der))
+    peer_chain = tuple(chain)
+    server_name = connection.get_servername()
+    return TLSFacts(
+        version=connection.get_protocol_version_name(),
+        cipher=connection.get_cipher_name(),
+        peer_chain=peer_chain,
+        server_name=server_name.decode("ascii", "replace") if server_name else None,
+    )

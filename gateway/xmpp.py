@@ -1,0 +1,108 @@
+"""
+XMPP names and small pure helpers over stanzas: namespaces, addresses,
+error responses (RFC 6120 section 8.3) and namespace rewriting between
+component and server streams.
+"""
+
+from twisted.words.protocols.jabber import error as jabber_error
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+
+NS_STREAMS = "http://etherx.jabber.org/streams"
+NS_XMPP_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
+NS_XMPP_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_SERVER = "jabber:server"
+NS_COMPONENT = "jabber:component:accept"
+NS_DIALBACK = "jabber:server:dialback"
+NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+
+STANZA_NAMES = frozenset(("message", "presence", "iq"))
+
+
+class AddressError(ValueError):
+    """
+    A JID or domain does not follow RFC 7622.
+    """
+
+
+def parse_jid(value):
+    """
+    Parse C{value} as a JID.
+
+    @raise AddressError: when it is missing or malformed.
+    @rtype: L{JID}
+    """
+    if not value:
+        raise AddressError("missing address")
+    try:
+        return JID(value)
+    except (InvalidFormat, UnicodeError) as e:
+        raise AddressError(f"malformed address: {e}") from None
+
+
+def normalise_domain(value):
+    """
+    Return the canonical form of the XMPP domain C{value} (a domainpart
+    alone: no localpart, no resourcepart), or raise L{AddressError}.
+    """
+    if not isinstance(value, str) or not value:
+        raise AddressError("empty domain")
+    address = parse_jid(value)
+    if address.user is not None or address.resource is not None:
+        raise AddressError(f"{value!r} is not a bare domain")
+    domain = address.host.rstrip(".")
+    if not domain or len(domain.encode("utf-8")) > 1023:
+        raise AddressError(f"{value!r} is not a valid domain")
+    return domain
+
+
+def stanza_domains(stanza):
+    """
+    Return the domains of the C{from} and C{to} addresses of C{stanza}.
+
+    @raise AddressError: when either is missing or malformed.
+    @rtype: L{tuple} of (L{str}, L{str})
+    """
+    sender = parse_jid(stanza.getAttribute("from"))
+    recipient = parse_jid(stanza.getAttribute("to"))
+    return sender.host, recipient.host
+
+
+def is_bounceable(stanza):
+    """
+    Whether an undeliverable C{stanza} may be answered with an error.
+
+    Errors are never answered (RFC 6120 section 8.3.1), and neither are IQ
+    results (section 8.2.3), so that two servers can't loop.
+    """
+    kind = stanza.getAttribute("type")
+    if kind == "error":
+        return False
+    if stanza.name == "iq" and kind == "result":
+        return False
+    return True
+
+
+def error_response(stanza, condition, text=None):
+    """
+    Build the error stanza (RFC 6120 section 8.3) that answers C{stanza}.
+
+    The addresses are swapped and the original payload kept; the error type
+    is the one RFC 6120 gives for C{condition}.
+    """
+    return jabber_error.StanzaError(condition, text=text).toResponse(stanza)
+
+
+def rewrite_namespace(element, old, new):
+    """
+    Move C{element} and every descendant in namespace C{old} to C{new}, in
+    place.  Stanzas cross from C{jabber:component:accept} streams to
+    C{jabber:server} streams and back this way.
+    """
+    if element.uri == old:
+        element.uri = new
+    if element.defaultUri == old:
+        element.defaultUri = new
+    for child in element.elements():
+        rewrite_namespace(child, old, new)
+    return element
