@@ -10,6 +10,8 @@ L{gateway.routing.Router}.
 
 import hmac
 
+
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from wokkel.component import ListenComponentAuthenticator
@@ -77,7 +79,36 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
         xmlstream.XmlStreamServerFactory.__init__(
             self, lambda: ComponentAuthenticator(secrets, router)
         )
+        self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._connected)
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
+        self.streams = set()
+        self._drained = []
+
+    def _connected(self, stream):
+        self.streams.add(stream)
+
+        def lost(reason):
+            self.streams.discard(stream)
+            if not self.streams:
+                drained, self._drained = self._drained, []
+                for d in drained:
+                    d.callback(None)
+
+        stream.addObserver(xmlstream.STREAM_END_EVENT, lost)
+
+    def close_all(self):
+        """
+        Close every component stream.
+
+        @return: a Deferred that fires once they are all closed.
+        """
+        if not self.streams:
+            return defer.succeed(None)
+        drained = defer.Deferred()
+        self._drained.append(drained)
+        for stream in list(self.streams):
+            stream.sendStreamError(error.StreamError("system-shutdown"))
+        return drained
 
     def _authenticated(self, stream):
         domain = stream.thisEntity.host

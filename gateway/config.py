@@ -189,9 +189,13 @@ class _Reader:
             raise self.error(name, f"must be greater than {minimum}, not {value}")
         return value
 
-    def table_of(self, name):
+    def table_of(self, name, label=None):
+        """
+        The sub-table C{name}; C{label} is how its key is written in messages
+        (quoted, for domain names).
+        """
         value = self.take(name, (dict,), {})
-        return _Reader(self.path, self.key(name), value)
+        return _Reader(self.path, self.key(label or name), value)
 
     def endpoints(self, name, default):
         value = self.take(name, (str, list), None)
@@ -322,7 +326,7 @@ def _domains(reader, base):
     domains = []
     for name in list(reader.table):
         canonical = _domain_name(reader, name)
-        table = reader.table_of(f'"{name}"')
+        table = reader.table_of(name, f'"{name}"')
         certificate = table.path_value("certificate", base)
         key = table.path_value("key", base)
         if (certificate is None) != (key is None):
@@ -433,7 +437,7 @@ def _policy(reader):
     domains = []
     for name in list(overrides.table):
         canonical = _domain_name(overrides, name)
-        table = overrides.table_of(f'"{name}"')
+        table = overrides.table_of(name, f'"{name}"')
         domains.append((canonical, _domain_policy(table, default)))
         table.finish()
     return PolicyConfig(default=default, domains=tuple(domains))

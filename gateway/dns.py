@@ -27,6 +27,10 @@ from twisted.names.resolve import ResolverChain
 
 DEFAULT_PORT = 5269
 
+# twisted.names opens a UDP port per query and logs each opening and closing
+# at info level; that is noise in an operator's log.
+dns.DNSDatagramProtocol.noisy = False
+
 
 class ServiceNotOffered(Exception):
     """

@@ -4,6 +4,7 @@ its listeners.
 """
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -56,11 +57,14 @@ class GatewayService(service.MultiService):
             "serving {domains}", domains=", ".join(sorted(config.domain_names))
         )
 
+        self.listeners = []
+
         def listen(description, factory, what):
             endpoint = serverFromString(reactor, description)
             listener = StreamServerEndpointService(endpoint, factory)
             listener._raiseSynchronously = True
             listener.setServiceParent(self)
+            self.listeners.append((what, listener))
             log.info("listening for {what} on {endpoint}", what=what, endpoint=description)
 
         for description in config.s2s.listen:
@@ -76,12 +80,26 @@ class GatewayService(service.MultiService):
                 "s2s (direct TLS)",
             )
         secrets = {i.domain: i.component_secret for i in self.state.identities}
+        self.components = ComponentFactory(self.router, secrets)
         for description in config.components.listen:
-            listen(description, ComponentFactory(self.router, secrets), "components")
+            listen(description, self.components, "components")
+
+    def listening_ports(self, what):
+        """
+        The listening ports for C{what} (C{"s2s (STARTTLS)"},
+        C{"s2s (direct TLS)"} or C{"components"}) once the service runs.
+
+        @return: a Deferred list of L{IListeningPort}.
+        """
+        return defer.gatherResults(
+            [listener._waitingForPort for kind, listener in self.listeners if kind == what]
+        )
 
     def stopService(self):
-        self.federation.shut_down()
-        return super().stopService()
+        stopped = defer.maybeDeferred(super().stopService)
+        return defer.gatherResults(
+            [stopped, self.federation.shut_down(), self.components.close_all()]
+        )
 
 
 def make_service(config, reactor=None, resolver=None):

@@ -106,3 +106,17 @@ def rewrite_namespace(element, old, new):
     for child in element.elements():
         rewrite_namespace(child, old, new)
     return element
+
+
+def error_condition(stanza):
+    """
+    The defined condition (RFC 6120 section 8.3.3) of the C{<error/>} child
+    of C{stanza}, or L{None} when it has none.
+    """
+    for error in stanza.elements():
+        if error.name != "error":
+            continue
+        for child in error.elements():
+            if child.uri == NS_XMPP_STANZAS and child.name != "text":
+                return child.name
+    return None

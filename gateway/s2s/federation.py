@@ -55,6 +55,7 @@ class Federation:
         self._outbound = {}
         self._queues = {}
         self._connecting = {}
+        self._drained = []
 
     # The stream registry ---------------------------------------------------
 
@@ -87,6 +88,10 @@ class Federation:
             key = (stream.local_domain, stream.peer_domain)
             if self._outbound.get(key) is stream:
                 del self._outbound[key]
+        if not self.streams:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
         log.info(
             "s2s {direction} {peer} stream closed after {stanzas_in} stanzas in, "
             "{stanzas_out} out",
@@ -270,11 +275,25 @@ class Federation:
 
     # Shutting down -----------------------------------------------------------
 
-    def shut_down(self):
+    def shut_down(self, grace=2.0):
         """
         Close every stream with C{system-shutdown} and bounce what is queued.
+
+        @return: a Deferred that fires once every connection is closed; those
+            still open after C{grace} seconds are aborted.
         """
         for d in list(self._connecting.values()):
             d.cancel()
         for stream in list(self.streams):
             stream.fail("system-shutdown", "the gateway is shutting down")
+        if not self.streams:
+            return defer.succeed(None)
+        drained = defer.Deferred()
+        self._drained.append(drained)
+
+        def abort():
+            for stream in list(self.streams):
+                stream.transport.abortConnection()
+
+        timer = self.clock.callLater(grace, abort)
+        return drained.addBoth(lambda result: timer.active() and timer.cancel())

@@ -30,7 +30,14 @@ from twisted.words.xish import domish
 
 from gateway.dialback import dialback_key
 from gateway.s2s.stream import Input, S2SStream, StreamError
-from gateway.xmpp import NS_COMPONENT, NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_XMPP_STANZAS, rewrite_namespace
+from gateway.xmpp import (
+    NS_COMPONENT,
+    NS_DIALBACK,
+    NS_SERVER,
+    NS_STREAMS,
+    error_condition,
+    rewrite_namespace,
+)
 
 log = Logger()
 
@@ -195,11 +202,7 @@ class OutboundStream(S2SStream):
         if element.getAttribute("from") != self.peer_domain or element.getAttribute("to") != self.local_domain:
             raise StreamError("invalid-from", "the dialback answer is for another domain pair")
         if kind == "error":
-            condition = "remote-server-not-found"
-            for error in element.elements(None, "error"):
-                for child in error.elements():
-                    if child.uri == NS_XMPP_STANZAS and child.name != "text":
-                        condition = child.name
+            condition = error_condition(element) or "remote-server-not-found"
             self._give_up(NegotiationFailure(condition, f"the peer answered dialback with {condition}"))
             self.close()
             return None

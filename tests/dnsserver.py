@@ -1,0 +1,78 @@
+"""
+A real DNS server on loopback for tests, serving records the test gives it
+(twisted.names), so that name resolution never depends on the machine's
+own DNS.
+"""
+
+from twisted.internet import defer
+from twisted.names import common, dns, error, server
+
+
+class MemoryAuthority(common.ResolverBase):
+    """
+    Answers authoritatively from a dictionary; NXDOMAIN for names it has
+    nothing for, NODATA for names it has other types for.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.records = {}
+
+    def add(self, name, payload, ttl=60):
+        key = (name.lower().rstrip(".").encode("ascii"), payload.TYPE)
+        self.records.setdefault(key, []).append((payload, ttl))
+
+    def clear(self, name=None):
+        if name is None:
+            self.records.clear()
+        else:
+            encoded = name.lower().rstrip(".").encode("ascii")
+            for key in [k for k in self.records if k[0] == encoded]:
+                del self.records[key]
+
+    def _lookup(self, name, cls, type, timeout=None):
+        name = name.lower().rstrip(b".")
+        answers = [
+            dns.RRHeader(name, type, cls, ttl, payload, auth=True)
+            for payload, ttl in self.records.get((name, type), ())
+        ]
+        if answers or any(key[0] == name for key in self.records):
+            return defer.succeed((answers, [], []))
+        return defer.fail(error.DomainError(name))
+
+
+class LoopbackDNSServer:
+    """
+    A UDP and TCP DNS server on 127.0.0.1 with a random port.
+    """
+
+    def __init__(self, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.authority = MemoryAuthority()
+        self.factory = server.DNSServerFactory(authorities=[self.authority])
+        self.factory.noisy = False
+        self.udp = reactor.listenUDP(
+            0, dns.DNSDatagramProtocol(controller=self.factory), interface="127.0.0.1"
+        )
+        self.port = self.udp.getHost().port
+        self.tcp = reactor.listenTCP(self.port, self.factory, interface="127.0.0.1")
+
+    @property
+    def address(self):
+        return ("127.0.0.1", self.port)
+
+    def add_srv(self, service_name, target, port, priority=0, weight=0):
+        self.authority.add(service_name, dns.Record_SRV(priority, weight, port, target))
+
+    def add_a(self, name, address):
+        self.authority.add(name, dns.Record_A(address))
+
+    def add_aaaa(self, name, address):
+        self.authority.add(name, dns.Record_AAAA(address))
+
+    def stop(self):
+        return defer.gatherResults(
+            [defer.maybeDeferred(self.udp.stopListening), defer.maybeDeferred(self.tcp.stopListening)]
+        )

@@ -1,0 +1,165 @@
+"""
+Helpers for end-to-end tests: gateways on loopback with certificates from
+a test CA and names served by a loopback DNS server, and XEP-0114
+components attached to them.
+"""
+
+import os
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.words.protocols.jabber import component, jid, xmlstream
+from twisted.words.xish import domish
+
+from gateway.config import parse_config
+from gateway.xmpp import error_condition  # noqa: F401 (for tests)
+from gateway.service import GatewayService
+from tests.dnsserver import LoopbackDNSServer
+from tests.pki import CertificateAuthority
+
+
+def wait_for(predicate, timeout=10.0, interval=0.01):
+    """
+    Poll C{predicate} on the reactor until it is true.
+    """
+    d = defer.Deferred()
+    deadline = reactor.seconds() + timeout
+
+    def check():
+        if predicate():
+            d.callback(None)
+        elif reactor.seconds() > deadline:
+            d.errback(AssertionError(f"timed out waiting for {predicate}"))
+        else:
+            reactor.callLater(interval, check)
+
+    check()
+    return d
+
+
+class World:
+    """
+    A loopback world: a CA, a DNS server, and gateways added to it.
+    """
+
+    def __init__(self, testcase):
+        self.testcase = testcase
+        self.folder = os.path.abspath(testcase.mktemp())
+        os.makedirs(self.folder)
+        self.ca = CertificateAuthority()
+        self.dns = LoopbackDNSServer()
+        testcase.addCleanup(self.dns.stop)
+
+    async def gateway(self, domain, extra="", certificate=True, s2s_port=None,
+                      srv=True, dns_servers=None):
+        """
+        Start a gateway for C{domain}; publish its SRV and A records.
+
+        @return: the running L{GatewayService}.
+        """
+        folder = os.path.join(self.folder, domain)
+        os.makedirs(folder, exist_ok=True)
+        domain_table = f'[domains."{domain}"]\ncomponent_secret = "secret-for-{domain}"\n'
+        if certificate:
+            certificate_file, key_file = self.ca.write_identity(folder, domain)
+            domain_table += f'certificate = "{certificate_file}"\nkey = "{key_file}"\n'
+        servers = dns_servers or [f"127.0.0.1:{self.dns.port}"]
+        text = (
+            f'state_dir = "state"\n'
+            f'[s2s]\nlisten = ["tcp:{s2s_port or 0}:interface=127.0.0.1"]\n'
+            f'[components]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+            f"[dns]\nservers = {servers!r}\ntimeout = 2.0\n"
+            f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
+            f"{domain_table}{extra}"
+        ).replace("'", '"')
+        config = parse_config(text, os.path.join(folder, "gateway.toml"), folder)
+        service = GatewayService(config)
+        service.startService()
+        self.testcase.addCleanup(service.stopService)
+        (port,) = await service.listening_ports("s2s (STARTTLS)")
+        (component_port,) = await service.listening_ports("components")
+        service.s2s_port = port.getHost().port
+        service.component_port = component_port.getHost().port
+        if srv:
+            host = f"xmpp.{domain}"
+            self.dns.add_srv(f"_xmpp-server._tcp.{domain}", host, service.s2s_port)
+            self.dns.add_a(host, "127.0.0.1")
+        return service
+
+    async def component(self, service, domain):
+        """
+        Attach a L{TestComponent} for C{domain} to C{service}.
+        """
+        attached = TestComponent(domain, f"secret-for-{domain}")
+        await attached.connect(service.component_port)
+        self.testcase.addCleanup(attached.disconnect)
+        return attached
+
+
+class TestComponent:
+    """
+    An XEP-0114 component that records what it receives.
+    """
+
+    def __init__(self, domain, secret):
+        self.domain = domain
+        self.secret = secret
+        self.received = defer.DeferredQueue()
+        self.stream = None
+        self.errors = []
+        self._lost = defer.Deferred()
+
+    def connect(self, port, secret=None):
+        factory = component.componentFactory(self.domain, secret or self.secret)
+        authenticated = defer.Deferred()
+        failed = []
+
+        def authd(stream):
+            self.stream = stream
+            stream.addObserver("/*", self.received.put)
+            authenticated.callback(self)
+
+        def stream_error(failure):
+            self.errors.append(failure.value)
+            if not authenticated.called:
+                authenticated.errback(failure)
+
+        def connected(stream):
+            stream.addObserver(xmlstream.STREAM_END_EVENT, lambda reason: self._lost.called or self._lost.callback(None))
+            stream.addObserver(xmlstream.STREAM_ERROR_EVENT, stream_error)
+
+        factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, connected)
+        factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, authd)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
+        endpoint.connect(factory).addErrback(authenticated.errback)
+        return authenticated
+
+    def send(self, stanza):
+        self.stream.send(stanza)
+
+    def message(self, sender, recipient, body, stanza_id=None):
+        message = domish.Element((component.NS_COMPONENT_ACCEPT, "message"))
+        message["from"] = sender
+        message["to"] = recipient
+        message["type"] = "chat"
+        if stanza_id:
+            message["id"] = stanza_id
+        message.addElement("body", content=body)
+        self.send(message)
+        return message
+
+    def disconnect(self):
+        if self.stream is None or self._lost.called:
+            return None
+        self.stream.sendFooter()
+        self.stream.transport.loseConnection()
+        return self._lost
+
+    async def next(self, timeout=10.0):
+        d = self.received.get()
+        d.addTimeout(timeout, reactor)
+        return await d
+
+
+def full_jid(value):
+    return jid.JID(value).full()

@@ -1,0 +1,180 @@
+"""
+End-to-end federation over real loopback sockets with real TLS: two
+gateways, each with a component, names from a loopback DNS server.
+"""
+
+import socket
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+from twisted.words.xish import domish
+
+from tests.support import World, error_condition, wait_for
+
+
+class FederationTests(unittest.TestCase):
+    timeout = 60
+
+    async def federate(self):
+        world = World(self)
+        a = await world.gateway("a.test")
+        b = await world.gateway("b.test")
+        alice = await world.component(a, "a.test")
+        bob = await world.component(b, "b.test")
+        return world, a, b, alice, bob
+
+    @defer.inlineCallbacks
+    def test_message_both_ways(self):
+        """
+        A message from a component on one gateway reaches the component on
+        the other over an encrypted, dialback-verified stream, and back.
+        """
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+        alice.message("alice@a.test/home", "bob@b.test", "hello bob", "m1")
+        received = yield defer.Deferred.fromCoroutine(bob.next())
+        self.assertEqual(received.name, "message")
+        self.assertEqual(received["from"], "alice@a.test/home")
+        self.assertEqual(received["to"], "bob@b.test")
+        self.assertEqual(received["id"], "m1")
+        self.assertEqual(str(received.body), "hello bob")
+
+        bob.message("bob@b.test", "alice@a.test/home", "hello alice", "m2")
+        received = yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual(str(received.body), "hello alice")
+        self.assertEqual(received["from"], "bob@b.test")
+
+        # Each direction has its own outbound stream, over TLS, authenticated.
+        outbound_a = a.federation._outbound[("a.test", "b.test")]
+        outbound_b = b.federation._outbound[("b.test", "a.test")]
+        for stream in (outbound_a, outbound_b):
+            self.assertIsNotNone(stream.tls)
+            self.assertIn(stream.tls.version, ("TLSv1.2", "TLSv1.3"))
+        inbound_b = [s for s in b.federation.streams if s.direction == "inbound" and s.verified]
+        self.assertEqual([s.verified for s in inbound_b], [{("a.test", "b.test")}])
+        self.assertIsNotNone(inbound_b[0].tls)
+        # The inbound side saw the certificate a.test presented.
+        self.assertTrue(inbound_b[0].tls.peer_chain)
+
+    @defer.inlineCallbacks
+    def test_iq_round_trip(self):
+        """
+        An IQ request crosses and its result comes back, and the outbound
+        stream is reused for a second request.
+        """
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+        for n in range(2):
+            iq = domish.Element(("jabber:component:accept", "iq"))
+            iq["type"] = "get"
+            iq["id"] = f"q{n}"
+            iq["from"] = "alice@a.test/r"
+            iq["to"] = "b.test"
+            iq.addElement(("urn:xmpp:ping", "ping"))
+            alice.send(iq)
+            request = yield defer.Deferred.fromCoroutine(bob.next())
+            self.assertEqual((request.name, request["type"], request["id"]), ("iq", "get", f"q{n}"))
+            self.assertEqual(request.ping.uri, "urn:xmpp:ping")
+            result = domish.Element(("jabber:component:accept", "iq"))
+            result["type"] = "result"
+            result["id"] = request["id"]
+            result["from"] = request["to"]
+            result["to"] = request["from"]
+            bob.send(result)
+            answer = yield defer.Deferred.fromCoroutine(alice.next())
+            self.assertEqual((answer.name, answer["type"], answer["id"]), ("iq", "result", f"q{n}"))
+        outbound = [s for s in a.federation.streams if s.direction == "outbound"]
+        self.assertEqual(len(outbound), 1)
+
+    @defer.inlineCallbacks
+    def test_many_messages_in_order(self):
+        """
+        Stanzas queued while the stream is set up, and sent after, all
+        arrive, in order.
+        """
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+        for n in range(50):
+            alice.message("alice@a.test", "bob@b.test", f"n{n}")
+        bodies = []
+        for n in range(50):
+            received = yield defer.Deferred.fromCoroutine(bob.next())
+            bodies.append(str(received.body))
+        self.assertEqual(bodies, [f"n{n}" for n in range(50)])
+
+    @defer.inlineCallbacks
+    def test_dead_port_bounces(self):
+        """
+        Stanzas for a domain whose server can't be reached are bounced to
+        their sender with remote-server-not-found.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()
+        world.dns.add_srv("_xmpp-server._tcp.dead.test", "xmpp.dead.test", dead_port)
+        world.dns.add_a("xmpp.dead.test", "127.0.0.1")
+        alice.message("alice@a.test", "someone@dead.test", "one", "d1")
+        alice.message("alice@a.test", "someone@dead.test", "two", "d2")
+        for expected in ("d1", "d2"):
+            bounce = yield defer.Deferred.fromCoroutine(alice.next())
+            self.assertEqual(bounce["type"], "error")
+            self.assertEqual(bounce["id"], expected)
+            self.assertEqual(bounce["from"], "someone@dead.test")
+            self.assertEqual(bounce["to"], "alice@a.test")
+            self.assertEqual(error_condition(bounce), "remote-server-not-found")
+
+    @defer.inlineCallbacks
+    def test_unknown_domain_bounces(self):
+        """
+        A domain with no DNS at all is remote-server-not-found too.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        alice.message("alice@a.test", "x@nowhere.test", "hi", "n1")
+        bounce = yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual(error_condition(bounce), "remote-server-not-found")
+
+    @defer.inlineCallbacks
+    def test_wrong_component_secret(self):
+        """
+        A component with the wrong secret gets not-authorized.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        from tests.support import TestComponent
+
+        intruder = TestComponent("a.test", "wrong secret")
+        self.addCleanup(intruder.disconnect)
+        with self.assertRaises(Exception) as caught:
+            yield intruder.connect(a.component_port)
+        self.assertEqual(caught.exception.condition, "not-authorized")
+        self.assertNotIn("a.test", a.router.components)
+
+    @defer.inlineCallbacks
+    def test_component_for_unknown_domain(self):
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        from tests.support import TestComponent
+
+        stranger = TestComponent("other.test", "secret-for-a.test")
+        self.addCleanup(stranger.disconnect)
+        with self.assertRaises(Exception) as caught:
+            yield stranger.connect(a.component_port)
+        self.assertEqual(caught.exception.condition, "host-unknown")
+
+    @defer.inlineCallbacks
+    def test_disconnected_component_bounces(self):
+        """
+        A stanza from the federation for a local domain whose component is
+        not attached comes back to its sender as service-unavailable.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        alice.message("alice@a.test", "bob@b.test", "anyone there?", "u1")
+        bounce = yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual(bounce["id"], "u1")
+        self.assertEqual(error_condition(bounce), "service-unavailable")
