@@ -317,6 +317,7 @@ class InboundStream(S2SStream):
             sender, recipient = stanza_domains(stanza)
         except AddressError as e:
             raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
+        self._require_tls_for(sender)
         if recipient not in self.federation.local_domains:
             raise StreamError("host-unknown", f"{recipient} is not served here")
         if (sender, recipient) not in self.verified:

@@ -1,0 +1,448 @@
+"""
+The inbound s2s state machine, driven byte by byte over a
+L{StringTransport}: header checks, STARTTLS, dialback in both roles, and
+stanza addressing.
+"""
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from gateway.config import DomainPolicy, PolicyConfig
+from gateway.dialback import dialback_key
+from gateway.s2s.inbound import DialbackError, InboundState, InboundStream
+from gateway.tls import TLSFacts
+from gateway.xmlparser import StreamParser
+from gateway.xmpp import error_condition
+
+HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+    b"from='remote.example' to='local.example' version='1.0'>"
+)
+SECRET = "s3cr3t"
+
+
+class TLSStringTransport(StringTransport):
+    """
+    A L{StringTransport} that records a switch to TLS.
+    """
+
+    tls_creator = None
+
+    def startTLS(self, creator):
+        self.tls_creator = creator
+
+
+class FakeTLSProfile:
+    def server_creator(self, domain):
+        return ("server creator", domain)
+
+
+class FakeRouter:
+    def __init__(self):
+        self.routed = []
+
+    def route_from_s2s(self, stanza, sender, recipient):
+        self.routed.append((stanza, sender, recipient))
+
+
+class FakeFederation:
+    """
+    What an L{InboundStream} needs of the federation, with verification
+    requests held for the test to answer.
+    """
+
+    def __init__(self, policy=PolicyConfig()):
+        self.local_domains = frozenset(["local.example", "other.local"])
+        self.max_stanza_size = 10000
+        self.clock = Clock()
+        self.authentication_timeout = 30
+        self.policy = policy
+        self.tls_profile = FakeTLSProfile()
+        self.dialback_secret = SECRET
+        self.router = FakeRouter()
+        self.verifications = []
+        self.authenticated = []
+        self.opened = []
+        self.closed = []
+
+    def verify_dialback_key(self, originating, receiving, stream_id, key):
+        d = defer.Deferred()
+        self.verifications.append(((originating, receiving, stream_id, key), d))
+        return d
+
+    def stream_opened(self, stream):
+        self.opened.append(stream)
+
+    def stream_closed(self, stream):
+        self.closed.append(stream)
+
+    def stream_authenticated(self, stream, peer, local, method):
+        self.authenticated.append((peer, local, method))
+
+
+class Output:
+    """
+    Parses what the stream under test wrote.
+    """
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.headers = []
+        self.elements = []
+        self.ended = False
+        self._parser = self._new_parser()
+        self._seen = 0
+
+    def _new_parser(self):
+        return StreamParser(
+            self.headers.append, lambda e: self.elements.append(e), self._end, 100000
+        )
+
+    def _end(self):
+        self.ended = True
+
+    def read(self):
+        data = self.transport.value()
+        self._parser.feed(data[self._seen:])
+        self._seen = len(data)
+        return self
+
+    def restart(self):
+        self.read()
+        self._parser = self._new_parser()
+        self.elements = []
+
+
+class InboundTestCase(unittest.TestCase):
+    def connect(self, policy=PolicyConfig()):
+        self.federation = FakeFederation(policy)
+        self.stream = InboundStream(self.federation)
+        self.transport = TLSStringTransport()
+        self.stream.makeConnection(self.transport)
+        self.output = Output(self.transport)
+        return self.stream
+
+    def feed(self, data):
+        self.stream.dataReceived(data)
+        return self.output.read()
+
+    def stream_error(self):
+        self.output.read()
+        errors = [e for e in self.output.elements if e.name == "error"]
+        self.assertEqual(len(errors), 1, self.transport.value())
+        condition = [c.name for c in errors[0].elements() if c.name != "text"]
+        self.assertTrue(self.transport.disconnecting)
+        return condition[0]
+
+    def negotiate_tls(self):
+        """
+        Go through STARTTLS and the restarted header, as if TLS came up.
+        """
+        self.feed(HEADER)
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.assertIn(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", self.transport.value())
+        self.assertEqual(self.transport.tls_creator, ("server creator", "local.example"))
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", ())
+        self.feed(HEADER)
+        self.assertEqual(self.stream.state, InboundState.OPEN)
+
+    def authenticate(self, originating="remote.example", receiving="local.example"):
+        self.feed(
+            f"<db:result from='{originating}' to='{receiving}'>somekey</db:result>".encode()
+        )
+        (args, d), = [v for v in self.federation.verifications if v[0][:2] == (originating, receiving)]
+        d.callback(True)
+        return args
+
+
+class HeaderTests(InboundTestCase):
+    def test_good_header(self):
+        """
+        A good header gets our header (from our domain, a fresh id) and
+        features with STARTTLS required and dialback with errors.
+        """
+        self.connect()
+        self.feed(HEADER)
+        (header,) = self.output.headers
+        self.assertEqual(header["from"], "local.example")
+        self.assertEqual(header["to"], "remote.example")
+        self.assertEqual(header["version"], "1.0")
+        self.assertTrue(len(header["id"]) >= 16)
+        (features,) = self.output.elements
+        self.assertEqual(features.name, "features")
+        starttls = next(features.elements("urn:ietf:params:xml:ns:xmpp-tls", "starttls"))
+        self.assertEqual([c.name for c in starttls.elements()], ["required"])
+        dialback = next(features.elements("urn:xmpp:features:dialback", "dialback"))
+        self.assertEqual([c.name for c in dialback.elements()], ["errors"])
+
+    def test_ids_differ(self):
+        ids = set()
+        for _ in range(3):
+            self.connect()
+            self.feed(HEADER)
+            ids.add(self.output.headers[0]["id"])
+        self.assertEqual(len(ids), 3)
+
+    cases = [
+        (HEADER.replace(b"xmlns='jabber:server'", b"xmlns='jabber:client'"), "invalid-namespace"),
+        (HEADER.replace(b"http://etherx.jabber.org/streams", b"urn:wrong"), "invalid-namespace"),
+        (HEADER.replace(b" version='1.0'>", b">"), "unsupported-version"),
+        (HEADER.replace(b"version='1.0'>", b"version='0.9'>"), "unsupported-version"),
+        (HEADER.replace(b"to='local.example'", b"to='elsewhere.example'"), "host-unknown"),
+        (HEADER.replace(b" to='local.example'", b""), "host-unknown"),
+        (HEADER.replace(b"from='remote.example'", b"from='a@b@c'"), "invalid-from"),
+        (b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' <<", "not-well-formed"),
+        (HEADER + b"<message><</message>", "not-well-formed"),
+        (b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x/>", "restricted-xml"),
+    ]
+
+    def test_bad_headers(self):
+        """
+        Each bad header gets our header first, then its stream error, and
+        the connection is closed.
+        """
+        for data, condition in self.cases:
+            self.connect()
+            self.feed(data)
+            self.assertTrue(self.transport.value().startswith(b"<?xml version='1.0'?><stream:stream"), data)
+            self.assertEqual(self.stream_error(), condition, data)
+
+    def test_version_above_one(self):
+        self.connect()
+        self.feed(HEADER.replace(b"version='1.0'>", b"version='1.1'>"))
+        self.assertEqual(self.stream.state, InboundState.FEATURES_SENT)
+
+
+class BeforeTLSTests(InboundTestCase):
+    def test_stanza_before_tls(self):
+        """
+        A stanza before TLS is refused with policy-violation.
+        """
+        self.connect()
+        self.feed(HEADER)
+        self.feed(b"<message from='a@remote.example' to='b@local.example'><body>x</body></message>")
+        self.assertEqual(self.stream_error(), "policy-violation")
+        self.assertEqual(self.federation.router.routed, [])
+
+    def test_dialback_before_tls(self):
+        """
+        Dialback before TLS is refused with policy-violation when policy
+        requires TLS, and no verification is started.
+        """
+        self.connect()
+        self.feed(HEADER)
+        self.feed(b"<db:result from='remote.example' to='local.example'>k</db:result>")
+        self.assertEqual(self.stream_error(), "policy-violation")
+        self.assertEqual(self.federation.verifications, [])
+
+    def test_plaintext_allowed_by_policy(self):
+        """
+        A domain that policy lets federate without TLS can authenticate in
+        plaintext; STARTTLS is then offered but not required.
+        """
+        policy = PolicyConfig(domains=(("remote.example", DomainPolicy(require_tls=False)),))
+        self.connect(policy)
+        self.feed(HEADER)
+        starttls = next(self.output.elements[0].elements("urn:ietf:params:xml:ns:xmpp-tls", "starttls"))
+        self.assertEqual(list(starttls.elements()), [])
+        self.authenticate()
+        self.assertEqual(self.federation.authenticated, [("remote.example", "local.example", "dialback")])
+        # Another domain is still held to the default policy.
+        self.feed(b"<db:result from='strict.example' to='local.example'>k</db:result>")
+        self.assertEqual(self.stream_error(), "policy-violation")
+
+    def test_unknown_element(self):
+        self.connect()
+        self.feed(HEADER)
+        self.feed(b"<foo xmlns='urn:example'/>")
+        self.assertEqual(self.stream_error(), "unsupported-stanza-type")
+
+    def test_starttls_injection(self):
+        """
+        Bytes after <starttls/> in the same read are never acted on
+        (CVE-2011-0411): the injected stanza is not routed and no error is
+        sent for it.
+        """
+        self.connect()
+        self.feed(HEADER)
+        self.feed(
+            b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+            b"<db:result from='remote.example' to='local.example'>k</db:result>"
+            b"<message from='a@remote.example' to='b@local.example'/>"
+        )
+        self.assertEqual(self.stream.state, InboundState.TLS)
+        self.assertEqual(self.federation.verifications, [])
+        self.assertEqual(self.federation.router.routed, [])
+        self.assertFalse(self.transport.disconnecting)
+        self.assertTrue(self.transport.value().endswith(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
+
+    def test_starttls_twice(self):
+        self.connect()
+        self.negotiate_tls()
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.assertEqual(self.stream_error(), "policy-violation")
+
+    def test_features_after_tls(self):
+        """
+        After TLS, the features offer dialback and no STARTTLS.
+        """
+        self.connect()
+        self.negotiate_tls()
+        (header,) = self.output.headers[1:]
+        self.assertEqual(header["from"], "local.example")
+        self.assertNotEqual(header["id"], self.output.headers[0]["id"])
+        (features,) = self.output.elements
+        self.assertEqual([c.name for c in features.elements()], ["dialback"])
+
+    def test_authentication_timeout(self):
+        self.connect()
+        self.feed(HEADER)
+        self.federation.clock.advance(30)
+        self.assertEqual(self.stream_error(), "connection-timeout")
+
+
+class ReceivingServerTests(InboundTestCase):
+    def setUp(self):
+        self.connect()
+        self.negotiate_tls()
+
+    def test_db_result_verified(self):
+        """
+        A db:result is checked with the authoritative server for the stream
+        id we gave; a valid answer authenticates the pair.
+        """
+        self.feed(b"<db:result from='remote.example' to='local.example'> abc </db:result>")
+        ((args, d),) = self.federation.verifications
+        self.assertEqual(args, ("remote.example", "local.example", self.stream.stream_id, "abc"))
+        self.assertEqual(self.stream.stream_id, self.output.headers[-1]["id"])
+        d.callback(True)
+        result = self.output.read().elements[-1]
+        self.assertEqual(
+            (result.name, result["from"], result["to"], result["type"]),
+            ("result", "local.example", "remote.example", "valid"),
+        )
+        self.assertEqual(self.stream.verified, {("remote.example", "local.example")})
+        self.assertEqual(self.federation.authenticated, [("remote.example", "local.example", "dialback")])
+
+    def test_db_result_invalid(self):
+        self.feed(b"<db:result from='remote.example' to='local.example'>abc</db:result>")
+        self.federation.verifications[0][1].callback(False)
+        self.output.read()
+        result = [e for e in self.output.elements if e.name == "result"][0]
+        self.assertEqual(result["type"], "invalid")
+        self.assertEqual(self.stream_error(), "not-authorized")
+        self.assertEqual(self.stream.verified, set())
+
+    def test_db_result_unreachable_authority(self):
+        """
+        When the authoritative server can't be reached, the answer is a
+        db:result error with the reason (XEP-0220 errors).
+        """
+        self.feed(b"<db:result from='remote.example' to='local.example'>abc</db:result>")
+        self.federation.verifications[0][1].errback(DialbackError("remote-server-not-found", "x"))
+        result = self.output.read().elements[-1]
+        self.assertEqual(result["type"], "error")
+        self.assertEqual(error_condition(result), "remote-server-not-found")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_db_result_for_unknown_domain(self):
+        self.feed(b"<db:result from='remote.example' to='notours.example'>abc</db:result>")
+        result = self.output.read().elements[-1]
+        self.assertEqual(result["type"], "error")
+        self.assertEqual(error_condition(result), "item-not-found")
+        self.assertEqual(self.federation.verifications, [])
+
+    def test_db_result_malformed_address(self):
+        self.feed(b"<db:result from='a@b@c' to='local.example'>abc</db:result>")
+        self.assertEqual(self.stream_error(), "improper-addressing")
+
+    def test_piggybacked_domains(self):
+        """
+        A second domain pair on the same stream is accepted only once it is
+        verified itself.
+        """
+        self.authenticate()
+        stanza = b"<message from='x@second.example' to='y@other.local'/>"
+        self.feed(b"<db:result from='second.example' to='other.local'>k2</db:result>")
+        self.assertEqual(len(self.federation.verifications), 2)
+        self.federation.verifications[1][1].callback(True)
+        self.feed(stanza)
+        self.assertEqual(
+            [(s, r) for _, s, r in self.federation.router.routed], [("second.example", "other.local")]
+        )
+
+    def test_stanza_routed(self):
+        self.authenticate()
+        self.feed(b"<message from='a@remote.example/r' to='b@local.example'><body>hi</body></message>")
+        ((stanza, sender, recipient),) = self.federation.router.routed
+        self.assertEqual((sender, recipient), ("remote.example", "local.example"))
+        self.assertEqual(str(stanza.body), "hi")
+        self.assertEqual(self.stream.stanzas_in, 1)
+
+    stanza_cases = [
+        (b"<message to='b@local.example'/>", "improper-addressing"),
+        (b"<message from='a@remote.example'/>", "improper-addressing"),
+        (b"<message from='a@@remote.example' to='b@local.example'/>", "improper-addressing"),
+        (b"<message from='a@remote.example' to='b@elsewhere.example'/>", "host-unknown"),
+        (b"<message from='a@unverified.example' to='b@local.example'/>", "invalid-from"),
+        (b"<iq type='get' id='1' from='remote.example' to='other.local'/>", "invalid-from"),
+    ]
+
+    def test_stanza_addressing(self):
+        for data, condition in self.stanza_cases:
+            self.connect()
+            self.negotiate_tls()
+            self.authenticate()
+            self.feed(data)
+            self.assertEqual(self.stream_error(), condition, data)
+            self.assertEqual(self.federation.router.routed, [])
+
+    def test_stanza_before_authentication(self):
+        self.feed(b"<message from='a@remote.example' to='b@local.example'/>")
+        self.assertEqual(self.stream_error(), "not-authorized")
+
+
+class AuthoritativeServerTests(InboundTestCase):
+    def setUp(self):
+        self.connect()
+        self.negotiate_tls()
+
+    def verify(self, key, asking="remote.example", local="local.example", stream_id="S1"):
+        self.feed(
+            f"<db:verify from='{asking}' to='{local}' id='{stream_id}'>{key}</db:verify>".encode()
+        )
+        return self.output.elements[-1]
+
+    def test_valid_key(self):
+        key = dialback_key(SECRET, "remote.example", "local.example", "S1")
+        answer = self.verify(key)
+        self.assertEqual(
+            (answer.name, answer["from"], answer["to"], answer["id"], answer["type"]),
+            ("verify", "local.example", "remote.example", "S1", "valid"),
+        )
+
+    def test_invalid_keys(self):
+        """
+        Keys for another stream id, another pair, or made with another
+        secret are invalid.
+        """
+        for key in (
+            dialback_key(SECRET, "remote.example", "local.example", "S2"),
+            dialback_key(SECRET, "third.example", "local.example", "S1"),
+            dialback_key("other secret", "remote.example", "local.example", "S1"),
+            "",
+        ):
+            self.assertEqual(self.verify(key)["type"], "invalid")
+
+    def test_unknown_domain(self):
+        answer = self.verify("k", local="notours.example")
+        self.assertEqual(answer["type"], "error")
+        self.assertEqual(error_condition(answer), "item-not-found")
+
+    def test_missing_id(self):
+        self.feed(b"<db:verify from='remote.example' to='local.example'>k</db:verify>")
+        self.assertEqual(self.stream_error(), "invalid-xml")
