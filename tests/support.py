@@ -50,8 +50,8 @@ class World:
         self.dns = LoopbackDNSServer()
         testcase.addCleanup(self.dns.stop)
 
-    async def gateway(self, domain, extra="", certificate=True, s2s_port=None,
-                      srv=True, dns_servers=None):
+    async def gateway(self, domain, extra="", certificate=True, srv=True,
+                      direct_tls=False, s2s_extra=""):
         """
         Start a gateway for C{domain}; publish its SRV and A records.
 
@@ -63,10 +63,12 @@ class World:
         if certificate:
             certificate_file, key_file = self.ca.write_identity(folder, domain)
             domain_table += f'certificate = "{certificate_file}"\nkey = "{key_file}"\n'
-        servers = dns_servers or [f"127.0.0.1:{self.dns.port}"]
+        servers = [f"127.0.0.1:{self.dns.port}"]
+        if direct_tls:
+            s2s_extra += 'listen_direct_tls = ["tcp:0:interface=127.0.0.1"]\n'
         text = (
             f'state_dir = "state"\n'
-            f'[s2s]\nlisten = ["tcp:{s2s_port or 0}:interface=127.0.0.1"]\n'
+            f'[s2s]\nlisten = ["tcp:0:interface=127.0.0.1"]\n{s2s_extra}'
             f'[components]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             f"[dns]\nservers = {servers!r}\ntimeout = 2.0\n"
             f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
@@ -80,9 +82,14 @@ class World:
         (component_port,) = await service.listening_ports("components")
         service.s2s_port = port.getHost().port
         service.component_port = component_port.getHost().port
+        host = f"xmpp.{domain}"
         if srv:
-            host = f"xmpp.{domain}"
             self.dns.add_srv(f"_xmpp-server._tcp.{domain}", host, service.s2s_port)
+            self.dns.add_a(host, "127.0.0.1")
+        if direct_tls:
+            (direct,) = await service.listening_ports("s2s (direct TLS)")
+            service.direct_tls_port = direct.getHost().port
+            self.dns.add_srv(f"_xmpps-server._tcp.{domain}", host, service.direct_tls_port)
             self.dns.add_a(host, "127.0.0.1")
         return service
 
