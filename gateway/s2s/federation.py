@@ -116,8 +116,10 @@ class Federation:
             return
         queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[key] = []
+            # Queue first: the attempt may fail (and bounce the queue) at once.
+            self._queues[key] = [stanza]
             self._connect_route(key)
+            return
         if len(queue) >= self.queue_limit:
             self.router.bounce(
                 stanza,
@@ -230,6 +232,9 @@ class Federation:
                             address, target, local_domain, peer_domain, purpose,
                             verify_request, attempt_tls,
                         )
+                    except internet_error.ConnectingCancelledError:
+                        # Our own timeout cancelled the attempt.
+                        raise defer.CancelledError() from None
                     except internet_error.ConnectError as e:
                         problems.append(f"{target.host} [{address}]:{target.port}: {e.__class__.__name__}")
                         break

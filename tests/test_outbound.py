@@ -1,0 +1,376 @@
+"""
+The outbound s2s state machine over a L{StringTransport}, and the
+federation's connection logic over a L{MemoryReactorClock} with an
+in-memory resolver.
+"""
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+from twisted.words.xish import domish
+
+from gateway.config import PolicyConfig, parse_config
+from gateway.dialback import dialback_key
+from gateway.s2s.federation import Federation, VerifyRequest
+from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
+from gateway.state import GatewayState
+from gateway.tls import TLSFacts
+from tests.dnsserver import MemoryAuthority
+from tests.test_inbound import Output, TLSStringTransport
+from twisted.names import dns
+
+SECRET = "outbound secret"
+PEER_HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+    b"from='remote.example' to='local.example' id='{id}' version='1.0'>"
+)
+FEATURES_TLS = (
+    b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>"
+    b"</starttls></stream:features>"
+)
+FEATURES_DIALBACK = (
+    b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
+    b"</stream:features>"
+)
+
+
+def peer_header(stream_id):
+    return PEER_HEADER.replace(b"{id}", stream_id.encode())
+
+
+class FakeTLSProfile:
+    def client_creator(self, local, peer):
+        return ("client creator", local, peer)
+
+
+class FakeStreamFederation:
+    def __init__(self):
+        self.max_stanza_size = 10000
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.dialback_secret = SECRET
+        self.tls_profile = FakeTLSProfile()
+        self.opened, self.closed, self.authenticated = [], [], []
+
+    def stream_opened(self, stream):
+        self.opened.append(stream)
+
+    def stream_closed(self, stream):
+        self.closed.append(stream)
+
+    def stream_authenticated(self, stream, peer, local, method):
+        self.authenticated.append((peer, local, method))
+
+
+class OutboundStreamTests(unittest.TestCase):
+    def connect(self, **kwargs):
+        self.federation = FakeStreamFederation()
+        self.stream = OutboundStream(self.federation, "local.example", "remote.example", **kwargs)
+        self.transport = TLSStringTransport()
+        self.stream.makeConnection(self.transport)
+        self.output = Output(self.transport)
+        self.outcomes = []
+        self.stream.ready.addBoth(self.outcomes.append)
+        return self.stream
+
+    def feed(self, data):
+        self.stream.dataReceived(data)
+        return self.output.read()
+
+    def through_tls(self, features=FEATURES_TLS, stream_id="second"):
+        self.feed(peer_header("first") + features)
+        self.assertEqual(self.output.elements[-1].name, "starttls")
+        self.feed(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.assertEqual(
+            self.transport.tls_creator, ("client creator", "local.example", "remote.example")
+        )
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", ())
+        self.stream.tls_established()
+        self.feed(peer_header(stream_id) + FEATURES_DIALBACK)
+
+    def stream_error(self):
+        self.output.read()
+        (error,) = [e for e in self.output.elements if e.name == "error"]
+        self.assertTrue(self.transport.disconnecting)
+        return [c.name for c in error.elements() if c.name != "text"][0]
+
+    def test_header(self):
+        self.connect()
+        (header,) = self.output.read().headers
+        self.assertEqual((header["from"], header["to"], header["version"]),
+                         ("local.example", "remote.example", "1.0"))
+
+    def test_starttls_even_when_not_offered(self):
+        """
+        RFC 7590 section 3.1: STARTTLS is attempted even when the features
+        don't offer it.
+        """
+        self.connect()
+        self.feed(peer_header("s1") + b"<stream:features/>")
+        self.assertEqual(self.output.elements[-1].name, "starttls")
+        self.assertEqual(self.stream.state, OutboundState.PROCEED)
+
+    def test_dialback_key_after_tls(self):
+        """
+        After TLS the stream restarts, and the db:result carries the
+        XEP-0185 key for the id of the restarted stream.
+        """
+        self.connect()
+        self.through_tls(stream_id="restarted-id")
+        (header,) = self.output.headers[1:]
+        self.assertEqual(header["to"], "remote.example")
+        result = self.output.elements[-1]
+        self.assertEqual((result.name, result["from"], result["to"]),
+                         ("result", "local.example", "remote.example"))
+        self.assertEqual(
+            str(result), dialback_key(SECRET, "remote.example", "local.example", "restarted-id")
+        )
+
+    def test_authenticated(self):
+        self.connect()
+        self.through_tls()
+        self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+        self.assertEqual(self.outcomes, [self.stream])
+        self.assertEqual(self.stream.state, OutboundState.AUTHENTICATED)
+        self.assertEqual(self.federation.authenticated,
+                         [("remote.example", "local.example", "dialback")])
+        stanza = domish.Element(("jabber:component:accept", "message"))
+        stanza["to"] = "x@remote.example"
+        stanza.addElement("body", content="hi")
+        self.stream.send_stanza(stanza)
+        message = self.output.read().elements[-1]
+        self.assertEqual((message.uri, message.name, str(message.body)),
+                         ("jabber:server", "message", "hi"))
+
+    def test_key_refused(self):
+        self.connect()
+        self.through_tls()
+        self.feed(b"<db:result from='remote.example' to='local.example' type='invalid'/>")
+        (failure,) = self.outcomes
+        failure.trap(NegotiationFailure)
+        self.assertEqual(failure.value.condition, "remote-server-not-found")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_dialback_error(self):
+        self.connect()
+        self.through_tls()
+        self.feed(
+            b"<db:result from='remote.example' to='local.example' type='error'>"
+            b"<error type='wait'><remote-server-timeout "
+            b"xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
+        )
+        (failure,) = self.outcomes
+        self.assertEqual(failure.value.condition, "remote-server-timeout")
+
+    def test_answer_for_another_pair(self):
+        self.connect()
+        self.through_tls()
+        self.feed(b"<db:result from='evil.example' to='local.example' type='valid'/>")
+        self.assertEqual(self.stream_error(), "invalid-from")
+        self.assertEqual(self.federation.authenticated, [])
+
+    def test_tls_refused(self):
+        self.connect()
+        self.feed(peer_header("s1") + b"<stream:features/>")
+        self.feed(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        (failure,) = self.outcomes
+        self.assertTrue(failure.value.tls_refused)
+
+    def test_stream_error_instead_of_proceed(self):
+        self.connect()
+        self.feed(peer_header("s1") + b"<stream:features/>")
+        self.feed(
+            b"<stream:error><unsupported-stanza-type "
+            b"xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+        )
+        (failure,) = self.outcomes
+        self.assertTrue(failure.value.tls_refused)
+
+    def test_plaintext_when_not_attempting_tls(self):
+        """
+        With attempt_tls off (policy allowed plaintext after a refusal),
+        dialback goes ahead without STARTTLS.
+        """
+        self.connect(attempt_tls=False)
+        self.feed(peer_header("plain") + b"<stream:features/>")
+        self.assertEqual(self.output.elements[-1].name, "result")
+
+    def test_proceed_injection(self):
+        """
+        Bytes after <proceed/> in the same read are not acted on: a forged
+        "valid" answer does not authenticate the stream.
+        """
+        self.connect()
+        self.feed(peer_header("s1") + FEATURES_TLS)
+        self.feed(
+            b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+            b"<db:result from='remote.example' to='local.example' type='valid'/>"
+        )
+        self.assertEqual(self.stream.state, OutboundState.TLS)
+        self.assertEqual(self.outcomes, [])
+
+    def test_bad_headers(self):
+        for header, condition in [
+            (peer_header("x").replace(b" id='x'", b""), "invalid-xml"),
+            (peer_header("x").replace(b"version='1.0'>", b"version='0.9'>"), "unsupported-version"),
+            (peer_header("x").replace(b"xmlns='jabber:server'", b"xmlns='jabber:client'"),
+             "invalid-namespace"),
+        ]:
+            self.connect()
+            self.feed(header)
+            self.assertEqual(self.stream_error(), condition, header)
+            self.assertIsInstance(self.outcomes[0].value, NegotiationFailure)
+
+    def test_verify(self):
+        """
+        A verification stream sends db:verify with the id and key given,
+        and reports the answer.
+        """
+        self.connect(purpose=Purpose.VERIFY, verify_request=VerifyRequest("their-id", "abcd"))
+        self.through_tls()
+        verify = self.output.elements[-1]
+        self.assertEqual(
+            (verify.name, verify["from"], verify["to"], verify["id"], str(verify)),
+            ("verify", "local.example", "remote.example", "their-id", "abcd"),
+        )
+        self.feed(b"<db:verify from='remote.example' to='local.example' id='their-id' type='valid'/>")
+        self.assertEqual(self.outcomes, [True])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_verify_wrong_id(self):
+        self.connect(purpose=Purpose.VERIFY, verify_request=VerifyRequest("their-id", "abcd"))
+        self.through_tls()
+        self.feed(b"<db:verify from='remote.example' to='local.example' id='other' type='valid'/>")
+        self.assertEqual(self.stream_error(), "invalid-id")
+        self.assertIsInstance(self.outcomes[0].value, NegotiationFailure)
+
+    def test_connection_lost_before_authentication(self):
+        self.connect()
+        self.feed(peer_header("s1") + FEATURES_TLS)
+        self.stream.connectionLost(Failure(ConnectionRefusedError()))
+        (failure,) = self.outcomes
+        self.assertEqual(failure.value.condition, "remote-server-not-found")
+        self.assertEqual(self.federation.closed, [self.stream])
+
+
+class FakeRouter:
+    def __init__(self):
+        self.bounces = []
+
+    def bounce(self, stanza, condition, text=None):
+        self.bounces.append((stanza["id"], condition))
+
+
+class FederationConnectionTests(unittest.TestCase):
+    """
+    Where and how the federation connects, with a memory reactor.
+    """
+
+    def setUp(self):
+        config = parse_config(
+            '[domains."local.example"]\n[timeouts]\nconnect = 5\nauthentication = 20\n'
+            "[s2s]\nqueue_limit = 3\n",
+            "test.toml",
+            "/nonexistent",
+        )
+        self.reactor = MemoryReactorClock()
+        self.resolver = MemoryAuthority()
+        self.router = FakeRouter()
+        state = GatewayState("/nonexistent", SECRET, ())
+        self.federation = Federation(
+            config, state, FakeTLSProfile(), self.resolver, self.router, self.reactor
+        )
+
+    def stanza(self, stanza_id):
+        message = domish.Element(("jabber:server", "message"))
+        message["from"] = "a@local.example"
+        message["to"] = "b@remote.example"
+        message["id"] = stanza_id
+        return message
+
+    def connection_attempts(self):
+        return [(host, port) for host, port, *_ in self.reactor.tcpClients]
+
+    def refuse(self, index):
+        _, _, factory, _, _ = self.reactor.tcpClients[index]
+        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+
+    def test_srv_targets_in_order(self):
+        """
+        SRV targets are tried in priority order, each address in turn; when
+        all refuse, the queue bounces with remote-server-not-found.
+        """
+        self.resolver.add("_xmpp-server._tcp.remote.example", dns.Record_SRV(20, 0, 5270, "b.remote.example"))
+        self.resolver.add("_xmpp-server._tcp.remote.example", dns.Record_SRV(10, 0, 5269, "a.remote.example"))
+        self.resolver.add("a.remote.example", dns.Record_A("127.0.0.10"))
+        self.resolver.add("b.remote.example", dns.Record_A("127.0.0.11"))
+        self.resolver.add("b.remote.example", dns.Record_AAAA("::1"))
+        self.federation.send(self.stanza("m1"), "local.example", "remote.example")
+        self.assertEqual(self.connection_attempts(), [("127.0.0.10", 5269)])
+        self.refuse(0)
+        self.assertEqual(self.connection_attempts()[1:], [("::1", 5270)])
+        self.refuse(1)
+        self.assertEqual(self.connection_attempts()[2:], [("127.0.0.11", 5270)])
+        self.assertEqual(self.router.bounces, [])
+        self.refuse(2)
+        self.assertEqual(self.router.bounces, [("m1", "remote-server-not-found")])
+
+    def test_fallback_to_domain(self):
+        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.federation.send(self.stanza("m1"), "local.example", "remote.example")
+        self.assertEqual(self.connection_attempts(), [("127.0.0.12", 5269)])
+        self.assertEqual(self.reactor.tcpClients[0][3], 5)  # the connect timeout
+
+    def test_srv_dot_means_no_service(self):
+        self.resolver.add("_xmpp-server._tcp.remote.example", dns.Record_SRV(0, 0, 0, b""))
+        self.federation.send(self.stanza("m1"), "local.example", "remote.example")
+        self.assertEqual(self.connection_attempts(), [])
+        self.assertEqual(self.router.bounces, [("m1", "remote-server-not-found")])
+
+    def test_one_connection_per_pair(self):
+        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        for n in range(3):
+            self.federation.send(self.stanza(f"m{n}"), "local.example", "remote.example")
+        self.assertEqual(len(self.connection_attempts()), 1)
+        self.assertEqual(self.federation.queued("local.example", "remote.example"), 3)
+
+    def test_queue_overflow(self):
+        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        for n in range(5):
+            self.federation.send(self.stanza(f"m{n}"), "local.example", "remote.example")
+        self.assertEqual(
+            self.router.bounces, [("m3", "resource-constraint"), ("m4", "resource-constraint")]
+        )
+
+    def test_authentication_timeout(self):
+        """
+        A stream that isn't authenticated within the configured time is
+        given up: the queue bounces with remote-server-timeout.
+        """
+        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.federation.send(self.stanza("m1"), "local.example", "remote.example")
+        self.reactor.advance(19)
+        self.assertEqual(self.router.bounces, [])
+        self.reactor.advance(1)
+        self.assertEqual(self.router.bounces, [("m1", "remote-server-timeout")])
+        # A new stanza starts a new attempt.
+        self.federation.send(self.stanza("m2"), "local.example", "remote.example")
+        self.assertEqual(len(self.connection_attempts()), 2)
+
+    def test_verification_unreachable(self):
+        """
+        A dialback verification whose authoritative server can't be reached
+        fails with DialbackError(remote-server-not-found).
+        """
+        from gateway.s2s.inbound import DialbackError
+
+        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        d = self.federation.verify_dialback_key("remote.example", "local.example", "id1", "key")
+        self.refuse(0)
+        failure = self.failureResultOf(d, DialbackError)
+        self.assertEqual(failure.value.condition, "remote-server-not-found")
