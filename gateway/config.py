@@ -7,6 +7,8 @@ and the problem on one line.  Unknown keys are errors, so a typo can't
 silently leave a setting at its default.
 """
 
+import datetime
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -185,6 +187,8 @@ class _Reader:
     def number(self, name, default, minimum=0, integer=False):
         kinds = (int,) if integer else (int, float)
         value = self.take(name, kinds, default)
+        if not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, not {value}")
         if value <= minimum:
             raise self.error(name, f"must be greater than {minimum}, not {value}")
         return value
@@ -194,8 +198,11 @@ class _Reader:
         The sub-table C{name}; C{label} is how its key is written in messages
         (quoted, for domain names).
         """
-        value = self.take(name, (dict,), {})
-        return _Reader(self.path, self.key(label or name), value)
+        key = self.key(label or name)
+        value = self.table.pop(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(self.path, key, f"must be a table, not {_kind(value)}")
+        return _Reader(self.path, key, value)
 
     def endpoints(self, name, default):
         value = self.take(name, (str, list), None)
@@ -222,6 +229,8 @@ class _Reader:
             raise self.error(name, "must not be empty")
         resolved = os.path.join(base, os.path.expanduser(value))
         if must_exist and not os.path.isfile(resolved):
+            if os.path.isdir(resolved):
+                raise self.error(name, f"{resolved!r} is a folder, not a file")
             raise self.error(name, f"file {resolved!r} does not exist")
         return resolved
 
@@ -238,7 +247,7 @@ def _kind(value):
         int: "an integer",
         float: "a number",
         bool: "a boolean",
-    }.get(type(value), type(value).__name__)
+    }.get(type(value), "a date or time" if isinstance(value, (datetime.date, datetime.time)) else type(value).__name__)
 
 
 def _kinds(kinds):
@@ -254,7 +263,7 @@ def load_config(path):
     """
     try:
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+            text = f.read().decode("utf-8-sig")
     except OSError as e:
         raise ConfigError(path, "", f"cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
@@ -394,7 +403,9 @@ def _host_port(reader, name, entry, default_port):
 
     host, port = entry, default_port
     if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket:
+            raise reader.error(name, f"{entry!r} has no closing bracket")
         if rest:
             if not rest.startswith(":"):
                 raise reader.error(name, f"{entry!r} is not an address[:port]")
@@ -403,6 +414,8 @@ def _host_port(reader, name, entry, default_port):
         host, port = entry.split(":")
     try:
         ipaddress.ip_address(host)
+        if not (isinstance(port, int) or port.isascii() and port.isdigit()):
+            raise ValueError
         port = int(port)
         if not 0 < port < 65536:
             raise ValueError
