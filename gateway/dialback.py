@@ -39,4 +39,7 @@ def check_dialback_key(secret, receiving_server, originating_server, stream_id, 
     constant time.
     """
     expected = dialback_key(secret, receiving_server, originating_server, stream_id)
-    return hmac.compare_digest(expected, (key or "").strip().lower())
+    # Compared as bytes: compare_digest refuses non-ASCII text, and a peer
+    # may send anything.
+    offered = (key or "").strip().lower().encode("utf-8")
+    return hmac.compare_digest(expected.encode("ascii"), offered)

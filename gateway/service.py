@@ -5,6 +5,7 @@ its listeners.
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -64,8 +65,7 @@ class GatewayService(service.MultiService):
             listener = StreamServerEndpointService(endpoint, factory)
             listener._raiseSynchronously = True
             listener.setServiceParent(self)
-            self.listeners.append((what, listener))
-            log.info("listening for {what} on {endpoint}", what=what, endpoint=description)
+            self.listeners.append((what, description, listener))
 
         for description in config.s2s.listen:
             listen(description, InboundFactory(self.federation), "s2s (STARTTLS)")
@@ -92,8 +92,33 @@ class GatewayService(service.MultiService):
         @return: a Deferred list of L{IListeningPort}.
         """
         return defer.gatherResults(
-            [listener._waitingForPort for kind, listener in self.listeners if kind == what]
+            [listener._waitingForPort for kind, _, listener in self.listeners if kind == what]
         )
+
+    def privilegedStartService(self):
+        # Listeners bind here (before twistd drops privileges); a port that
+        # can't be had stops the gateway with one clear line.
+        service.Service.privilegedStartService(self)
+        for what, description, listener in self.listeners:
+            try:
+                listener.privilegedStartService()
+            except CannotListenError as e:
+                message = f"cannot listen for {what} on {description}: {e.socketError}"
+                log.critical("{message}", message=message)
+                raise SystemExit(f"xmpp-gateway: {message}") from None
+            listener._waitingForPort.addCallback(self._listening, what)
+
+    @staticmethod
+    def _listening(port, what):
+        address = port.getHost()
+        log.info(
+            "listening for {what} on {address}",
+            what=what,
+            address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', '')}"
+            if hasattr(address, "port")
+            else str(getattr(address, "name", address)),
+        )
+        return port
 
     def stopService(self):
         stopped = defer.maybeDeferred(super().stopService)

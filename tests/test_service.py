@@ -82,7 +82,7 @@ class TwistdTests(unittest.TestCase):
             if not line:
                 break
             lines.append(line)
-            if "InboundFactory starting" in line or "listening for components" in line:
+            if "listening for components on 127.0.0.1:" in line:
                 break
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
@@ -121,6 +121,36 @@ class TwistdTests(unittest.TestCase):
                 "must be an integer, not a string"
             ],
         )
+
+
+    def test_port_in_use(self):
+        """
+        A listener that can't bind stops the gateway with one line naming
+        the listener, and no traceback.
+        """
+        import socket
+
+        folder = self.folder()
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with open(os.path.join(folder, "gateway.toml"), "w") as f:
+            f.write(
+                f'[s2s]\nlisten = "tcp:{port}:interface=127.0.0.1"\n'
+                '[components]\nlisten = "tcp:0:interface=127.0.0.1"\n[domains."x.test"]\n'
+            )
+        process = twistd("--nodaemon", "--pidfile=", "xmpp-gateway", "--config", "gateway.toml",
+                         cwd=folder)
+        output, _ = process.communicate(timeout=60)
+        self.assertEqual(process.returncode, 1, output)
+        self.assertIn(
+            f"xmpp-gateway: cannot listen for s2s (STARTTLS) on tcp:{port}:interface=127.0.0.1: "
+            "[Errno 98] Address already in use",
+            output,
+        )
+        self.assertNotIn("Traceback", output)
 
 
 class StateTests(unittest.TestCase):
