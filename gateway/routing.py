@@ -65,7 +65,7 @@ class Router:
         try:
             recipient = parse_jid(stanza.getAttribute("to"))
         except AddressError as e:
-            self.bounce(stanza, "jid-malformed", f"to: {e}")
+            self._refuse_from_component(stanza, component_domain, "jid-malformed", f"to: {e}")
             return
         self.deliver(stanza, sender.host, recipient.host)
 
@@ -79,7 +79,18 @@ class Router:
             )
             return
         reply = error_response(stanza, condition, text)
-        reply["to"] = component_domain
+        try:
+            sender = parse_jid(stanza.getAttribute("from"))
+        except AddressError:
+            sender = None
+        # The error goes back on the component's own stream, addressed to the
+        # sender only when that is an address of the component's.
+        reply["to"] = sender.full() if sender and sender.host == component_domain else component_domain
+        try:
+            parse_jid(reply.getAttribute("from"))
+        except AddressError:
+            # Answer from the gateway itself rather than echo a bad address.
+            reply.attributes.pop("from", None)
         self._deliver_local(reply, component_domain)
 
     def route_from_s2s(self, stanza, sender_domain, recipient_domain):

@@ -85,6 +85,8 @@ def _secret_file(path, what):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         _write_private(path, (generate_secret() + "\n").encode("ascii"))
         log.info("Generated {what} in {path}", what=what, path=path)
+    else:
+        log.info("Using {what} in {path}", what=what, path=path)
     return _read_secret(path)
 
 
@@ -176,11 +178,6 @@ def prepare_state(config):
                 )
                 component_secret = _secret_file(
                     path, f"the component secret for {domain.name}"
-                )
-                log.info(
-                    "Component secret for {domain} is in {path}",
-                    domain=domain.name,
-                    path=path,
                 )
             identities.append(
                 LocalIdentity(

@@ -27,9 +27,29 @@ class XMLStreamError(Exception):
 
 
 class _LimitedElementStream(domish.ExpatElementStream):
+    """
+    domish's expat stream, refusing restricted XML and measuring each
+    first-level element by expat's byte positions.
+
+    An element's size is counted from the first byte of its start tag to the
+    last byte of its end tag (or of its start tag, when it is empty).  The
+    limit is enforced when the element ends, and while it is still open,
+    after every read: no element can make the gateway buffer more than the
+    limit plus one read.
+    """
+
+    # domish's own per-stanza byte cap counts per feed call; ours replaces it.
+    maxStanzaSize = float("inf")
+
     def __init__(self, max_stanza_size):
         super().__init__()
-        self.maxStanzaSize = max_stanza_size
+        self.max_stanza_size = max_stanza_size
+        self.depth = 0
+        self.element_start = None
+        self.bytes_fed = 0
+        self.buffer = b""
+        self.buffer_offset = 0
+        self.boundary = 0
         parser = self.parser
         parser.CommentHandler = self._restricted("comments")
         parser.ProcessingInstructionHandler = self._restricted("processing instructions")
@@ -38,6 +58,9 @@ class _LimitedElementStream(domish.ExpatElementStream):
         parser.DefaultHandler = self._default
         # Never fetch or expand external entities.
         parser.SetParamEntityParsing(0)
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._text
 
     @staticmethod
     def _restricted(what):
@@ -51,6 +74,65 @@ class _LimitedElementStream(domish.ExpatElementStream):
         # through) to the default handler.
         if data.startswith("&"):
             raise XMLStreamError("restricted-xml", "entity references are not allowed in XMPP")
+
+    def _start(self, name, attributes):
+        self.depth += 1
+        if self.depth == 2:
+            self.element_start = self.parser.CurrentByteIndex
+        self._onStartElement(name, attributes)
+        if self.depth == 1:
+            self.boundary = self._tag_end(self.parser.CurrentByteIndex)
+
+    def _end(self, name):
+        if self.depth == 2:
+            end = self._tag_end(self.parser.CurrentByteIndex)
+            self.check_size(end - self.element_start)
+            self.element_start = None
+            self.boundary = end
+        self.depth -= 1
+        self._onEndElement(name)
+
+    def _text(self, data):
+        if self.depth == 1:
+            # Whitespace between stanzas (keepalives) is not part of any.
+            self.boundary = self.parser.CurrentByteIndex + len(data.encode("utf-8"))
+        self._onCdata(data)
+
+    def _tag_end(self, position):
+        """
+        The offset just past the tag that starts at C{position}: its C{>}.
+        """
+        if position < self.buffer_offset:
+            return position
+        at = self.buffer.find(b">", position - self.buffer_offset)
+        if at < 0:
+            return position
+        return self.buffer_offset + at + 1
+
+    def check_size(self, size, what="stanza"):
+        if size > self.max_stanza_size:
+            raise XMLStreamError(
+                "policy-violation",
+                f"{what} larger than the limit of {self.max_stanza_size} bytes",
+            )
+
+    def parse(self, data):
+        # Keep the bytes of what is not finished yet, to find where a tag
+        # that expat reports ends; they are bounded by the checks below.
+        start = self.boundary if self.element_start is None else self.element_start
+        keep = max(0, start - self.buffer_offset)
+        self.buffer = self.buffer[keep:] + data
+        self.buffer_offset += keep
+        self.bytes_fed += len(data)
+        super().parse(data)
+        if self.element_start is not None:
+            self.check_size(self.bytes_fed - self.element_start)
+        else:
+            # An unfinished header or start tag, or text outside any stanza.
+            self.check_size(
+                self.bytes_fed - self.boundary,
+                "stream header" if self.depth == 0 else "stanza",
+            )
 
 
 class StreamParser:
@@ -106,10 +188,18 @@ class StreamParser:
             return
         try:
             self._stream.parse(data)
+        except XMLStreamError:
+            if self.closed:
+                return
+            raise
         except domish.ParserError as e:
-            if "Maximum" in str(e):
+            if self.closed:
+                # What follows <starttls/> or <proceed/> is not ours to judge.
+                return
+            if "undefined entity" in str(e):
                 raise XMLStreamError(
-                    "policy-violation",
-                    f"stanza larger than the limit of {self._max} bytes",
+                    "restricted-xml", "entity references are not allowed in XMPP"
                 ) from None
+            if "Maximum" in str(e):
+                raise XMLStreamError("policy-violation", str(e)) from None
             raise XMLStreamError("not-well-formed", str(e)) from None

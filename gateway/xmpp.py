@@ -27,17 +27,32 @@ class AddressError(ValueError):
 
 def parse_jid(value):
     """
-    Parse C{value} as a JID.
+    Parse C{value} as a JID (RFC 7622): an optional localpart before the
+    first C{@}, the domainpart, an optional resourcepart after the first
+    C{/}; each part present must be non-empty, and the domainpart a valid
+    host name of non-empty labels.
 
     @raise AddressError: when it is missing or malformed.
     @rtype: L{JID}
     """
-    if not value:
+    if not value or not isinstance(value, str):
         raise AddressError("missing address")
+    bare, slash, resource = value.partition("/")
+    local, at, domain = bare.partition("@") if "@" in bare else (None, "", bare)
+    if at and not local:
+        raise AddressError(f"{value!r} has an empty localpart")
+    if slash and not resource:
+        raise AddressError(f"{value!r} has an empty resourcepart")
+    if domain.endswith("."):
+        domain = domain[:-1]
+    if not domain or "" in domain.split("."):
+        raise AddressError(f"{value!r} has an empty domain label")
+    if any(len(part.encode("utf-8")) > 1023 for part in (local or "", domain, resource)):
+        raise AddressError(f"{value!r} has a part longer than 1023 bytes")
     try:
-        return JID(value)
-    except (InvalidFormat, UnicodeError) as e:
-        raise AddressError(f"malformed address: {e}") from None
+        return JID(tuple=(local or None, domain, resource or None))
+    except (InvalidFormat, UnicodeError, ValueError, IndexError) as e:
+        raise AddressError(f"{value!r} is malformed: {e}") from None
 
 
 def normalise_domain(value):
@@ -83,6 +98,33 @@ def is_bounceable(stanza):
     return True
 
 
+#: The error type RFC 6120 section 8.3.3 gives each defined condition.
+STANZA_ERROR_TYPES = {
+    "bad-request": "modify",
+    "conflict": "cancel",
+    "feature-not-implemented": "cancel",
+    "forbidden": "auth",
+    "gone": "cancel",
+    "internal-server-error": "cancel",
+    "item-not-found": "cancel",
+    "jid-malformed": "modify",
+    "not-acceptable": "modify",
+    "not-allowed": "cancel",
+    "not-authorized": "auth",
+    "policy-violation": "modify",
+    "recipient-unavailable": "wait",
+    "redirect": "modify",
+    "registration-required": "auth",
+    "remote-server-not-found": "cancel",
+    "remote-server-timeout": "wait",
+    "resource-constraint": "wait",
+    "service-unavailable": "cancel",
+    "subscription-required": "auth",
+    "undefined-condition": "cancel",
+    "unexpected-request": "wait",
+}
+
+
 def error_response(stanza, condition, text=None):
     """
     Build the error stanza (RFC 6120 section 8.3) that answers C{stanza}.
@@ -90,7 +132,11 @@ def error_response(stanza, condition, text=None):
     The addresses are swapped and the original payload kept; the error type
     is the one RFC 6120 gives for C{condition}.
     """
-    return jabber_error.StanzaError(condition, text=text).toResponse(stanza)
+    error = jabber_error.StanzaError(
+        condition, type=STANZA_ERROR_TYPES[condition], text=text
+    )
+    error.code = None  # no legacy codes: RFC 6120 has none
+    return error.toResponse(stanza)
 
 
 def rewrite_namespace(element, old, new):

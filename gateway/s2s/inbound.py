@@ -232,6 +232,8 @@ class InboundStream(S2SStream):
         if receiving not in self.federation.local_domains:
             self.send(_dialback_error("result", receiving, originating, "item-not-found"))
             return
+        if originating in self.federation.local_domains:
+            raise StreamError("invalid-from", f"{originating} is served here, not by the peer")
         self._require_tls_for(originating)
         pair = (originating, receiving)
         if pair in self.verified:
