@@ -27,8 +27,8 @@ from twisted.names.resolve import ResolverChain
 
 DEFAULT_PORT = 5269
 
-# twisted.names opens a UDP port per query and logs each opening and closing
-# at info level; that is noise in an operator's log.
+# twisted.names makes a protocol per query and would log its start and stop
+# at info level.  (Twisted's UDP port still logs its own opening and closing.)
 dns.DNSDatagramProtocol.noisy = False
 
 

@@ -46,6 +46,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
         self.max_stanza_size = max_stanza_size
         self.depth = 0
         self.element_start = None
+        self.without_content = False
         self.bytes_fed = 0
         self.buffer = b""
         self.buffer_offset = 0
@@ -77,26 +78,43 @@ class _LimitedElementStream(domish.ExpatElementStream):
 
     def _start(self, name, attributes):
         self.depth += 1
-        if self.depth == 2:
-            self.element_start = self.parser.CurrentByteIndex
+        position = self.parser.CurrentByteIndex
+        if self.depth == 1:
+            # The header starts the document: where it ends is its size.
+            self.check_size(self._tag_end(position), "stream header")
+        elif self.depth == 2:
+            self.element_start = position
+        # Whether the element so far has no content (it may be <empty/>).
+        self.without_content = True
         self._onStartElement(name, attributes)
         if self.depth == 1:
-            self.boundary = self._tag_end(self.parser.CurrentByteIndex)
+            self.boundary = self._tag_end(position)
 
     def _end(self, name):
         if self.depth == 2:
-            end = self._tag_end(self.parser.CurrentByteIndex)
+            position = self.parser.CurrentByteIndex
+            if self.without_content and self._preceded_by(position, b"/>"):
+                # Expat reports an empty element's end just past its "/>".
+                end = position
+            else:
+                end = self._tag_end(position)
             self.check_size(end - self.element_start)
             self.element_start = None
             self.boundary = end
+        self.without_content = False
         self.depth -= 1
         self._onEndElement(name)
 
     def _text(self, data):
+        self.without_content = False
         if self.depth == 1:
             # Whitespace between stanzas (keepalives) is not part of any.
             self.boundary = self.parser.CurrentByteIndex + len(data.encode("utf-8"))
         self._onCdata(data)
+
+    def _preceded_by(self, position, marker):
+        at = position - self.buffer_offset
+        return at >= len(marker) and self.buffer[at - len(marker):at] == marker
 
     def _tag_end(self, position):
         """

@@ -4,6 +4,8 @@ error responses (RFC 6120 section 8.3) and namespace rewriting between
 component and server streams.
 """
 
+import functools
+
 from twisted.words.protocols.jabber import error as jabber_error
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
@@ -26,6 +28,21 @@ class AddressError(ValueError):
 
 
 def parse_jid(value):
+    """
+    Parse C{value} as a JID (see L{_parse_jid}), remembering the most
+    recent results: stringprep is by far the dearest part of routing a
+    stanza, and the same few addresses recur.
+
+    @raise AddressError: when it is missing or malformed.
+    @rtype: L{JID}
+    """
+    if not value or not isinstance(value, str):
+        raise AddressError("missing address")
+    return _parse_jid(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_jid(value):
     """
     Parse C{value} as a JID (RFC 7622): an optional localpart before the
     first C{@}, the domainpart, an optional resourcepart after the first
@@ -132,6 +149,8 @@ def error_response(stanza, condition, text=None):
     The addresses are swapped and the original payload kept; the error type
     is the one RFC 6120 gives for C{condition}.
     """
+    if condition not in STANZA_ERROR_TYPES:
+        condition = "undefined-condition"
     error = jabber_error.StanzaError(
         condition, type=STANZA_ERROR_TYPES[condition], text=text
     )

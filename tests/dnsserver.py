@@ -5,6 +5,7 @@ own DNS.
 """
 
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.names import common, dns, error, server
 
 
@@ -53,11 +54,20 @@ class LoopbackDNSServer:
         self.authority = MemoryAuthority()
         self.factory = server.DNSServerFactory(authorities=[self.authority])
         self.factory.noisy = False
-        self.udp = reactor.listenUDP(
-            0, dns.DNSDatagramProtocol(controller=self.factory), interface="127.0.0.1"
-        )
-        self.port = self.udp.getHost().port
-        self.tcp = reactor.listenTCP(self.port, self.factory, interface="127.0.0.1")
+        # UDP and TCP on the same port number: take a free UDP port and try
+        # TCP on it, again with another port when that one is taken.
+        for attempt in range(50):
+            self.udp = reactor.listenUDP(
+                0, dns.DNSDatagramProtocol(controller=self.factory), interface="127.0.0.1"
+            )
+            self.port = self.udp.getHost().port
+            try:
+                self.tcp = reactor.listenTCP(self.port, self.factory, interface="127.0.0.1")
+                break
+            except CannotListenError:
+                self.udp.stopListening()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
 
     @property
     def address(self):

@@ -119,7 +119,6 @@ class TestComponent:
     def connect(self, port, secret=None):
         factory = component.componentFactory(self.domain, secret or self.secret)
         authenticated = defer.Deferred()
-        failed = []
 
         def authd(stream):
             self.stream = stream

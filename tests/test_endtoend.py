@@ -5,11 +5,11 @@ gateways, each with a component, names from a loopback DNS server.
 
 import socket
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from tests.support import World, error_condition, wait_for
+from tests.support import World, error_condition
 
 
 class FederationTests(unittest.TestCase):

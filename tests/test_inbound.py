@@ -356,6 +356,14 @@ class ReceivingServerTests(InboundTestCase):
         self.assertEqual(error_condition(result), "item-not-found")
         self.assertEqual(self.federation.verifications, [])
 
+    def test_db_result_claiming_a_local_domain(self):
+        """
+        A peer can't claim to be one of our own domains.
+        """
+        self.feed(b"<db:result from='other.local' to='local.example'>abc</db:result>")
+        self.assertEqual(self.stream_error(), "invalid-from")
+        self.assertEqual(self.federation.verifications, [])
+
     def test_db_result_malformed_address(self):
         self.feed(b"<db:result from='a@b@c' to='local.example'>abc</db:result>")
         self.assertEqual(self.stream_error(), "improper-addressing")

@@ -4,14 +4,13 @@ federation's connection logic over a L{MemoryReactorClock} with an
 in-memory resolver.
 """
 
-from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from gateway.config import PolicyConfig, parse_config
+from gateway.config import parse_config
 from gateway.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose

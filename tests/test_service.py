@@ -94,7 +94,7 @@ class TwistdTests(unittest.TestCase):
         state = os.path.join(folder, "state")
         self.assertIn(f"state folder {state}", output)
         self.assertIn("Made a self-signed certificate for first.test", output)
-        self.assertIn(f"Component secret for first.test is in {secret_file}", output)
+        self.assertIn(f"Generated the component secret for first.test in {secret_file}", output)
         with open(secret_file) as f:
             secret = f.read().strip()
         self.assertNotIn(secret, output)

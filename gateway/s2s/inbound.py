@@ -16,7 +16,7 @@ Negotiation (RFC 6120 sections 4 and 5, XEP-0220), as a state machine:
 
 import enum
 
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.words.xish import domish
 

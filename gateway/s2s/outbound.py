@@ -35,6 +35,7 @@ from gateway.xmpp import (
     NS_DIALBACK,
     NS_SERVER,
     NS_STREAMS,
+    STANZA_ERROR_TYPES,
     error_condition,
     rewrite_namespace,
 )
@@ -202,7 +203,11 @@ class OutboundStream(S2SStream):
         if element.getAttribute("from") != self.peer_domain or element.getAttribute("to") != self.local_domain:
             raise StreamError("invalid-from", "the dialback answer is for another domain pair")
         if kind == "error":
-            condition = error_condition(element) or "remote-server-not-found"
+            condition = error_condition(element)
+            if condition not in STANZA_ERROR_TYPES:
+                # XEP-0220 conditions such as remote-connection-failed have
+                # no stanza error of their own for the bounce.
+                condition = "remote-server-not-found"
             self._give_up(NegotiationFailure(condition, f"the peer answered dialback with {condition}"))
             self.close()
             return None

@@ -197,7 +197,6 @@ class S2SStream(protocol.Protocol):
             self.fail(e.condition, e.text)
 
     def _on_stream_end(self):
-        log.debug("s2s {direction} {peer}: peer closed the stream", direction=self.direction, peer=self.peer_name())
         self.close()
 
     def stream_error_received(self, element):
@@ -226,13 +225,6 @@ class S2SStream(protocol.Protocol):
 
     def handshakeCompleted(self):
         self.tls = tls_facts(self.transport)
-        log.debug(
-            "s2s {direction} {peer}: TLS {version} {cipher}",
-            direction=self.direction,
-            peer=self.peer_name(),
-            version=self.tls.version,
-            cipher=self.tls.cipher,
-        )
         self.tls_established()
 
     def tls_established(self):
