@@ -56,6 +56,44 @@ class FederationTests(unittest.TestCase):
         self.assertTrue(inbound_b[0].tls.peer_chain)
 
     @defer.inlineCallbacks
+    def test_log_has_streams_not_secrets(self):
+        """
+        Federating logs one event per stream authenticated, with direction,
+        peer, method, TLS version and cipher as fields, and never a secret,
+        a dialback key or a stanza's content.
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from gateway.dialback import dialback_key
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+        alice.message("alice@a.test", "bob@b.test", "private words")
+        yield defer.Deferred.fromCoroutine(bob.next())
+        authenticated = [e for e in events if e.get("method") == "dialback"]
+        self.assertEqual(
+            sorted((e["direction"], e["peer"], e["local"]) for e in authenticated),
+            [("inbound", "a.test", "b.test"), ("outbound", "b.test", "a.test")],
+        )
+        for event in authenticated:
+            self.assertTrue(event["tls_version"].startswith("TLSv1."))
+            self.assertTrue(event["cipher"])
+        text = "\n".join(formatEvent(e) + repr(e) for e in events)
+        outbound = a.federation._outbound[("a.test", "b.test")]
+        secrets = [
+            a.state.dialback_secret,
+            b.state.dialback_secret,
+            "secret-for-a.test",
+            "secret-for-b.test",
+            dialback_key(a.state.dialback_secret, "b.test", "a.test", outbound.stream_id),
+            "private words",
+        ]
+        for secret in secrets:
+            self.assertNotIn(secret, text)
+
+    @defer.inlineCallbacks
     def test_iq_round_trip(self):
         """
         An IQ request crosses and its result comes back, and the outbound

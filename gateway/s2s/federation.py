@@ -63,8 +63,9 @@ class Federation:
         self.streams.add(stream)
         peer = stream.transport.getPeer()
         log.info(
-            "s2s {direction} stream opened with {address}",
+            "s2s {direction} stream opened with {peer} at {address}",
             direction=stream.direction,
+            peer=stream.peer_name() if stream.direction == "outbound" else "a peer",
             address=f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}",
         )
 
@@ -92,11 +93,14 @@ class Federation:
             drained, self._drained = self._drained, []
             for d in drained:
                 d.callback(None)
+        tls = stream.tls
         log.info(
             "s2s {direction} {peer} stream closed after {stanzas_in} stanzas in, "
-            "{stanzas_out} out",
+            "{stanzas_out} out; TLS {tls_version} {cipher}",
             direction=stream.direction,
             peer=stream.peer_name(),
+            tls_version=tls.version if tls else "none",
+            cipher=tls.cipher if tls else "none",
             stanzas_in=stream.stanzas_in,
             stanzas_out=stream.stanzas_out,
             stream_id=stream.stream_id,
