@@ -139,7 +139,6 @@ class S2SStream(protocol.Protocol):
         self.stream_id = None
         self.closed = False
         self._parser = None
-        self._closing = None
         self.stanzas_in = 0
         self.stanzas_out = 0
 
