@@ -109,22 +109,60 @@ class TimeoutsConfig:
 
 @dataclass(frozen=True)
 class DomainPolicy:
+    """
+    The trust policy for a peer domain.
+
+    @ivar require_tls: refuse to exchange stanzas without TLS.
+    @ivar verifiers: the verifiers to run, in order; the first that
+        verifies the peer authenticates the stream.
+    @ivar allow_unauthenticated: RFC 7590 section 3.4 "better than
+        nothing": accept an encrypted peer that no verifier verified, and
+        record it as unauthenticated (method C{none}).
+    @ivar allow_cn_id: let PKIX fall back to the subject CN (RFC 9525 does
+        not).
+    @ivar decisive: verifiers whose failure refuses the peer at once.
+    @ivar pins: C{(kind, hex)} pairs, C{kind} C{"sha256"} (the whole
+        certificate) or C{"spki-sha256"} (its public key); when any are
+        set, the peer's certificate must match one, before any verifier.
+    @ivar verifier_timeout: seconds each verifier may take.
+    """
+
     require_tls: bool = True
+    verifiers: tuple = ("pkix", "dialback")
+    allow_unauthenticated: bool = False
+    allow_cn_id: bool = False
+    decisive: tuple = ()
+    pins: tuple = ()
+    verifier_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """
+    @ivar domains: C{(pattern, DomainPolicy)} pairs; a pattern is a domain
+        or C{*.domain} for every domain below it.
+    @ivar trust_store: a PEM file of trusted CA certificates for PKIX, or
+        L{None} for the system's.
+    """
+
     default: DomainPolicy = DomainPolicy()
-    domains: tuple = ()  # of (domain, DomainPolicy)
+    domains: tuple = ()  # of (pattern, DomainPolicy)
+    trust_store: str | None = None
 
     def for_domain(self, domain):
         """
-        Return the L{DomainPolicy} that applies to peer C{domain}.
+        Return the L{DomainPolicy} that applies to peer C{domain}: an exact
+        match first, else the longest C{*.suffix} pattern it falls under,
+        else the default.
         """
-        for name, policy in self.domains:
-            if name == domain:
+        best = None
+        for pattern, policy in self.domains:
+            if pattern == domain:
                 return policy
-        return self.default
+            if pattern.startswith("*.") and domain.endswith(pattern[1:]):
+                if best is None or len(pattern) > len(best[0]):
+                    best = (pattern, policy)
+        return best[1] if best else self.default
 
     @property
     def any_plaintext_allowed(self):
@@ -280,10 +318,13 @@ def default_config(base=None):
     return parse_config(DEFAULT_CONFIG_TOML, DEFAULT_CONFIG_NAME, base or os.getcwd())
 
 
-def parse_config(text, path, base):
+def parse_config(text, path, base, known_verifiers=None):
     """
     Parse configuration C{text}, reporting problems against C{path} and
     resolving relative paths against folder C{base}.
+
+    @param known_verifiers: the verifier names policies may use; by default
+        those of the installed verifier plugins.
     """
     try:
         document = tomllib.loads(text)
@@ -301,7 +342,11 @@ def parse_config(text, path, base):
     components = _components(root.table_of("components"))
     dns = _dns(root.table_of("dns"))
     timeouts = _timeouts(root.table_of("timeouts"))
-    policy = _policy(root.table_of("policy"))
+    if known_verifiers is None:
+        from gateway.verifiers.registry import available_verifiers
+
+        known_verifiers = frozenset(available_verifiers())
+    policy = _policy(root.table_of("policy"), base, known_verifiers)
     root.finish()
     return GatewayConfig(
         source=path,
@@ -436,21 +481,89 @@ def _timeouts(reader):
     return config
 
 
-def _domain_policy(reader, default):
+_PIN_KINDS = ("sha256", "spki-sha256")
+
+
+def _domain_policy(reader, default, known_verifiers):
+    verifiers = reader.take("verifiers", (list,), None)
+    if verifiers is None:
+        verifiers = default.verifiers
+    else:
+        for name in verifiers:
+            if not isinstance(name, str):
+                raise reader.error("verifiers", f"must list verifier names, not {_kind(name)}")
+            if name not in known_verifiers:
+                known = ", ".join(sorted(known_verifiers))
+                raise reader.error("verifiers", f"unknown verifier {name!r} (known: {known})")
+        if len(set(verifiers)) != len(verifiers):
+            raise reader.error("verifiers", "names a verifier twice")
+        verifiers = tuple(verifiers)
+    decisive = reader.take("decisive", (list,), None)
+    if decisive is None:
+        decisive = default.decisive
+    else:
+        for name in decisive:
+            if name not in verifiers:
+                raise reader.error("decisive", f"{name!r} is not in this policy's verifiers")
+        decisive = tuple(decisive)
+    pins = reader.take("pins", (list,), None)
+    if pins is None:
+        pins = default.pins
+    else:
+        parsed = []
+        for pin in pins:
+            kind, _, value = pin.partition(":") if isinstance(pin, str) else ("", "", "")
+            value = value.replace(":", "").lower()
+            if kind not in _PIN_KINDS or len(value) != 64 or not all(
+                c in "0123456789abcdef" for c in value
+            ):
+                raise reader.error(
+                    "pins",
+                    f"{pin!r} is not a pin: write sha256:<64 hex digits> (the certificate) "
+                    "or spki-sha256:<64 hex digits> (its public key)",
+                )
+            parsed.append((kind, value))
+        pins = tuple(parsed)
     policy = DomainPolicy(
         require_tls=reader.take("require_tls", (bool,), default.require_tls),
+        verifiers=verifiers,
+        allow_unauthenticated=reader.take(
+            "allow_unauthenticated", (bool,), default.allow_unauthenticated
+        ),
+        allow_cn_id=reader.take("allow_cn_id", (bool,), default.allow_cn_id),
+        decisive=decisive,
+        pins=pins,
+        verifier_timeout=reader.number("verifier_timeout", default.verifier_timeout),
     )
+    if not policy.verifiers and not policy.allow_unauthenticated:
+        raise reader.error(
+            "verifiers", "is empty, so no peer could authenticate (or set allow_unauthenticated)"
+        )
+    if policy.allow_unauthenticated and not policy.require_tls:
+        raise reader.error(
+            "allow_unauthenticated",
+            "needs require_tls = true: an unauthenticated peer is only better than "
+            "nothing over TLS",
+        )
     return policy
 
 
-def _policy(reader):
+def _policy_pattern(reader, name):
+    if name.startswith("*."):
+        _domain_name(reader, name[2:])
+        return name
+    return _domain_name(reader, name)
+
+
+def _policy(reader, base, known_verifiers):
     overrides = reader.table_of("domains")
-    default = _domain_policy(reader, DomainPolicy())
+    trust_store = reader.path_value("trust_store", base)
+    default = _domain_policy(reader, DomainPolicy(), known_verifiers)
     reader.finish()
     domains = []
     for name in list(overrides.table):
-        canonical = _domain_name(overrides, name)
+        pattern = _policy_pattern(overrides, name)
         table = overrides.table_of(name, f'"{name}"')
-        domains.append((canonical, _domain_policy(table, default)))
+        domains.append((pattern, _domain_policy(table, default, known_verifiers)))
         table.finish()
-    return PolicyConfig(default=default, domains=tuple(domains))
+    return PolicyConfig(default=default, domains=tuple(domains), trust_store=trust_store)

@@ -3,6 +3,8 @@ Wiring: from a L{gateway.config.GatewayConfig} to a running service with
 its listeners.
 """
 
+import os
+
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
@@ -18,7 +20,10 @@ from gateway.routing import Router
 from gateway.s2s.federation import Federation
 from gateway.s2s.inbound import InboundFactory
 from gateway.state import prepare_state
+from gateway.records.sqlite import SQLiteRecordStore
 from gateway.tls import TLSProfile
+from gateway.verifiers.interfaces import VerifierEnvironment
+from gateway.verifiers.registry import VerifierRegistry
 
 log = Logger()
 
@@ -54,6 +59,23 @@ class GatewayService(service.MultiService):
             reactor,
         )
         self.router.federation = self.federation
+        self.records = SQLiteRecordStore(
+            os.path.join(self.state.state_dir, "records.sqlite3"), reactor
+        )
+        self.federation.records = self.records
+        self.verifiers = VerifierRegistry(
+            VerifierEnvironment(
+                reactor=reactor,
+                config=config,
+                resolver=self.federation.resolver,
+                federation=self.federation,
+            )
+        )
+        self.federation.verifiers = self.verifiers
+        # Build every verifier a policy names now, so that a bad trust store
+        # stops the gateway at start rather than at the first peer.
+        for policy in (config.policy.default, *(p for _, p in config.policy.domains)):
+            self.verifiers.chain_for(policy)
         log.info(
             "serving {domains}", domains=", ".join(sorted(config.domain_names))
         )
@@ -120,11 +142,25 @@ class GatewayService(service.MultiService):
         )
         return port
 
+    def startService(self):
+        super().startService()
+        d = self.records.start()
+        d.addCallback(
+            lambda _: log.info("authentication records in {path}", path=self.records.path)
+        )
+        d.addErrback(
+            lambda f: log.critical(
+                "authentication records unavailable: {error}", error=f.getErrorMessage()
+            )
+        )
+
     def stopService(self):
         stopped = defer.maybeDeferred(super().stopService)
-        return defer.gatherResults(
+        done = defer.gatherResults(
             [stopped, self.federation.shut_down(), self.components.close_all()]
         )
+        done.addBoth(lambda _: self.records.close())
+        return done
 
 
 def make_service(config, reactor=None, resolver=None):

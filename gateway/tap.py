@@ -8,7 +8,9 @@ from twisted.python import usage
 
 from gateway.config import ConfigError, default_config, load_config
 from gateway.state import StateError
+from gateway.records.interfaces import RecordStoreError
 from gateway.tls import TLSConfigurationError
+from gateway.verifiers.pkix import TrustStoreError
 
 
 class Options(usage.Options):
@@ -44,5 +46,5 @@ def makeService(options):
 
     try:
         return make_service(options.gateway_config)
-    except (StateError, TLSConfigurationError) as e:
+    except (StateError, TLSConfigurationError, TrustStoreError, RecordStoreError) as e:
         _exit(str(e))

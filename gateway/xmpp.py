@@ -17,6 +17,7 @@ NS_COMPONENT = "jabber:component:accept"
 NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 STANZA_NAMES = frozenset(("message", "presence", "iq"))
 

@@ -9,7 +9,13 @@ import os
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
+ID_ON_DNSSRV = ObjectIdentifier("1.3.6.1.5.5.7.8.7")
+
+_UTF8STRING = 0x0C
+_IA5STRING = 0x16
 
 
 def _now():
@@ -24,23 +30,74 @@ def _pem_key(key):
     )
 
 
+def der_string(tag, text):
+    """
+    DER-encode C{text} as a string of ASN.1 type C{tag} (C{0x0C}
+    UTF8String, C{0x16} IA5String), as an otherName value.
+    """
+    content = text.encode("utf-8")
+    if len(content) < 0x80:
+        length = bytes([len(content)])
+    else:
+        size = len(content).to_bytes((len(content).bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(size)]) + size
+    return bytes([tag]) + length + content
+
+
+def xmpp_addr(jid):
+    """
+    An id-on-xmppAddr otherName for C{jid} (RFC 6120 section 13.7.1.4).
+    """
+    return x509.OtherName(ID_ON_XMPPADDR, der_string(_UTF8STRING, jid))
+
+
+def srv_name(name):
+    """
+    An id-on-dnsSRV otherName (an SRV-ID) for C{name}, such as
+    C{_xmpp-server.example.org} (RFC 4985).
+    """
+    return x509.OtherName(ID_ON_DNSSRV, der_string(_IA5STRING, name))
+
+
+def key_usage(*asserted):
+    """
+    A KeyUsage extension asserting the named bits (C{"digital_signature"},
+    C{"key_cert_sign"}, ...) and no others.
+    """
+    names = (
+        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+    )
+    unknown = set(asserted) - set(names)
+    if unknown:
+        raise ValueError(f"unknown key usage bits {sorted(unknown)}")
+    return x509.KeyUsage(**{name: name in asserted for name in names})
+
+
 class CertificateAuthority:
     """
     A test CA that issues certificates for XMPP domains.
+
+    @param issuer: another L{CertificateAuthority} that signs this one (an
+        intermediate CA); L{None} for a self-signed root.
+    @param eku: extended key usages for the CA certificate itself (none by
+        default, like most roots).
     """
 
-    def __init__(self, name="Test CA"):
+    def __init__(self, name="Test CA", issuer=None, not_before=None, not_after=None, eku=()):
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.issuer = issuer
+        signer = issuer if issuer is not None else self
         now = _now()
-        self.certificate = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(self.name)
-            .issuer_name(self.name)
+            .issuer_name(signer.name)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
+            .not_valid_before(not_before or now - datetime.timedelta(days=1))
+            .not_valid_after(not_after or now + datetime.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -53,18 +110,40 @@ class CertificateAuthority:
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
             )
-            .sign(self.key, hashes.SHA256())
         )
+        if issuer is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+                critical=False,
+            )
+        if eku:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+        self.certificate = builder.sign(signer.key, hashes.SHA256())
+
+    def intermediate(self, name="Test Intermediate CA", **kwargs):
+        """
+        A CA whose certificate this CA signs.
+        """
+        return CertificateAuthority(name, issuer=self, **kwargs)
+
+    @property
+    def der(self):
+        return self.certificate.public_bytes(serialization.Encoding.DER)
 
     @property
     def pem(self):
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, dns_names, common_name=None, eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
-              not_before=None, not_after=None, extensions=()):
+              not_before=None, not_after=None, extensions=(), sans=(), self_signed=False):
         """
         Issue a certificate for C{dns_names}.
 
+        @param sans: more subjectAltName entries (L{x509.GeneralName}s, such
+            as L{xmpp_addr} and L{srv_name}) after the DNS names.  With
+            neither, the certificate has no subjectAltName at all.
+        @param self_signed: sign it with its own key, issuer = subject,
+            instead of by this CA.
         @return: C{(certificate, key)}.
         """
         key = ec.generate_private_key(ec.SECP256R1())
@@ -75,26 +154,29 @@ class CertificateAuthority:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(self.name)
+            .issuer_name(subject if self_signed else self.name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or now - datetime.timedelta(hours=1))
             .not_valid_after(not_after or now + datetime.timedelta(days=7))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    key.public_key() if self_signed else self.key.public_key()
+                ),
                 critical=False,
             )
         )
-        if dns_names:
+        if dns_names or sans:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names] + list(sans)),
+                critical=False,
             )
         if eku:
             builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(self.key, hashes.SHA256()), key
+        return builder.sign(key if self_signed else self.key, hashes.SHA256()), key
 
     def write_identity(self, folder, domain, **kwargs):
         """

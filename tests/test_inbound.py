@@ -13,6 +13,8 @@ from gateway.config import DomainPolicy, PolicyConfig
 from gateway.dialback import dialback_key
 from gateway.s2s.inbound import DialbackError, InboundState, InboundStream
 from gateway.tls import TLSFacts
+from gateway.verifiers.chain import ChainResult
+from gateway.verifiers.interfaces import Verdict
 from gateway.xmlparser import StreamParser
 from gateway.xmpp import error_condition
 
@@ -65,13 +67,40 @@ class FakeFederation:
         self.router = FakeRouter()
         self.verifications = []
         self.authenticated = []
+        self.via = []
+        self.refused = []
         self.opened = []
         self.closed = []
 
-    def verify_dialback_key(self, originating, receiving, stream_id, key):
+    def verify_peer(self, direction, local, peer, stream, dialback_key=None):
+        """
+        Hold the verification for the test, which answers with a
+        L{ChainResult}, or C{True}/C{False} for a dialback verdict, or a
+        L{DialbackError} for an unreachable authoritative server.
+        """
         d = defer.Deferred()
-        self.verifications.append(((originating, receiving, stream_id, key), d))
-        return d
+        self.verifications.append(((peer, local, stream.stream_id, dialback_key), d))
+
+        def decide(answer):
+            if isinstance(answer, ChainResult):
+                return answer
+            if answer:
+                verdict = Verdict.verified("dialback", "key confirmed")
+                return ChainResult(True, "dialback", verdict, (verdict,))
+            verdict = Verdict.failed("dialback", "key invalid", decisive=True)
+            return ChainResult(False, None, verdict, (verdict,), "dialback: key invalid")
+
+        def unreachable(failure):
+            failure.trap(DialbackError)
+            verdict = Verdict.failed(
+                "dialback", failure.value.text, condition=failure.value.condition
+            )
+            return ChainResult(False, None, None, (verdict,), "dialback: unreachable")
+
+        return d.addCallbacks(decide, unreachable)
+
+    def authentication_refused(self, stream, direction, local, peer, result):
+        self.refused.append((peer, local, result.reason))
 
     def stream_opened(self, stream):
         self.opened.append(stream)
@@ -79,8 +108,9 @@ class FakeFederation:
     def stream_closed(self, stream):
         self.closed.append(stream)
 
-    def stream_authenticated(self, stream, peer, local, method):
-        self.authenticated.append((peer, local, method))
+    def stream_authenticated(self, stream, peer, local, result, via):
+        self.authenticated.append((peer, local, result.method))
+        self.via.append(via)
 
 
 class Output:

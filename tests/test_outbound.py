@@ -4,18 +4,21 @@ federation's connection logic over a L{MemoryReactorClock} with an
 in-memory resolver.
 """
 
+from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from gateway.config import parse_config
+from gateway.config import DomainPolicy, PolicyConfig, parse_config
 from gateway.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
 from gateway.state import GatewayState
 from gateway.tls import TLSFacts
+from gateway.verifiers.chain import ChainResult
+from gateway.verifiers.interfaces import Verdict
 from tests.dnsserver import MemoryAuthority
 from tests.test_inbound import Output, TLSStringTransport
 from twisted.names import dns
@@ -54,6 +57,10 @@ class FakeStreamFederation:
         self.dialback_secret = SECRET
         self.tls_profile = FakeTLSProfile()
         self.opened, self.closed, self.authenticated = [], [], []
+        self.verifications, self.refused = [], []
+        verdict = Verdict.verified("pkix", "certificate verified", identity="DNS-ID")
+        self.peer_result = ChainResult(True, "pkix", verdict, (verdict,))
+        self.policy = PolicyConfig()
 
     def stream_opened(self, stream):
         self.opened.append(stream)
@@ -61,8 +68,21 @@ class FakeStreamFederation:
     def stream_closed(self, stream):
         self.closed.append(stream)
 
-    def stream_authenticated(self, stream, peer, local, method):
-        self.authenticated.append((peer, local, method))
+    def stream_authenticated(self, stream, peer, local, result, via):
+        self.authenticated.append((peer, local, via))
+
+    def verify_peer(self, direction, local, peer, stream, dialback_key=None):
+        """
+        The chain's answer is C{self.peer_verdict}, or held when L{None}.
+        """
+        d = defer.Deferred()
+        self.verifications.append(((direction, local, peer), d))
+        if self.peer_result is not None:
+            d.callback(self.peer_result)
+        return d
+
+    def authentication_refused(self, stream, direction, local, peer, result):
+        self.refused.append((direction, peer, result.reason))
 
 
 class OutboundStreamTests(unittest.TestCase):

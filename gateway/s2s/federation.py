@@ -11,7 +11,12 @@ from twisted.internet import defer, error as internet_error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
+from gateway.certificates import CertificateSummary
 from gateway.dns import ServiceNotOffered, resolve_addresses, resolve_targets
+from gateway.records.memory import MemoryRecordStore
+from gateway.records.record import AuthenticationRecord
+from gateway.verifiers.chain import run_chain
+from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose
 
@@ -38,7 +43,8 @@ class Federation:
     @param reactor: for connections and timers.
     """
 
-    def __init__(self, config, state, tls_profile, resolver, router, reactor):
+    def __init__(self, config, state, tls_profile, resolver, router, reactor,
+                 records=None, verifiers=None):
         self.local_domains = config.domain_names
         self.max_stanza_size = config.s2s.max_stanza_size
         self.queue_limit = config.s2s.queue_limit
@@ -51,6 +57,8 @@ class Federation:
         self.router = router
         self.reactor = reactor
         self.clock = reactor
+        self.records = records if records is not None else MemoryRecordStore()
+        self.verifiers = verifiers
         self.streams = set()
         self._outbound = {}
         self._queues = {}
@@ -69,19 +77,102 @@ class Federation:
             address=f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}",
         )
 
-    def stream_authenticated(self, stream, peer_domain, local_domain, method):
+    # Verification and records -----------------------------------------------
+
+    def verify_peer(self, direction, local_domain, peer_domain, stream, dialback_key=None):
+        """
+        Run the verifier chain that the trust policy for C{peer_domain}
+        names, over what C{stream} knows.
+
+        @return: a Deferred firing with a L{ChainResult}.
+        """
+        policy = self.policy.for_domain(peer_domain)
+        request = VerificationRequest(
+            direction=direction,
+            local_domain=local_domain,
+            peer_domain=peer_domain,
+            stream_id=stream.stream_id,
+            tls=stream.tls,
+            dialback_key=dialback_key,
+            target=getattr(stream, "target", None),
+            policy=policy,
+        )
+        return defer.Deferred.fromCoroutine(
+            run_chain(self.verifiers.chain_for(policy), request, policy, self.clock)
+        )
+
+    def _record(self, stream, direction, local_domain, peer_domain, result, authenticated, via):
+        tls = stream.tls
+        certificate = None
+        if tls is not None and tls.peer_chain:
+            try:
+                certificate = CertificateSummary.from_der(tls.peer_chain[0]).as_dict()
+            except ValueError:
+                certificate = None
+        evidence = result.evidence
+        if via:
+            evidence["authenticated_by"] = via
+        record = AuthenticationRecord(
+            peer_domain=peer_domain,
+            local_domain=local_domain,
+            direction=direction,
+            stream_id=stream.stream_id,
+            time=self.clock.seconds(),
+            method=result.method if authenticated else "refused",
+            evidence=evidence,
+            tls_version=tls.version if tls else None,
+            cipher=tls.cipher if tls else None,
+            certificate=certificate,
+            verdicts=tuple(v.as_dict() for v in result.verdicts),
+            authenticated=authenticated,
+            reason=result.reason,
+        )
+        d = self.records.add(record)
+        d.addErrback(
+            lambda f: log.failure("could not store the authentication record for {peer}", f, peer=peer_domain)
+        )
+        return record
+
+    def stream_authenticated(self, stream, peer_domain, local_domain, result, via):
+        """
+        C{stream} is now authenticated for C{(peer_domain, local_domain)}:
+        log it and keep the authentication record.
+
+        @param result: the L{ChainResult} that says how the peer was verified.
+        @param via: how the stream itself was authenticated (C{"SASL
+            EXTERNAL"}, C{"dialback"}).
+        """
         tls = stream.tls
         log.info(
-            "s2s {direction} {peer} authenticated for {local} via {method}; "
-            "TLS {tls_version} {cipher}",
+            "s2s {direction} {peer} authenticated for {local} via {method}"
+            " ({via}); TLS {tls_version} {cipher}",
             direction=stream.direction,
             peer=peer_domain,
             local=local_domain,
-            method=method,
+            method=result.method,
+            via=via,
+            reason=result.verdict.reason if result.verdict else "unauthenticated, as policy allows",
             tls_version=tls.version if tls else "none",
             cipher=tls.cipher if tls else "none",
             stream_id=stream.stream_id,
         )
+        stream.authentication = self._record(
+            stream, stream.direction, local_domain, peer_domain, result, True, via
+        )
+
+    def authentication_refused(self, stream, direction, local_domain, peer_domain, result):
+        """
+        The chain refused C{peer_domain} on C{stream}: log and record it.
+        """
+        log.info(
+            "s2s {direction} {peer} refused for {local}: {reason}",
+            direction=direction,
+            peer=peer_domain,
+            local=local_domain,
+            reason=result.reason,
+            stream_id=stream.stream_id,
+        )
+        self._record(stream, direction, local_domain, peer_domain, result, False, None)
 
     def stream_closed(self, stream):
         self.streams.discard(stream)
@@ -242,6 +333,7 @@ class Federation:
                     except internet_error.ConnectError as e:
                         problems.append(f"{target.host} [{address}]:{target.port}: {e.__class__.__name__}")
                         break
+                    stream.target = target
                     try:
                         return await stream.ready
                     except NegotiationFailure as failure:

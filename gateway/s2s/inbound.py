@@ -14,9 +14,10 @@ Negotiation (RFC 6120 sections 4 and 5, XEP-0220), as a state machine:
     accepted only from a C{(from, to)} domain pair verified on this stream.
 """
 
+import base64
 import enum
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -26,6 +27,7 @@ from gateway.state import random_stream_id
 from gateway.xmpp import (
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
+    NS_SASL,
     NS_SERVER,
     NS_STREAMS,
     NS_TLS,
@@ -56,7 +58,9 @@ class InboundState(enum.Enum):
     HEADER = "awaiting stream header"
     FEATURES_SENT = "negotiating"
     TLS = "TLS negotiated, awaiting stream restart"
+    CHECKING = "checking the certificate before offering features"
     OPEN = "open"
+    SASL_RESTART = "SASL done, awaiting stream restart"
 
 
 def check_stream_header(root, local_domains):
@@ -113,6 +117,26 @@ def _dialback_error(name, sender, recipient, condition, stream_id=None):
     return element
 
 
+def _log_unless_cancelled(failure, what, **fields):
+    # A verification is cancelled when its stream closes; that is no error.
+    if not failure.check(defer.CancelledError):
+        log.failure(what, failure, **fields)
+
+
+def _unreachable_condition(result):
+    """
+    When a refusal came from dialback not reaching the authoritative
+    server (rather than from a verdict against the peer), the XEP-0220
+    error condition to answer with; else L{None}.
+    """
+    for verdict in result.verdicts:
+        condition = verdict.evidence.get("condition")
+        if verdict.verifier == "dialback" and condition and not verdict.decisive:
+            if result.verdict is None or result.verdict is verdict:
+                return condition
+    return None
+
+
 class InboundStream(S2SStream):
     """
     One inbound s2s stream.  The L{gateway.s2s.federation.Federation} it
@@ -134,11 +158,14 @@ class InboundStream(S2SStream):
             Input.STANZA: "receive_stanza",
         },
         InboundState.TLS: {Input.HEADER: "receive_header"},
+        InboundState.CHECKING: {},
         InboundState.OPEN: {
+            Input.SASL_AUTH: "receive_sasl_auth",
             Input.DB_RESULT: "receive_db_result",
             Input.DB_VERIFY: "receive_db_verify",
             Input.STANZA: "receive_stanza",
         },
+        InboundState.SASL_RESTART: {Input.HEADER: "receive_header"},
     }
     REFUSAL = {
         InboundState.FEATURES_SENT: "policy-violation",
@@ -155,6 +182,8 @@ class InboundStream(S2SStream):
         self._pending = {}
         self._header_sent = False
         self._timeout = None
+        self._external = None
+        self._sasl_done = False
 
     def peer_name(self):
         if self.verified:
@@ -194,16 +223,94 @@ class InboundStream(S2SStream):
         )
         self.local_domain = check_stream_header(root, self.federation.local_domains)
         self.peer_domain_claimed = root.getAttribute("from")
-        features = domish.Element((NS_STREAMS, "features"))
         if self.tls is None:
+            features = domish.Element((NS_STREAMS, "features"))
             starttls = features.addElement((NS_TLS, "starttls"))
             if not self.federation.policy.any_plaintext_allowed:
                 starttls.addElement("required")
+            features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
             self.state = InboundState.FEATURES_SENT
+            self.send(features)
+        elif self._sasl_done or not self._external_candidate():
+            self._send_secure_features(offer_external=False)
         else:
-            self.state = InboundState.OPEN
-        features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
+            # XEP-0178: offer EXTERNAL only when the certificate verified for
+            # the domain the header names; the verifiers decide that first.
+            self.state = InboundState.CHECKING
+            peer = normalise_domain(self.peer_domain_claimed)
+            d = self.federation.verify_peer("inbound", self.local_domain, peer, self)
+            self._pending[("external", peer)] = d
+            d.addCallback(self._external_checked, peer)
+            d.addErrback(_log_unless_cancelled, "checking {peer} for SASL EXTERNAL", peer=peer)
+
+    def _external_candidate(self):
+        peer = self.peer_domain_claimed
+        if not peer or not self.tls.peer_chain:
+            return False
+        try:
+            peer = normalise_domain(peer)
+        except AddressError:
+            return False
+        return peer not in self.federation.local_domains
+
+    def _external_checked(self, result, peer):
+        del self._pending[("external", peer)]
+        if self.closed:
+            return
+        if result.authenticated and result.method not in ("none", "dialback"):
+            self._external = (peer, result)
+        else:
+            log.info(
+                "s2s inbound {peer}: not offering SASL EXTERNAL: {reason}",
+                peer=peer,
+                reason=result.reason or f"verified only by {result.method}",
+            )
+        self._send_secure_features(offer_external=self._external is not None)
+
+    def _send_secure_features(self, offer_external):
+        features = domish.Element((NS_STREAMS, "features"))
+        if offer_external:
+            mechanisms = features.addElement((NS_SASL, "mechanisms"))
+            mechanisms.addElement("mechanism", content="EXTERNAL")
+        if not self._sasl_done:
+            features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
+        self.state = InboundState.OPEN
         self.send(features)
+
+    # SASL EXTERNAL (XEP-0178) ----------------------------------------------
+
+    def receive_sasl_auth(self, element):
+        if self._sasl_done:
+            raise StreamError("policy-violation", "SASL is already done on this stream")
+        mechanism = element.getAttribute("mechanism")
+        if self._external is None or mechanism != "EXTERNAL":
+            self._sasl_failure("invalid-mechanism")
+            return
+        peer, result = self._external
+        response = str(element).strip()
+        if response in ("", "="):
+            authzid = peer
+        else:
+            try:
+                authzid = base64.b64decode(response, validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                self._sasl_failure("incorrect-encoding")
+                return
+        if authzid != peer:
+            self._sasl_failure("invalid-authzid")
+            return
+        self.transport.write(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        self._sasl_done = True
+        self._authenticated((peer, self.local_domain), result, via="SASL EXTERNAL")
+        # RFC 6120 section 6.4.6: the stream restarts after success.
+        self.state = InboundState.SASL_RESTART
+        self._header_sent = False
+        self.reset_parser()
+
+    def _sasl_failure(self, condition):
+        failure = domish.Element((NS_SASL, "failure"))
+        failure.addElement(condition)
+        self.send(failure)
 
     def receive_starttls(self, element):
         if self.tls is not None or self.direct_tls:
@@ -242,45 +349,44 @@ class InboundStream(S2SStream):
         if pair in self._pending:
             return
         key = str(element).strip()
-        d = self.federation.verify_dialback_key(originating, receiving, self.stream_id, key)
+        d = self.federation.verify_peer(
+            "inbound", receiving, originating, self, dialback_key=key
+        )
         self._pending[pair] = d
-        d.addCallbacks(self._dialback_verified, self._dialback_failed, (pair,), None, (pair,))
-        d.addErrback(lambda f: log.failure("dialback verification of {pair}", f, pair=pair))
+        d.addCallback(self._dialback_decided, pair)
+        d.addErrback(_log_unless_cancelled, "verifying {pair}", pair=pair)
 
-    def _dialback_verified(self, valid, pair):
+    def _dialback_decided(self, result, pair):
         del self._pending[pair]
         if self.closed:
             return
         originating, receiving = pair
-        if not valid:
-            log.info(
-                "s2s inbound {peer}: dialback key for {local} is invalid",
-                peer=originating,
-                local=receiving,
-            )
-            self.send(_dialback_element("result", receiving, originating, "invalid"))
-            if not self.verified:
-                self.fail("not-authorized", "dialback verification failed")
+        if result.authenticated:
+            self._authenticated(pair, result, via="dialback")
+            self.send(_dialback_element("result", receiving, originating, "valid"))
             return
+        log.info(
+            "s2s inbound {peer}: refused for {local}: {reason}",
+            peer=originating,
+            local=receiving,
+            reason=result.reason,
+        )
+        self.federation.authentication_refused(self, "inbound", receiving, originating, result)
+        condition = _unreachable_condition(result)
+        if condition is not None:
+            self.send(_dialback_error("result", receiving, originating, condition))
+            return
+        self.send(_dialback_element("result", receiving, originating, "invalid"))
+        if not self.verified:
+            self.fail("not-authorized", f"{originating} could not be verified")
+
+    def _authenticated(self, pair, result, via):
         self.verified.add(pair)
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
             self._timeout = None
-        self.send(_dialback_element("result", receiving, originating, "valid"))
-        self.federation.stream_authenticated(self, originating, receiving, "dialback")
-
-    def _dialback_failed(self, failure, pair):
-        del self._pending[pair]
-        if self.closed:
-            return
-        failure.trap(DialbackError)
         originating, receiving = pair
-        log.info(
-            "s2s inbound {peer}: could not verify dialback key: {text}",
-            peer=originating,
-            text=failure.value.text,
-        )
-        self.send(_dialback_error("result", receiving, originating, failure.value.condition))
+        self.federation.stream_authenticated(self, originating, receiving, result, via)
 
     # Dialback, as authoritative server ------------------------------------
 

@@ -33,6 +33,7 @@ from gateway.s2s.stream import Input, S2SStream, StreamError
 from gateway.xmpp import (
     NS_COMPONENT,
     NS_DIALBACK,
+    NS_SASL,
     NS_SERVER,
     NS_STREAMS,
     STANZA_ERROR_TYPES,
@@ -53,6 +54,8 @@ class OutboundState(enum.Enum):
     FEATURES = "awaiting stream features"
     PROCEED = "awaiting proceed"
     TLS = "TLS negotiating"
+    VERIFYING = "verifying the peer"
+    SASL = "awaiting the SASL answer"
     DIALBACK = "awaiting dialback answer"
     AUTHENTICATED = "authenticated"
 
@@ -97,6 +100,11 @@ class OutboundStream(S2SStream):
             Input.TLS_FAILURE: "receive_tls_failure",
         },
         OutboundState.TLS: {Input.HEADER: "receive_header"},
+        OutboundState.VERIFYING: {},
+        OutboundState.SASL: {
+            Input.SASL_SUCCESS: "receive_sasl_success",
+            Input.SASL_FAILURE: "receive_sasl_failure",
+        },
         OutboundState.DIALBACK: {
             Input.DB_RESULT: "receive_db_result",
             Input.DB_VERIFY: "receive_db_verify",
@@ -124,6 +132,12 @@ class OutboundStream(S2SStream):
         self.direct_tls = direct_tls
         self.verify_request = verify_request
         self.ready = defer.Deferred(self._cancel)
+        self.target = None
+        self.authentication = None
+        self._sasl_done = False
+        self._offers_external = False
+        self._peer_result = None
+        self._checking = None
 
     def _cancel(self, ready):
         self.ready = None
@@ -163,28 +177,106 @@ class OutboundStream(S2SStream):
             self.transport.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             self.state = OutboundState.PROCEED
             return
-        self.state = OutboundState.DIALBACK
-        if self.purpose is Purpose.DIALBACK:
-            result = domish.Element((NS_DIALBACK, "result"))
-            result["from"] = self.local_domain
-            result["to"] = self.peer_domain
-            result.addContent(
-                dialback_key(
-                    self.federation.dialback_secret,
-                    self.peer_domain,
-                    self.local_domain,
-                    self.stream_id,
-                )
-            )
-            self.send(result)
-        else:
+        if self.purpose is Purpose.VERIFY:
             request = self.verify_request
             verify = domish.Element((NS_DIALBACK, "verify"))
             verify["from"] = self.local_domain
             verify["to"] = self.peer_domain
             verify["id"] = request.stream_id
             verify.addContent(request.key)
+            self.state = OutboundState.DIALBACK
             self.send(verify)
+            return
+        if self._sasl_done:
+            self._authenticated("SASL EXTERNAL")
+            return
+        self._offers_external = any(
+            str(mechanism).strip() == "EXTERNAL"
+            for mechanisms in features.elements(NS_SASL, "mechanisms")
+            for mechanism in mechanisms.elements(NS_SASL, "mechanism")
+        )
+        # Who is the peer?  The verifier chain decides before we say who we are.
+        self.state = OutboundState.VERIFYING
+        d = self.federation.verify_peer("outbound", self.local_domain, self.peer_domain, self)
+        self._checking = d
+        d.addCallback(self._peer_checked)
+        d.addErrback(
+            lambda f: None if f.check(defer.CancelledError)
+            else log.failure("verifying {peer}", f, peer=self.peer_domain)
+        )
+
+    def _peer_checked(self, result):
+        self._checking = None
+        if self.closed:
+            return
+        if not result.authenticated:
+            self.federation.authentication_refused(
+                self, "outbound", self.local_domain, self.peer_domain, result
+            )
+            self._give_up(NegotiationFailure(
+                "remote-server-not-found", f"{self.peer_domain} could not be verified: {result.reason}"
+            ))
+            self.fail("policy-violation", f"{self.peer_domain} could not be verified")
+            return
+        self._peer_result = result
+        if self._offers_external:
+            # XEP-0178: our certificate speaks for us; no authzid needed.
+            self.state = OutboundState.SASL
+            self.transport.write(
+                b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>"
+            )
+        else:
+            self._send_dialback_key()
+
+    def _dialback_allowed(self):
+        return "dialback" in self.federation.policy.for_domain(self.peer_domain).verifiers
+
+    def _send_dialback_key(self):
+        if not self._dialback_allowed():
+            self._give_up(NegotiationFailure(
+                "remote-server-not-found",
+                f"{self.peer_domain} can't authenticate us by SASL EXTERNAL, and policy "
+                "leaves dialback out",
+            ))
+            self.close()
+            return
+        self.state = OutboundState.DIALBACK
+        result = domish.Element((NS_DIALBACK, "result"))
+        result["from"] = self.local_domain
+        result["to"] = self.peer_domain
+        result.addContent(
+            dialback_key(
+                self.federation.dialback_secret,
+                self.peer_domain,
+                self.local_domain,
+                self.stream_id,
+            )
+        )
+        self.send(result)
+
+    def receive_sasl_success(self, element):
+        self._sasl_done = True
+        # RFC 6120 section 6.4.6: restart the stream.
+        self.state = OutboundState.HEADER
+        self.reset_parser()
+        self._send_stream_header()
+
+    def receive_sasl_failure(self, element):
+        condition = next((c.name for c in element.elements()), "not-authorized")
+        log.info(
+            "s2s outbound {peer}: SASL EXTERNAL refused ({condition}); trying dialback",
+            peer=self.peer_domain,
+            condition=condition,
+        )
+        self._send_dialback_key()
+
+    def _authenticated(self, via):
+        self.state = OutboundState.AUTHENTICATED
+        self.federation.stream_authenticated(
+            self, self.peer_domain, self.local_domain, self._peer_result, via
+        )
+        ready, self.ready = self.ready, None
+        ready.callback(self)
 
     def receive_proceed(self, element):
         self.state = OutboundState.TLS
@@ -227,10 +319,7 @@ class OutboundStream(S2SStream):
             ))
             self.close()
             return
-        self.state = OutboundState.AUTHENTICATED
-        self.federation.stream_authenticated(self, self.peer_domain, self.local_domain, "dialback")
-        ready, self.ready = self.ready, None
-        ready.callback(self)
+        self._authenticated("dialback")
 
     def receive_db_verify(self, element):
         if self.purpose is not Purpose.VERIFY:
@@ -272,6 +361,8 @@ class OutboundStream(S2SStream):
         )
 
     def stream_closed(self, reason):
+        if self._checking is not None:
+            self._checking.cancel()
         self._give_up(
             NegotiationFailure(
                 "remote-server-not-found",

@@ -21,6 +21,7 @@ from gateway.tls import tls_facts
 from gateway.xmlparser import StreamParser, XMLStreamError
 from gateway.xmpp import (
     NS_DIALBACK,
+    NS_SASL,
     NS_SERVER,
     NS_STREAMS,
     NS_TLS,
@@ -43,6 +44,9 @@ class Input(enum.Enum):
     TLS_FAILURE = "starttls failure"
     DB_RESULT = "db:result"
     DB_VERIFY = "db:verify"
+    SASL_AUTH = "SASL auth"
+    SASL_SUCCESS = "SASL success"
+    SASL_FAILURE = "SASL failure"
     STANZA = "stanza"
     OTHER = "unsupported element"
 
@@ -54,6 +58,9 @@ _CLASSIFICATION = {
     (NS_TLS, "failure"): Input.TLS_FAILURE,
     (NS_DIALBACK, "result"): Input.DB_RESULT,
     (NS_DIALBACK, "verify"): Input.DB_VERIFY,
+    (NS_SASL, "auth"): Input.SASL_AUTH,
+    (NS_SASL, "success"): Input.SASL_SUCCESS,
+    (NS_SASL, "failure"): Input.SASL_FAILURE,
 }
 for _name in STANZA_NAMES:
     _CLASSIFICATION[(NS_SERVER, _name)] = Input.STANZA

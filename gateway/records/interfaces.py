@@ -1,0 +1,79 @@
+"""
+The record store interface: where the gateway keeps an
+L{AuthenticationRecord<gateway.records.record.AuthenticationRecord>} for
+every stream whose peer it checked.
+"""
+
+from zope.interface import Interface
+
+
+class RecordStoreError(Exception):
+    """
+    A record store can't be opened or used: its folder is missing, its
+    file is not a database the gateway understands, or it is closed.
+    """
+
+
+class IRecordStore(Interface):
+    """
+    Keeps authentication records and answers questions about them.
+
+    Every method returns a L{Deferred<twisted.internet.defer.Deferred>};
+    none of them waits on a disk in the reactor's thread.  Listings are
+    newest first: by C{time}, then, for records with the same C{time}, the
+    one added last first.
+    """
+
+    def add(record):
+        """
+        Keep C{record}.
+
+        @type record: L{gateway.records.record.AuthenticationRecord}
+        @return: a Deferred firing with L{None} once the record is durably
+            stored (it fails with L{TypeError} if C{record} is not an
+            L{AuthenticationRecord} or is not JSON-serialisable, and with
+            L{RecordStoreError} if the store is closed or unusable).
+        """
+
+    def for_peer(peer_domain, limit=100):
+        """
+        The records of streams with C{peer_domain}, newest first.
+
+        @param peer_domain: the peer's domain, spelled as in the records
+            (the match is exact).
+        @param limit: at most this many records; L{None} for all of them.
+        @return: a Deferred firing with a L{list} of
+            L{AuthenticationRecord}.
+        """
+
+    def recent(limit=100):
+        """
+        The records of streams with any peer, newest first.
+
+        @param limit: at most this many records; L{None} for all of them.
+        @return: a Deferred firing with a L{list} of
+            L{AuthenticationRecord}.
+        """
+
+    def close():
+        """
+        Finish the work already asked for, then release the store's
+        resources (threads, files).  Later calls fail with
+        L{RecordStoreError}; closing again does nothing.
+
+        @return: a Deferred firing with L{None} once the store is closed.
+        """
+
+
+def check_limit(limit):
+    """
+    Check a listing's C{limit} as L{IRecordStore} defines it.
+
+    @return: C{limit}, a non-negative L{int} or L{None} (no limit).
+    @raise ValueError: C{limit} is negative or not an integer.
+    """
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
+    return limit

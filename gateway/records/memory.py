@@ -1,0 +1,95 @@
+"""
+An in-memory L{IRecordStore}, for tests: the gateway's and plugin
+authors'.  It behaves as L{SQLiteRecordStore<gateway.records.sqlite.
+SQLiteRecordStore>} does, down to refusing records that are not
+JSON-serialisable and returning copies, but its Deferreds have already
+fired, so it works in a L{SynchronousTestCase<twisted.trial.unittest.
+SynchronousTestCase>}.
+"""
+
+import itertools
+import json
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from gateway.records.interfaces import IRecordStore, RecordStoreError, check_limit
+from gateway.records.record import AuthenticationRecord
+
+
+@implementer(IRecordStore)
+class MemoryRecordStore:
+    """
+    Keeps records in a list.
+
+    @ivar closed: whether L{close} was called.
+    """
+
+    def __init__(self):
+        # (time, sequence, peer_domain, JSON) per record: the JSON is a snapshot, so a
+        # caller changing a record's evidence dict afterwards changes
+        # nothing here, as with a database.
+        self._rows = []
+        self._sequence = itertools.count()
+        self.closed = False
+
+    @property
+    def records(self):
+        """
+        Every record kept, in the order they were added (copies).
+        """
+        rows = sorted(self._rows, key=lambda row: row[1])
+        return [self._load(row) for row in rows]
+
+    def start(self):
+        """
+        Nothing to prepare; for parity with L{SQLiteRecordStore}.
+        """
+        return self._guard(lambda: None)
+
+    def add(self, record):
+        def store():
+            if not isinstance(record, AuthenticationRecord):
+                raise TypeError(f"expected an AuthenticationRecord, not {record!r}")
+            try:
+                encoded = json.dumps(record.as_dict(), allow_nan=False)
+            except ValueError as error:  # NaN or infinity
+                raise TypeError(f"record is not JSON-serialisable: {error}") from error
+            self._rows.append(
+                (record.time, next(self._sequence), record.peer_domain, encoded)
+            )
+
+        return self._guard(store)
+
+    def for_peer(self, peer_domain, limit=100):
+        return self._guard(
+            lambda: self._newest(
+                (row for row in self._rows if row[2] == peer_domain), limit
+            )
+        )
+
+    def recent(self, limit=100):
+        return self._guard(lambda: self._newest(self._rows, limit))
+
+    def close(self):
+        self.closed = True
+        return defer.succeed(None)
+
+    def _guard(self, work):
+        if self.closed:
+            return defer.fail(RecordStoreError("the record store is closed"))
+        try:
+            return defer.succeed(work())
+        except Exception:
+            return defer.fail()
+
+    def _newest(self, rows, limit):
+        limit = check_limit(limit)
+        newest = sorted(rows, key=lambda row: (row[0], row[1]), reverse=True)
+        if limit is not None:
+            newest = newest[:limit]
+        return [self._load(row) for row in newest]
+
+    @staticmethod
+    def _load(row):
+        return AuthenticationRecord.from_dict(json.loads(row[3]))

@@ -1,0 +1,158 @@
+"""
+The authentication record: what the gateway knew and decided about one
+server-to-server stream's peer.
+"""
+
+import copy
+import datetime
+from dataclasses import dataclass
+
+DIRECTIONS = ("inbound", "outbound")
+
+#: The keys L{AuthenticationRecord.from_dict} requires; the others default.
+REQUIRED_KEYS = (
+    "peer_domain",
+    "local_domain",
+    "direction",
+    "time",
+    "method",
+    "authenticated",
+)
+
+
+def time_iso(time):
+    """
+    Spell C{time} (seconds since the epoch) as an ISO 8601 UTC timestamp
+    with microseconds, for example C{2024-05-01T12:00:00.250000Z}.
+    """
+    moment = datetime.datetime.fromtimestamp(time, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class AuthenticationRecord:
+    """
+    One stream's peer authentication, successful or refused.
+
+    @ivar peer_domain: the domain the peer claimed (inbound) or that we
+        connected to (outbound).
+    @ivar local_domain: our domain on the stream.
+    @ivar direction: C{"inbound"} or C{"outbound"}.
+    @ivar stream_id: the stream's id, or L{None}.
+    @ivar time: when the decision was made, in seconds since the epoch
+        (UTC).
+    @ivar method: how the peer was authenticated: C{pkix}, C{dane},
+        C{posh}, C{dialback}, C{pinned}, C{none}, or a plugin verifier's
+        name.
+    @ivar evidence: the facts the decision rests on, JSON-serialisable.
+    @ivar tls_version: the TLS version (C{"TLSv1.3"}), or L{None} when the
+        stream is not encrypted.
+    @ivar cipher: the TLS cipher suite, or L{None}.
+    @ivar certificate: a summary of the peer's certificate (keys
+        C{sha256}, C{spki_sha256}, C{subject}, C{issuer}, C{not_before},
+        C{not_after}, C{sans}) as a JSON-serialisable dict, or L{None}.
+        The store treats it as opaque.
+    @ivar verdicts: every verifier's verdict, in the order they ran, each
+        as L{Verdict.as_dict<gateway.verifiers.interfaces.Verdict.as_dict>}
+        makes it.  L{Verdict} objects given here are turned into those
+        dicts, and a list into a tuple.
+    @ivar authenticated: C{True} if the peer was accepted, C{False} if the
+        stream was refused after verification.
+    @ivar reason: why the stream was refused, or C{""}.
+    """
+
+    peer_domain: str
+    local_domain: str
+    direction: str
+    stream_id: str | None
+    time: float
+    method: str
+    evidence: dict
+    tls_version: str | None
+    cipher: str | None
+    certificate: dict | None
+    verdicts: tuple
+    authenticated: bool
+    reason: str = ""
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(
+                f"direction must be 'inbound' or 'outbound', not {self.direction!r}"
+            )
+        # Normalise so that equal records compare equal whichever way
+        # they were made (a Verdict or its dict, a list or a tuple, an int
+        # or a float time): from_dict(as_dict()) must give an equal record.
+        object.__setattr__(self, "time", float(self.time))
+        object.__setattr__(self, "authenticated", bool(self.authenticated))
+        object.__setattr__(
+            self,
+            "verdicts",
+            tuple(
+                verdict.as_dict() if hasattr(verdict, "as_dict") else verdict
+                for verdict in self.verdicts
+            ),
+        )
+
+    @property
+    def time_iso(self):
+        """
+        C{time} as an ISO 8601 UTC timestamp.
+        """
+        return time_iso(self.time)
+
+    def as_dict(self):
+        """
+        The record as a JSON-serialisable dict (nested values are copies),
+        with C{time} also spelled as an ISO 8601 UTC timestamp under
+        C{time_iso}.
+        """
+        return {
+            "peer_domain": self.peer_domain,
+            "local_domain": self.local_domain,
+            "direction": self.direction,
+            "stream_id": self.stream_id,
+            "time": self.time,
+            "time_iso": self.time_iso,
+            "method": self.method,
+            "evidence": copy.deepcopy(self.evidence),
+            "tls_version": self.tls_version,
+            "cipher": self.cipher,
+            "certificate": copy.deepcopy(self.certificate),
+            "verdicts": [copy.deepcopy(verdict) for verdict in self.verdicts],
+            "authenticated": self.authenticated,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        """
+        The record C{d} describes, as L{as_dict} (or its JSON) spells it:
+        C{from_dict(record.as_dict()) == record}.  C{time_iso} and unknown
+        keys are ignored; C{stream_id}, C{evidence}, C{tls_version},
+        C{cipher}, C{certificate}, C{verdicts} and C{reason} may be left
+        out.
+
+        @raise ValueError: a required key is missing, or C{direction} is
+            neither C{inbound} nor C{outbound}.
+        """
+        missing = [key for key in REQUIRED_KEYS if key not in d]
+        if missing:
+            raise ValueError(
+                "authentication record lacks " + ", ".join(repr(key) for key in missing)
+            )
+        return cls(
+            peer_domain=d["peer_domain"],
+            local_domain=d["local_domain"],
+            direction=d["direction"],
+            stream_id=d.get("stream_id"),
+            time=d["time"],
+            method=d["method"],
+            evidence=copy.deepcopy(d.get("evidence") or {}),
+            tls_version=d.get("tls_version"),
+            cipher=d.get("cipher"),
+            certificate=copy.deepcopy(d.get("certificate")),
+            verdicts=tuple(copy.deepcopy(list(d.get("verdicts") or ()))),
+            authenticated=d["authenticated"],
+            reason=d.get("reason") or "",
+        )

@@ -1,0 +1,104 @@
+"""
+The verifier chain: run the verifiers a trust policy names, in order, and
+decide.
+
+  - the first C{verified} verdict authenticates the peer, by that method;
+  - a C{failed} verdict that is decisive (by the verifier's own judgement,
+    or because the policy lists the verifier in C{decisive}) stops the
+    chain and refuses the peer;
+  - C{not-applicable} and other failures move on to the next verifier;
+  - each verifier has the policy's C{verifier_timeout}; running out is a
+    failure, and so is an exception;
+  - when nothing verified, an encrypted peer is accepted as
+    unauthenticated (method C{none}) only if the policy allows it
+    (RFC 7590 section 3.4).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gateway.verifiers.interfaces import Outcome, Verdict
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """
+    The chain's decision.
+
+    @ivar authenticated: whether the peer is accepted.
+    @ivar method: the verifier that verified it, C{"none"} for an accepted
+        unauthenticated peer, or L{None} when refused.
+    @ivar verdict: the deciding L{Verdict}, if any.
+    @ivar verdicts: every verdict, in order.
+    @ivar reason: for a refusal, why.
+    @ivar durations: seconds each verifier took, in order.
+    """
+
+    authenticated: bool
+    method: str | None
+    verdict: Verdict | None = None
+    verdicts: tuple = ()
+    reason: str = ""
+    durations: tuple = field(default=(), compare=False)
+
+    @property
+    def evidence(self):
+        return dict(self.verdict.evidence) if self.verdict else {}
+
+
+async def _run_one(verifier, request, timeout, clock):
+    d = defer.maybeDeferred(verifier.verify, request)
+    d.addTimeout(timeout, clock)
+    try:
+        verdict = await d
+    except defer.TimeoutError:
+        return Verdict.failed(verifier.name, f"no answer within {timeout:g}s")
+    except Exception as e:
+        log.failure("verifier {name} raised", name=verifier.name)
+        return Verdict.failed(verifier.name, f"internal error: {e.__class__.__name__}: {e}")
+    if not isinstance(verdict, Verdict):
+        return Verdict.failed(verifier.name, f"returned {verdict!r}, not a verdict")
+    return verdict
+
+
+async def run_chain(verifiers, request, policy, clock):
+    """
+    Run C{verifiers} over C{request} under C{policy}.
+
+    @param verifiers: L{IDomainVerifier} providers, in order.
+    @type request: L{gateway.verifiers.interfaces.VerificationRequest}
+    @type policy: L{gateway.config.DomainPolicy}
+    @param clock: for the timeouts.
+    @rtype: L{ChainResult}
+    """
+    verdicts = []
+    durations = []
+    for verifier in verifiers:
+        started = time.monotonic()
+        verdict = await _run_one(verifier, request, policy.verifier_timeout, clock)
+        durations.append(time.monotonic() - started)
+        verdicts.append(verdict)
+        if verdict.outcome is Outcome.VERIFIED:
+            return ChainResult(
+                True, verdict.verifier, verdict, tuple(verdicts), "", tuple(durations)
+            )
+        if verdict.outcome is Outcome.FAILED and (
+            verdict.decisive or verdict.verifier in policy.decisive
+        ):
+            return ChainResult(
+                False,
+                None,
+                verdict,
+                tuple(verdicts),
+                f"{verdict.verifier}: {verdict.reason}",
+                tuple(durations),
+            )
+    if policy.allow_unauthenticated and request.tls is not None:
+        return ChainResult(True, "none", None, tuple(verdicts), "", tuple(durations))
+    reasons = "; ".join(f"{v.verifier}: {v.reason}" for v in verdicts) or "no verifier"
+    return ChainResult(False, None, None, tuple(verdicts), reasons, tuple(durations))

@@ -1,0 +1,82 @@
+"""
+Server Dialback (XEP-0220) as a member of the verifier chain.
+
+Inbound, for a C{db:result}: the key is checked with the claimed domain's
+authoritative server, over a fresh connection.  When TLS is in place and an
+earlier verifier (PKIX, DANE, POSH) already verified the certificate for
+the domain, the chain stops there and the callback is never made: the
+XEP-0344 "dialback without dialback" short-cut, with the certificate as
+the proof.  Without a key (SASL EXTERNAL eligibility) dialback has
+nothing to say.
+
+Outbound, dialback proves our identity to the peer; about the peer, it
+says only that it was reached through DNS for its domain (the XEP-0220
+trust model), which is what a policy that lists C{dialback} accepts.
+"""
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+
+
+@implementer(IDomainVerifier)
+class DialbackVerifier:
+    name = "dialback"
+
+    def __init__(self, verify_key):
+        """
+        @param verify_key: C{(originating, receiving, stream_id, key)} →
+            Deferred firing with whether the key is valid, or failing with
+            L{gateway.s2s.inbound.DialbackError}
+            (L{gateway.s2s.federation.Federation.verify_dialback_key}).
+        """
+        self._verify_key = verify_key
+
+    def verify(self, request):
+        if request.direction == "outbound":
+            return defer.succeed(
+                Verdict.verified(
+                    self.name,
+                    f"reached through DNS for {request.peer_domain} (XEP-0220 trust model)",
+                    basis="dns",
+                )
+            )
+        if request.dialback_key is None:
+            return defer.succeed(
+                Verdict.not_applicable(self.name, "no dialback key offered on this stream")
+            )
+        return defer.Deferred.fromCoroutine(self._check(request))
+
+    async def _check(self, request):
+        from gateway.s2s.inbound import DialbackError
+
+        try:
+            valid = await self._verify_key(
+                request.peer_domain, request.local_domain, request.stream_id, request.dialback_key
+            )
+        except DialbackError as e:
+            return Verdict.failed(
+                self.name,
+                f"could not reach the authoritative server: {e.condition}: {e.text}",
+                condition=e.condition,
+            )
+        if valid:
+            return Verdict.verified(
+                self.name,
+                f"the authoritative server for {request.peer_domain} confirmed the key",
+                basis="authoritative server",
+            )
+        return Verdict.failed(
+            self.name,
+            f"the authoritative server for {request.peer_domain} says the key is invalid",
+            decisive=True,
+        )
+
+
+@implementer(IDomainVerifierFactory)
+class DialbackVerifierFactory:
+    name = "dialback"
+
+    def build(self, environment):
+        return DialbackVerifier(environment.federation.verify_dialback_key)
