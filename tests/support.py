@@ -51,9 +51,14 @@ class World:
         testcase.addCleanup(self.dns.stop)
 
     async def gateway(self, domain, extra="", certificate=True, srv=True,
-                      direct_tls=False, s2s_extra=""):
+                      direct_tls=False, s2s_extra="", trust_ca=False, policy=""):
         """
         Start a gateway for C{domain}; publish its SRV and A records.
+
+        @param certificate: give it a certificate from the test CA (else it
+            makes itself a self-signed one).
+        @param trust_ca: let its PKIX verifier trust the test CA.
+        @param policy: more keys for its C{[policy]} table.
 
         @return: the running L{GatewayService}.
         """
@@ -64,6 +69,10 @@ class World:
             certificate_file, key_file = self.ca.write_identity(folder, domain)
             domain_table += f'certificate = "{certificate_file}"\nkey = "{key_file}"\n'
         servers = [f"127.0.0.1:{self.dns.port}"]
+        if trust_ca:
+            policy = f'trust_store = "{self.ca.write_ca(self.folder)}"\n' + policy
+        if policy:
+            extra = f"[policy]\n{policy}" + extra
         if direct_tls:
             s2s_extra += 'listen_direct_tls = ["tcp:0:interface=127.0.0.1"]\n'
         text = (

@@ -228,18 +228,9 @@ class OutboundStream(S2SStream):
         else:
             self._send_dialback_key()
 
-    def _dialback_allowed(self):
-        return "dialback" in self.federation.policy.for_domain(self.peer_domain).verifiers
-
     def _send_dialback_key(self):
-        if not self._dialback_allowed():
-            self._give_up(NegotiationFailure(
-                "remote-server-not-found",
-                f"{self.peer_domain} can't authenticate us by SASL EXTERNAL, and policy "
-                "leaves dialback out",
-            ))
-            self.close()
-            return
+        # Proving our own identity by dialback is always possible: the trust
+        # policy governs how we verify the peer, which happened already.
         self.state = OutboundState.DIALBACK
         result = domish.Element((NS_DIALBACK, "result"))
         result["from"] = self.local_domain

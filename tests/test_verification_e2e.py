@@ -1,0 +1,161 @@
+"""
+The verifier chain end to end, on loopback with real TLS: SASL EXTERNAL
+both ways, dialback when EXTERNAL can't be used, policies that refuse or
+(better than nothing) accept an unverified peer, and the authentication
+records kept in SQLite.
+"""
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.support import World, error_condition, wait_for
+
+
+def records_of(service, peer):
+    return defer.Deferred.fromCoroutine(_records(service, peer))
+
+
+async def _records(service, peer):
+    return await service.records.for_peer(peer)
+
+
+class VerificationTests(unittest.TestCase):
+    timeout = 60
+
+    async def exchange(self, a, b, world):
+        alice = await world.component(a, "a.test")
+        bob = await world.component(b, "b.test")
+        alice.message("alice@a.test", "bob@b.test", "to bob", "ab")
+        received = await bob.next()
+        assert str(received.body) == "to bob"
+        bob.message("bob@b.test", "alice@a.test", "to alice", "ba")
+        received = await alice.next()
+        assert str(received.body) == "to alice"
+        return alice, bob
+
+    @defer.inlineCallbacks
+    def test_sasl_external_both_ways(self):
+        """
+        With certificates from a CA both trust, each side verifies the other
+        by PKIX and authenticates with SASL EXTERNAL; dialback is not used.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", trust_ca=True))
+        yield defer.Deferred.fromCoroutine(self.exchange(a, b, world))
+        for service, peer in ((a, "b.test"), (b, "a.test")):
+            records = yield records_of(service, peer)
+            by_direction = {r.direction: r for r in records}
+            self.assertEqual(sorted(by_direction), ["inbound", "outbound"])
+            for record in records:
+                self.assertTrue(record.authenticated)
+                self.assertEqual(record.method, "pkix")
+                self.assertEqual(record.evidence["authenticated_by"], "SASL EXTERNAL")
+                self.assertEqual(record.evidence["identity"], "DNS-ID")
+                self.assertEqual(record.evidence["matched"], peer)
+                self.assertIn(record.tls_version, ("TLSv1.2", "TLSv1.3"))
+                self.assertTrue(record.cipher)
+                self.assertEqual(record.certificate["sans"], [["DNS", peer]])
+                self.assertEqual(record.verdicts[0]["verifier"], "pkix")
+                self.assertEqual(record.verdicts[0]["outcome"], "verified")
+        # No dialback verification connections were needed: one stream each way.
+        inbound = [s for s in b.federation.streams if s.direction == "inbound"]
+        self.assertEqual(len(inbound), 1)
+        self.assertEqual(inbound[0].verified, {("a.test", "b.test")})
+
+    @defer.inlineCallbacks
+    def test_dialback_when_external_not_offered(self):
+        """
+        When the receiving side can't verify the certificate, it doesn't
+        offer EXTERNAL, and the initiating side authenticates by dialback;
+        the record says dialback, with the PKIX failure before it.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))  # system store only
+        yield defer.Deferred.fromCoroutine(self.exchange(a, b, world))
+        (inbound,) = [r for r in (yield records_of(b, "a.test")) if r.direction == "inbound"]
+        self.assertEqual(inbound.method, "dialback")
+        self.assertEqual(inbound.evidence["authenticated_by"], "dialback")
+        self.assertEqual(
+            [(v["verifier"], v["outcome"]) for v in inbound.verdicts],
+            [("pkix", "failed"), ("dialback", "verified")],
+        )
+        self.assertIn("trusted CA", inbound.verdicts[0]["reason"])
+        # a.test verified b.test by PKIX on its outbound stream, then used dialback.
+        (outbound,) = [r for r in (yield records_of(a, "b.test")) if r.direction == "outbound"]
+        self.assertEqual(outbound.method, "pkix")
+        self.assertEqual(outbound.evidence["authenticated_by"], "dialback")
+
+    @defer.inlineCallbacks
+    def test_pkix_required_refuses_self_signed(self):
+        """
+        A policy that requires PKIX refuses a peer with a self-signed
+        certificate in both directions: its stanzas are refused and ours to
+        it are bounced; the refusals are recorded with the reason.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway("a.test", trust_ca=True, policy='verifiers = ["pkix"]\n')
+        )
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", certificate=False))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        alice.message("alice@a.test", "bob@b.test", "no", "a1")
+        bounce = yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual((bounce["id"], error_condition(bounce)), ("a1", "remote-server-not-found"))
+        bob.message("bob@b.test", "alice@a.test", "no", "b1")
+        bounce = yield defer.Deferred.fromCoroutine(bob.next())
+        self.assertEqual((bounce["id"], error_condition(bounce)), ("b1", "remote-server-not-found"))
+        records = yield records_of(a, "b.test")
+        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        for record in records:
+            self.assertFalse(record.authenticated)
+            self.assertEqual(record.method, "refused")
+            self.assertIn("self-signed", record.reason)
+            self.assertEqual([v["verifier"] for v in record.verdicts], ["pkix"])
+            self.assertTrue(record.certificate["sha256"])
+
+    @defer.inlineCallbacks
+    def test_better_than_nothing(self):
+        """
+        With allow_unauthenticated, the same self-signed peer is accepted
+        over TLS and recorded as method none, with the failed PKIX verdict.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway(
+                "a.test",
+                trust_ca=True,
+                policy='verifiers = ["pkix"]\nallow_unauthenticated = true\n',
+            )
+        )
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", certificate=False))
+        yield defer.Deferred.fromCoroutine(self.exchange(a, b, world))
+        records = yield records_of(a, "b.test")
+        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        for record in records:
+            self.assertTrue(record.authenticated)
+            self.assertEqual(record.method, "none")
+            self.assertEqual([(v["verifier"], v["outcome"]) for v in record.verdicts],
+                             [("pkix", "failed")])
+            self.assertTrue(record.tls_version)
+
+    @defer.inlineCallbacks
+    def test_records_survive_restart(self):
+        """
+        Records are in the state folder's SQLite database and are there
+        after the gateway restarts.
+        """
+        from gateway.records.sqlite import SQLiteRecordStore
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", trust_ca=True))
+        yield defer.Deferred.fromCoroutine(self.exchange(a, b, world))
+        before = yield records_of(a, "b.test")
+        yield a.stopService()
+        store = SQLiteRecordStore(a.records.path)
+        self.addCleanup(store.close)
+        after = yield store.for_peer("b.test")
+        self.assertEqual(after, before)
