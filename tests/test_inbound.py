@@ -141,9 +141,18 @@ class Output:
         return self
 
     def restart(self):
-        self.read()
+        """
+        The stream restarted: what follows the last header written so far
+        (if any is unread) belongs to a new stream.
+        """
+        data = self.transport.value()
+        at = data.rfind(b"<?xml", self._seen)
+        cut = at if at >= 0 else len(data)
+        self._parser.feed(data[self._seen:cut])
+        self._seen = cut
         self._parser = self._new_parser()
         self.elements = []
+        self.read()
 
 
 class InboundTestCase(unittest.TestCase):
@@ -484,3 +493,141 @@ class AuthoritativeServerTests(InboundTestCase):
     def test_missing_id(self):
         self.feed(b"<db:verify from='remote.example' to='local.example'>k</db:verify>")
         self.assertEqual(self.stream_error(), "invalid-xml")
+
+
+class SASLExternalTests(InboundTestCase):
+    """
+    XEP-0178 on inbound streams: EXTERNAL is offered only when the
+    verifiers verified the certificate for the header's from.
+    """
+
+    def verified(self, method="pkix"):
+        verdict = Verdict.verified(method, "certificate names remote.example", identity="DNS-ID")
+        return ChainResult(True, method, verdict, (verdict,))
+
+    def secure_header(self, answer):
+        """
+        Negotiate TLS with a peer certificate, then answer the eligibility
+        check with C{answer}; return the features sent.
+        """
+        self.feed(HEADER)
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", (b"certificate",))
+        self.feed(HEADER)
+        self.assertEqual(self.stream.state, InboundState.CHECKING)
+        self.assertEqual(self.output.elements, [])  # no features before the check
+        ((args, d),) = self.federation.verifications
+        self.assertEqual(args, ("remote.example", "local.example", self.stream.stream_id, None))
+        d.callback(answer)
+        (features,) = self.output.read().elements
+        return features
+
+    def mechanisms(self, features):
+        return [
+            str(m) for ms in features.elements("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms")
+            for m in ms.elements()
+        ]
+
+    def test_offered_when_verified(self):
+        self.connect()
+        features = self.secure_header(self.verified())
+        self.assertEqual(self.mechanisms(features), ["EXTERNAL"])
+        self.assertEqual(
+            [c.name for c in features.elements()], ["mechanisms", "dialback"]
+        )
+
+    def test_not_offered(self):
+        """
+        Not offered when the chain refused, verified only by dialback, or
+        accepted the peer unauthenticated.
+        """
+        verdict = Verdict.failed("pkix", "self-signed")
+        for answer in (
+            ChainResult(False, None, None, (verdict,), "pkix: self-signed"),
+            ChainResult(True, "none", None, (verdict,)),
+            self.verified("dialback"),
+        ):
+            self.connect()
+            features = self.secure_header(answer)
+            self.assertEqual(self.mechanisms(features), [])
+            self.feed(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+            failure = self.output.read().elements[-1]
+            self.assertEqual((failure.name, [c.name for c in failure.elements()]),
+                             ("failure", ["invalid-mechanism"]))
+            self.assertEqual(self.stream.verified, set())
+
+    def succeed(self, response):
+        self.connect()
+        self.secure_header(self.verified())
+        self.feed(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+            + response + b"</auth>"
+        )
+
+    def test_success_and_restart(self):
+        """
+        EXTERNAL with an empty authzid succeeds; the stream restarts, the
+        new features offer neither SASL nor dialback, and stanzas flow.
+        """
+        self.succeed(b"=")
+        self.assertTrue(self.transport.value().endswith(
+            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
+        self.assertEqual(self.stream.verified, {("remote.example", "local.example")})
+        self.assertEqual(self.federation.authenticated, [("remote.example", "local.example", "pkix")])
+        self.assertEqual(self.federation.via, ["SASL EXTERNAL"])
+        self.assertEqual(self.stream.state, InboundState.SASL_RESTART)
+        self.output.restart()
+        self.feed(HEADER)
+        (features,) = self.output.elements
+        self.assertEqual(list(features.elements()), [])
+        self.feed(b"<message from='a@remote.example' to='b@local.example'/>")
+        self.assertEqual(len(self.federation.router.routed), 1)
+
+    def test_authzid(self):
+        import base64
+
+        self.succeed(base64.b64encode(b"remote.example"))
+        self.assertEqual(self.stream.verified, {("remote.example", "local.example")})
+
+    def test_bad_authzid(self):
+        import base64
+
+        for response, condition in (
+            (base64.b64encode(b"other.example"), "invalid-authzid"),
+            (b"!!notbase64", "incorrect-encoding"),
+        ):
+            self.succeed(response)
+            failure = self.output.read().elements[-1]
+            self.assertEqual([c.name for c in failure.elements()], [condition])
+            self.assertEqual(self.stream.verified, set())
+            # Dialback is still possible after a SASL failure.
+            self.assertEqual(self.stream.state, InboundState.OPEN)
+
+    def test_other_mechanism(self):
+        self.connect()
+        self.secure_header(self.verified())
+        self.feed(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+        failure = self.output.read().elements[-1]
+        self.assertEqual([c.name for c in failure.elements()], ["invalid-mechanism"])
+
+    def test_sasl_twice(self):
+        self.succeed(b"=")
+        self.output.restart()
+        self.feed(HEADER)
+        self.feed(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        self.assertEqual(self.stream_error(), "policy-violation")
+
+    def test_input_while_checking(self):
+        """
+        Nothing may arrive before the features: a db:result while the
+        certificate is being checked is a policy violation.
+        """
+        self.connect()
+        self.feed(HEADER)
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", (b"certificate",))
+        self.feed(HEADER)
+        self.feed(b"<db:result from='remote.example' to='local.example'>k</db:result>")
+        self.assertEqual(self.stream_error(), "policy-violation")

@@ -277,6 +277,99 @@ class OutboundStreamTests(unittest.TestCase):
         self.assertEqual(self.federation.closed, [self.stream])
 
 
+FEATURES_EXTERNAL = (
+    b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+    b"<mechanism>EXTERNAL</mechanism></mechanisms>"
+    b"<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>"
+)
+
+
+class OutboundVerificationTests(OutboundStreamTests):
+    """
+    The peer is verified by the chain before we authenticate, and we use
+    SASL EXTERNAL when offered, dialback otherwise or after it fails.
+    """
+
+    def through_tls_to(self, features):
+        self.feed(peer_header("first") + FEATURES_TLS)
+        self.feed(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", (b"cert",))
+        self.stream.tls_established()
+        self.feed(peer_header("second") + features)
+
+    def test_peer_refused(self):
+        """
+        A peer the chain refuses gets a policy-violation, no key and no
+        auth; the failure says why and is recorded.
+        """
+        self.connect()
+        verdict = Verdict.failed("pkix", "self-signed certificate")
+        self.federation.peer_result = ChainResult(False, None, None, (verdict,), "pkix: self-signed certificate")
+        self.through_tls_to(FEATURES_EXTERNAL)
+        self.assertEqual(self.federation.verifications[0][0], ("outbound", "local.example", "remote.example"))
+        self.assertEqual(self.stream_error(), "policy-violation")
+        self.assertNotIn(b"<auth", self.transport.value())
+        self.assertNotIn(b"db:result", self.transport.value())
+        (failure,) = self.outcomes
+        self.assertIn("pkix: self-signed certificate", failure.value.text)
+        self.assertEqual(self.federation.refused, [("outbound", "remote.example", "pkix: self-signed certificate")])
+
+    def test_waits_for_the_chain(self):
+        self.connect()
+        self.federation.peer_result = None
+        self.through_tls_to(FEATURES_EXTERNAL)
+        self.assertEqual(self.stream.state, OutboundState.VERIFYING)
+        self.assertNotIn(b"<auth", self.transport.value())
+        self.federation.verifications[0][1].callback(
+            ChainResult(True, "pkix", Verdict.verified("pkix", "ok"), ())
+        )
+        self.assertIn(b"mechanism='EXTERNAL'>=</auth>", self.transport.value())
+
+    def test_external(self):
+        """
+        EXTERNAL is used when offered; on success the stream restarts and
+        is authenticated once the new features arrive.
+        """
+        self.connect()
+        self.through_tls_to(FEATURES_EXTERNAL)
+        self.assertTrue(self.transport.value().endswith(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>"))
+        self.assertEqual(self.stream.state, OutboundState.SASL)
+        self.stream.dataReceived(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        self.assertEqual(self.stream.state, OutboundState.HEADER)
+        self.output.restart()
+        self.assertEqual(self.output.headers[-1]["to"], "remote.example")  # new header sent
+        self.assertEqual(self.outcomes, [])
+        self.feed(peer_header("third") + b"<stream:features/>")
+        self.assertEqual(self.outcomes, [self.stream])
+        self.assertEqual(self.federation.authenticated,
+                         [("remote.example", "local.example", "SASL EXTERNAL")])
+        self.assertEqual(self.output.elements, [])  # no dialback key was sent
+
+    def test_external_refused_then_dialback(self):
+        self.connect()
+        self.through_tls_to(FEATURES_EXTERNAL)
+        self.feed(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>")
+        result = self.output.read().elements[-1]
+        self.assertEqual(result.name, "result")
+        self.assertEqual(str(result), dialback_key(SECRET, "remote.example", "local.example", "second"))
+        self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+        self.assertEqual(self.federation.authenticated,
+                         [("remote.example", "local.example", "dialback")])
+
+    def test_success_injection(self):
+        """
+        Bytes after <success/> in the same read belong to the old stream
+        and are not acted on.
+        """
+        self.connect()
+        self.through_tls_to(FEATURES_EXTERNAL)
+        self.stream.dataReceived(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><stream:features/>")
+        self.assertEqual(self.outcomes, [])
+        self.assertEqual(self.stream.state, OutboundState.HEADER)
+
+
 class FakeRouter:
     def __init__(self):
         self.bounces = []

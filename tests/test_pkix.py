@@ -5,6 +5,7 @@ trust stores.  Every certificate is made here.
 """
 
 import datetime
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -76,6 +77,9 @@ def _ca_chain(length):
 
 EIGHT_INTERMEDIATES = _ca_chain(8)
 NINE_INTERMEDIATES = _ca_chain(9)
+EXPIRED_ROOT = CertificateAuthority(
+    "Expired Root", not_before=NOW - 30 * DAY, not_after=NOW - 3 * DAY
+)
 IMPOSTOR = CertificateAuthority("PKIX Test Root")  # same name, other key
 STORE = Store([ROOT.certificate])
 
@@ -280,7 +284,7 @@ CASES = [
            "but CN-IDs are ignored when there are subjectAltNames)", allow_cn_id=True),
     verified("CN-ID when the only SAN is an IP address",
              leaf([], common_name="example.org",
-                  sans=[x509.IPAddress(__import__("ipaddress").ip_address("192.0.2.1"))]),
+                  sans=[x509.IPAddress(ipaddress.ip_address("192.0.2.1"))]),
              "example.org", "CN-ID", "example.org", ["CN=example.org", ROOT_SUBJECT],
              allow_cn_id=True),
 
@@ -345,6 +349,14 @@ CASES = [
     failed("expired and the wrong name: the path is judged first",
            leaf(["a.example"], not_before=NOW - 10 * DAY, not_after=NOW - DAY),
            "example.org", f"certificate expired on {iso(NOW - DAY)}"),
+    failed("trust anchor expired", leaf(["example.org"], ca=EXPIRED_ROOT, not_before=NOW - 10 * DAY),
+           "example.org", f"trusted CA certificate CN=Expired Root is not valid at {iso(NOW)}",
+           store=Store([EXPIRED_ROOT.certificate])),
+    verified("an expired certificate off the path is ignored",
+             leaf(["example.org"], ca=INTERMEDIATE)
+             + (der(EXPIRED_INTERMEDIATE.certificate), der(INTERMEDIATE.certificate)),
+             "example.org", "DNS-ID", "example.org",
+             ["CN=example.org", "CN=PKIX Test Intermediate", ROOT_SUBJECT]),
     failed("checked at the time given",
            leaf(["example.org"], not_before=NOW - DAY, not_after=NOW + DAY), "example.org",
            f"certificate expired on {iso(NOW + DAY)}", now=NOW + 2 * DAY),

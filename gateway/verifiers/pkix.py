@@ -235,28 +235,28 @@ def is_self_signed(certificate):
     return True
 
 
-def _top_of_presented(certificates):
+def _presented_path(certificates):
     """
-    The last certificate reached from the leaf by following issuer names
-    through the presented certificates: where the presented chain stops.
+    The presented certificates reached from the leaf by following issuer
+    names, leaf first; its last is where the presented chain stops.
     """
-    current = certificates[0]
+    path = [certificates[0]]
     remaining = list(certificates[1:])
-    while current.issuer != current.subject:
-        parent = next((c for c in remaining if c.subject == current.issuer), None)
+    while path[-1].issuer != path[-1].subject:
+        parent = next((c for c in remaining if c.subject == path[-1].issuer), None)
         if parent is None:
             break
         remaining.remove(parent)
-        current = parent
-    return current
+        path.append(parent)
+    return path
 
 
 def _top_issuer(certificates):
-    return _top_of_presented(certificates).issuer.rfc4514_string()
+    return _presented_path(certificates)[-1].issuer.rfc4514_string()
 
 
 def _date_problem(certificates, now):
-    for position, certificate in enumerate(certificates):
+    for position, certificate in enumerate(_presented_path(certificates)):
         what = "certificate" if position == 0 else (
             f"intermediate certificate {certificate.subject.rfc4514_string()}"
         )
@@ -279,8 +279,9 @@ def _explain(message, certificates, now, problems):
     if problems and "extension validator failed" in detail:
         return problems[0]
     if "not valid at validation time" in detail:
+        # Not a presented certificate: the trust anchor.
         return _date_problem(certificates, now) or (
-            f"a CA certificate on the path to {_top_issuer(certificates)} "
+            f"trusted CA certificate {_top_issuer(certificates)} "
             f"is not valid at {format_time(now)}"
         )
     if is_self_signed(certificates[0]):
@@ -290,7 +291,7 @@ def _explain(message, certificates, now, problems):
     if "all candidates exhausted with no interior errors" in detail:
         return f"chain does not lead to a trusted CA (issuer: {_top_issuer(certificates)})"
     if "exceeds max depth" in detail:
-        if is_self_signed(_top_of_presented(certificates)):
+        if is_self_signed(_presented_path(certificates)[-1]):
             # cryptography keeps trying a presented, untrusted root as its
             # own issuer until the depth limit.
             return f"chain does not lead to a trusted CA (issuer: {_top_issuer(certificates)})"
