@@ -5,6 +5,8 @@ both ways, dialback when EXTERNAL can't be used, policies that refuse or
 records kept in SQLite.
 """
 
+import os
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -159,3 +161,65 @@ class VerificationTests(unittest.TestCase):
         self.addCleanup(store.close)
         after = yield store.for_peer("b.test")
         self.assertEqual(after, before)
+
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE_PLUGINS = os.path.join(HERE, "docs", "examples", "verifier-plugin")
+
+
+class ThirdPartyPluginTests(unittest.TestCase):
+    """
+    The example verifier in docs/examples/verifier-plugin is found through
+    the plugin mechanism and used by the chain.
+    """
+
+    timeout = 60
+
+    def test_discovered_by_a_fresh_process(self):
+        """
+        Put on the Python path, its gateway/plugins folder is scanned by
+        getPlugins like the built-in one.
+        """
+        import subprocess
+        import sys
+
+        here = HERE
+        output = subprocess.run(
+            [sys.executable, "-c",
+             "from gateway.verifiers.registry import available_verifiers;"
+             "print(' '.join(sorted(available_verifiers())))"],
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([here, EXAMPLE_PLUGINS]),
+                     PYTHONDONTWRITEBYTECODE="1"),
+            capture_output=True, text=True, timeout=60, cwd=here,
+        )
+        self.assertEqual(output.stdout.split(), ["dialback", "known-peers", "pinned", "pkix"],
+                         output.stderr)
+
+    @defer.inlineCallbacks
+    def test_used_by_the_chain(self):
+        """
+        A policy naming the plugin verifies a peer whose key is listed, and
+        the record names the plugin as the method.
+        """
+        from cryptography import x509
+
+        from gateway import plugins
+        from gateway.certificates import spki_sha256
+
+        self.patch(plugins, "__path__", plugins.__path__ + [os.path.join(EXAMPLE_PLUGINS, "gateway", "plugins")])
+        world = World(self)
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
+        with open(b.state.identity("b.test").certificate_file, "rb") as f:
+            key = spki_sha256(x509.load_pem_x509_certificates(f.read())[0])
+        os.makedirs(os.path.join(world.folder, "a.test", "state"), exist_ok=True)
+        with open(os.path.join(world.folder, "a.test", "state", "known-peers.txt"), "w") as f:
+            f.write(f"# partners\nb.test {key}\n")
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway("a.test", policy='verifiers = ["known-peers"]\n')
+        )
+        yield defer.Deferred.fromCoroutine(VerificationTests.exchange(self, a, b, world))
+        records = yield records_of(a, "b.test")
+        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        for record in records:
+            self.assertEqual(record.method, "known-peers")
+            self.assertEqual(record.evidence["spki_sha256"], key)
