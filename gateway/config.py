@@ -360,12 +360,17 @@ def parse_config(text, path, base, known_verifiers=None):
     )
 
 
-def _domain_name(reader, name):
+def _domain_name(reader, name, domain=None):
+    """
+    Check that C{domain} (by default the key C{name} itself) is a domain in
+    canonical form; errors name the key C{name}.
+    """
+    domain = name if domain is None else domain
     try:
-        canonical = normalise_domain(name)
+        canonical = normalise_domain(domain)
     except AddressError as e:
         raise ConfigError(reader.path, reader.key(f'"{name}"'), str(e)) from None
-    if canonical != name:
+    if canonical != domain:
         raise ConfigError(
             reader.path,
             reader.key(f'"{name}"'),
@@ -550,7 +555,7 @@ def _domain_policy(reader, default, known_verifiers):
 
 def _policy_pattern(reader, name):
     if name.startswith("*."):
-        _domain_name(reader, name[2:])
+        _domain_name(reader, name, name[2:])
         return name
     return _domain_name(reader, name)
 

@@ -1152,3 +1152,124 @@ class EncodingTests(unittest.TestCase):
         """
         _, path = write_config(self, b"\xef\xbb\xbf" + MINIMAL.encode())
         self.assertEqual(load_config(path).domain_names, frozenset(["example.org"]))
+
+
+class TrustPolicyTests(unittest.TestCase):
+    """
+    The trust policy keys: verifiers, decisive, pins, better than nothing,
+    CN-ID, timeouts, and domain patterns.
+    """
+
+    KNOWN = frozenset(["pkix", "dialback", "pinned", "dane"])
+
+    def parse(self, policy):
+        return parse_config(MINIMAL + policy, "p.toml", "/nonexistent", known_verifiers=self.KNOWN)
+
+    def refused(self, policy, key, problem):
+        error = self.assertRaises(ConfigError, self.parse, policy)
+        self.assertEqual((error.key, error.problem), (key, problem))
+        self.assertEqual(str(error), f"p.toml: {key}: {problem}")
+
+    def test_defaults(self):
+        policy = self.parse("").policy.default
+        self.assertEqual(policy.verifiers, ("pkix", "dialback"))
+        self.assertEqual(
+            (policy.require_tls, policy.allow_unauthenticated, policy.allow_cn_id,
+             policy.decisive, policy.pins, policy.verifier_timeout),
+            (True, False, False, (), (), 10.0),
+        )
+        self.assertIsNone(self.parse("").policy.trust_store)
+
+    def test_full(self):
+        pin = "AB:" + "cd" * 30 + "ef"
+        config = self.parse(
+            "[policy]\nverifiers = ['dane', 'pkix']\ndecisive = ['dane']\n"
+            "allow_cn_id = true\nverifier_timeout = 2.5\n"
+            f"pins = ['spki-sha256:{pin}']\n"
+        )
+        policy = config.policy.default
+        self.assertEqual(policy.verifiers, ("dane", "pkix"))
+        self.assertEqual(policy.decisive, ("dane",))
+        self.assertTrue(policy.allow_cn_id)
+        self.assertEqual(policy.verifier_timeout, 2.5)
+        self.assertEqual(policy.pins, (("spki-sha256", "ab" + "cd" * 30 + "ef"),))
+
+    def test_patterns(self):
+        """
+        An exact domain beats a pattern; the longest pattern wins; a pattern
+        covers subdomains at any depth but not the domain itself.
+        """
+        config = self.parse(
+            "[policy.domains.'*.example.org']\nverifiers = ['pkix']\n"
+            "[policy.domains.'*.deep.example.org']\nverifiers = ['dane']\n"
+            "[policy.domains.'exact.example.org']\nverifiers = ['dialback']\n"
+        )
+        policy = config.policy
+        cases = {
+            "a.example.org": ("pkix",),
+            "a.b.example.org": ("pkix",),
+            "x.deep.example.org": ("dane",),
+            "exact.example.org": ("dialback",),
+            "example.org": ("pkix", "dialback"),
+            "notexample.org": ("pkix", "dialback"),
+        }
+        for domain, verifiers in cases.items():
+            self.assertEqual(policy.for_domain(domain).verifiers, verifiers, domain)
+
+    def test_override_inherits(self):
+        config = self.parse(
+            "[policy]\nallow_cn_id = true\nverifiers = ['pkix']\n"
+            "[policy.domains.'x.example']\nrequire_tls = true\n"
+        )
+        override = config.policy.for_domain("x.example")
+        self.assertEqual((override.allow_cn_id, override.verifiers), (True, ("pkix",)))
+
+    def test_trust_store(self):
+        folder, path = write_config(
+            self, MINIMAL + "[policy]\ntrust_store = 'ca.pem'\n", files=("ca.pem",)
+        )
+        config = load_config(path)
+        self.assertEqual(config.policy.trust_store, os.path.join(folder, "ca.pem"))
+
+    def test_refusals(self):
+        cases = [
+            ("[policy]\nverifiers = ['pkix', 'magic']\n", "policy.verifiers",
+             "unknown verifier 'magic' (known: dane, dialback, pinned, pkix)"),
+            ("[policy]\nverifiers = ['pkix', 'pkix']\n", "policy.verifiers", "names a verifier twice"),
+            ("[policy]\nverifiers = [1]\n", "policy.verifiers", "must list verifier names, not an integer"),
+            ("[policy]\nverifiers = []\n", "policy.verifiers",
+             "is empty, so no peer could authenticate (or set allow_unauthenticated)"),
+            ("[policy]\ndecisive = ['dane']\n", "policy.decisive",
+             "'dane' is not in this policy's verifiers"),
+            ("[policy]\npins = ['md5:00']\n", "policy.pins",
+             "'md5:00' is not a pin: write sha256:<64 hex digits> (the certificate) "
+             "or spki-sha256:<64 hex digits> (its public key)"),
+            ("[policy]\npins = ['sha256:" + "g" * 64 + "']\n", "policy.pins", None),
+            ("[policy]\nallow_unauthenticated = true\nrequire_tls = false\n",
+             "policy.allow_unauthenticated",
+             "needs require_tls = true: an unauthenticated peer is only better than nothing over TLS"),
+            ("[policy]\nverifier_timeout = 0\n", "policy.verifier_timeout", "must be greater than 0, not 0"),
+            ("[policy]\nallow_cn_id = 'yes'\n", "policy.allow_cn_id", "must be a boolean, not a string"),
+            ("[policy.domains.'*.Example.org']\n", 'policy.domains."*.Example.org"',
+             "write the domain in its canonical form, 'example.org'"),
+            ("[policy.domains.'x.example']\nverifiers = ['nope']\n",
+             'policy.domains."x.example".verifiers',
+             "unknown verifier 'nope' (known: dane, dialback, pinned, pkix)"),
+            ("[policy]\ntrust_store = 'missing.pem'\n", "policy.trust_store",
+             "file '/nonexistent/missing.pem' does not exist"),
+        ]
+        for policy, key, problem in cases:
+            error = self.assertRaises(ConfigError, self.parse, policy)
+            self.assertEqual(error.key, key, policy)
+            if problem is not None:
+                self.assertEqual(error.problem, problem, policy)
+
+    def test_installed_verifiers_by_default(self):
+        """
+        Without an explicit list, the names are those of the installed
+        verifier plugins.
+        """
+        error = self.assertRaises(
+            ConfigError, parse_config, MINIMAL + "[policy]\nverifiers = ['dane']\n", "p.toml", "/x"
+        )
+        self.assertIn("unknown verifier 'dane' (known: dialback, pinned, pkix)", str(error))

@@ -10,7 +10,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support import World, error_condition, wait_for
+from tests.support import World, error_condition
 
 
 def records_of(service, peer):
