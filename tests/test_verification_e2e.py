@@ -10,7 +10,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support import World, error_condition
+from tests.support import World, error_condition, wait_for
 
 
 def records_of(service, peer):
@@ -223,3 +223,104 @@ class ThirdPartyPluginTests(unittest.TestCase):
         for record in records:
             self.assertEqual(record.method, "known-peers")
             self.assertEqual(record.evidence["spki_sha256"], key)
+
+
+class RefusingExternalPeer:
+    """
+    A raw server for C{ext.test}, with a certificate from the test CA, that
+    offers SASL EXTERNAL, refuses it, and then (playing a lax server)
+    accepts any dialback key.  It records what it receives.
+    """
+
+    def __init__(self, certificate_file, key_file):
+        from OpenSSL import SSL
+        from twisted.internet import protocol
+
+        from gateway.xmlparser import StreamParser
+
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.use_certificate_chain_file(certificate_file)
+        context.use_privatekey_file(key_file)
+        peer = self
+        self.elements = []
+        self.connections = []
+
+        class Creator:
+            def getContext(self):
+                return context
+
+        class Server(protocol.Protocol):
+            def connectionMade(self):
+                peer.connections.append(self)
+                self.secure = False
+                self.restart()
+
+            def restart(self):
+                self.parser = StreamParser(self.header, self.element, lambda: None, 100000)
+
+            def dataReceived(self, data):
+                self.parser.feed(data)
+
+            def header(self, root):
+                features = (
+                    b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                    b"<mechanism>EXTERNAL</mechanism></mechanisms>"
+                    b"<dialback xmlns='urn:xmpp:features:dialback'/>"
+                    if self.secure else
+                    b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                )
+                self.transport.write(
+                    b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                    b"xmlns:stream='http://etherx.jabber.org/streams' "
+                    b"xmlns:db='jabber:server:dialback' id='ext1' version='1.0' "
+                    b"from='ext.test'><stream:features>" + features + b"</stream:features>"
+                )
+
+            def element(self, element):
+                peer.elements.append(element.name)
+                if element.name == "starttls":
+                    self.parser.close()
+                    self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                    self.transport.startTLS(Creator())
+                    self.secure = True
+                    self.restart()
+                elif element.name == "auth":
+                    self.transport.write(
+                        b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+                    )
+                elif element.name == "result":
+                    self.transport.write(b"<db:result from='ext.test' to='a.test' type='valid'/>")
+
+        self.factory = protocol.Factory.forProtocol(Server)
+        self.factory.noisy = False
+
+
+class ExternalRefusedTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_external_refused_then_dialback(self):
+        """
+        A peer that offers SASL EXTERNAL and then refuses it is
+        authenticated to by dialback on the same stream, and the stanza
+        follows; the record says how.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        world = World(self)
+        certificate, key = world.ca.write_identity(os.path.join(world.folder, "ext"), "ext.test")
+        peer = RefusingExternalPeer(certificate, key)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(peer.factory)
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [c.transport.abortConnection() for c in peer.connections])
+        world.dns.add_srv("_xmpp-server._tcp.ext.test", "xmpp.ext.test", port.getHost().port)
+        world.dns.add_a("xmpp.ext.test", "127.0.0.1")
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        alice.message("alice@a.test", "e@ext.test", "after all")
+        yield wait_for(lambda: "message" in peer.elements)
+        self.assertEqual(peer.elements, ["starttls", "auth", "result", "message"])
+        (record,) = yield records_of(a, "ext.test")
+        self.assertEqual((record.direction, record.method), ("outbound", "pkix"))
+        self.assertEqual(record.evidence["authenticated_by"], "dialback")
