@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from gateway.config import DomainPolicy, PolicyConfig, parse_config
+from gateway.config import PolicyConfig, parse_config
 from gateway.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
