@@ -155,6 +155,8 @@ class GatewayService(service.MultiService):
         )
 
     def stopService(self):
+        if not self.running:
+            return defer.succeed(None)
         stopped = defer.maybeDeferred(super().stopService)
         done = defer.gatherResults(
             [stopped, self.federation.shut_down(), self.components.close_all()]

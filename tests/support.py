@@ -51,7 +51,7 @@ class World:
         testcase.addCleanup(self.dns.stop)
 
     async def gateway(self, domain, extra="", certificate=True, srv=True,
-                      direct_tls=False, s2s_extra="", trust_ca=False, policy=""):
+                      direct_tls=False, s2s_extra="", trust_ca=False, policy="", s2s_port=0):
         """
         Start a gateway for C{domain}; publish its SRV and A records.
 
@@ -77,7 +77,7 @@ class World:
             s2s_extra += 'listen_direct_tls = ["tcp:0:interface=127.0.0.1"]\n'
         text = (
             f'state_dir = "state"\n'
-            f'[s2s]\nlisten = ["tcp:0:interface=127.0.0.1"]\n{s2s_extra}'
+            f'[s2s]\nlisten = ["tcp:{s2s_port}:interface=127.0.0.1"]\n{s2s_extra}'
             f'[components]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             f"[dns]\nservers = {servers!r}\ntimeout = 2.0\n"
             f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
@@ -125,7 +125,7 @@ class TestComponent:
         self.errors = []
         self._lost = defer.Deferred()
 
-    def connect(self, port, secret=None):
+    def connect(self, port, secret=None, host="127.0.0.1"):
         factory = component.componentFactory(self.domain, secret or self.secret)
         authenticated = defer.Deferred()
 
@@ -145,7 +145,7 @@ class TestComponent:
 
         factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, connected)
         factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, authd)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=5)
         endpoint.connect(factory).addErrback(authenticated.errback)
         return authenticated
 
