@@ -42,6 +42,21 @@ class MemoryAuthority(common.ResolverBase):
         return defer.fail(error.DomainError(name))
 
 
+class _ServerFactory(server.DNSServerFactory):
+    """
+    Copies the query's RD flag into the response, as RFC 1035 section 4.1.1
+    asks (Twisted clears it; Erlang's resolver, for one, then rejects the
+    answer).
+    """
+
+    noisy = False
+
+    def _responseFromMessage(self, message, *args, **kwargs):
+        response = super()._responseFromMessage(message, *args, **kwargs)
+        response.recDes = message.recDes
+        return response
+
+
 class LoopbackDNSServer:
     """
     A UDP and TCP DNS server on 127.0.0.1 with a random port.
@@ -52,8 +67,7 @@ class LoopbackDNSServer:
             from twisted.internet import reactor
         self.reactor = reactor
         self.authority = MemoryAuthority()
-        self.factory = server.DNSServerFactory(authorities=[self.authority])
-        self.factory.noisy = False
+        self.factory = _ServerFactory(authorities=[self.authority])
         # UDP and TCP on the same port number: take a free UDP port and try
         # TCP on it, again with another port when that one is taken.
         for attempt in range(50):

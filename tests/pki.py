@@ -178,15 +178,15 @@ class CertificateAuthority:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(key if self_signed else self.key, hashes.SHA256()), key
 
-    def write_identity(self, folder, domain, **kwargs):
+    def write_identity(self, folder, domain, other_names=(), **kwargs):
         """
-        Issue a certificate for C{domain} and write it (with the CA
-        certificate after it) and its key into C{folder}.
+        Issue a certificate for C{domain} (and C{other_names}) and write it
+        (with the CA certificate after it) and its key into C{folder}.
 
         @return: C{(certificate file, key file)}.
         """
         os.makedirs(folder, exist_ok=True)
-        certificate, key = self.issue([domain], **kwargs)
+        certificate, key = self.issue([domain, *other_names], **kwargs)
         certificate_file = os.path.join(folder, f"{domain}.pem")
         key_file = os.path.join(folder, f"{domain}.key")
         with open(certificate_file, "wb") as f:

@@ -51,7 +51,8 @@ class World:
         testcase.addCleanup(self.dns.stop)
 
     async def gateway(self, domain, extra="", certificate=True, srv=True,
-                      direct_tls=False, s2s_extra="", trust_ca=False, policy="", s2s_port=0):
+                      direct_tls=False, s2s_extra="", trust_ca=False, policy="", s2s_port=0,
+                      certificate_options=None):
         """
         Start a gateway for C{domain}; publish its SRV and A records.
 
@@ -66,7 +67,9 @@ class World:
         os.makedirs(folder, exist_ok=True)
         domain_table = f'[domains."{domain}"]\ncomponent_secret = "secret-for-{domain}"\n'
         if certificate:
-            certificate_file, key_file = self.ca.write_identity(folder, domain)
+            certificate_file, key_file = self.ca.write_identity(
+                folder, domain, **(certificate_options or {})
+            )
             domain_table += f'certificate = "{certificate_file}"\nkey = "{key_file}"\n'
         servers = [f"127.0.0.1:{self.dns.port}"]
         if trust_ca:

@@ -1,0 +1,164 @@
+"""
+The interoperability matrix, run against each real server: a component on
+the gateway (gw.test) and one on the peer server (its component domain)
+exchange a message each way, and the gateway's authentication records say
+how each stream was authenticated.
+
+A server's test case mixes L{InteropCases} into a trial TestCase and
+provides C{PEER} (the peer's domain), C{SERVER} (its Debian package) and
+C{start_peer(certificate, secure_auth)}.
+"""
+
+import os
+import socket
+
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from twisted.internet import defer
+
+from gateway.state import make_self_signed
+from tests.interop.peers import package_version
+from tests.support import World, error_condition
+
+#: What the gateway's certificate carries: public CAs issue serverAuth
+#: only now, but some servers want clientAuth on the initiating side.
+BOTH_EKUS = {"eku": (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)}
+
+
+def free_port(address="127.0.0.1"):
+    s = socket.socket()
+    s.bind((address, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class InteropCases:
+    timeout = 120
+    PEER = None
+    SERVER = None
+
+    def setUp(self):
+        self.world = World(self)
+
+    def peer_identity(self, certificate, folder):
+        """
+        Certificate and key files for the peer: from the test CA
+        (C{"ca"}), self-signed (C{"self-signed"}), or from the CA for the
+        wrong name (C{"wrong-name"}).
+        """
+        os.makedirs(folder, exist_ok=True)
+        if certificate == "ca":
+            return self.world.ca.write_identity(folder, self.PEER, **BOTH_EKUS)
+        if certificate == "wrong-name":
+            return self.world.ca.write_identity(folder, "wrong.test", **BOTH_EKUS)
+        certificate_pem, key_pem = make_self_signed(self.PEER)
+        paths = os.path.join(folder, "self-signed.pem"), os.path.join(folder, "self-signed.key")
+        for path, data in zip(paths, (certificate_pem, key_pem)):
+            with open(path, "wb") as f:
+                f.write(data)
+        return paths
+
+    async def gateway(self, **kwargs):
+        kwargs.setdefault("trust_ca", True)
+        gateway = await self.world.gateway("gw.test", **kwargs)
+        component = await self.world.component(gateway, "gw.test")
+        return gateway, component
+
+    async def exchange(self, gateway_component, peer_component):
+        gateway_component.message("alice@gw.test/a", f"bob@{self.PEER}", "to the peer", "g1")
+        received = await peer_component.next(timeout=30)
+        self.assertEqual(
+            (received["from"], received["to"], str(received.body)),
+            ("alice@gw.test/a", f"bob@{self.PEER}", "to the peer"),
+        )
+        peer_component.message(f"bob@{self.PEER}", "alice@gw.test/a", "to the gateway", "p1")
+        received = await gateway_component.next(timeout=30)
+        self.assertEqual(
+            (received["from"], str(received.body)), (f"bob@{self.PEER}", "to the gateway")
+        )
+
+    async def records(self, gateway):
+        records = await gateway.records.for_peer(self.PEER)
+        return {r.direction: r for r in records if r.authenticated}
+
+    def describe(self):
+        return f"{self.SERVER} {package_version(self.SERVER)}\n{self.server.log_tail()}"
+
+    @defer.inlineCallbacks
+    def test_sasl_external(self):
+        """
+        Certificates from a CA both trust: both directions use STARTTLS and
+        SASL EXTERNAL, and the gateway verified the peer by PKIX.
+        """
+        peer = yield defer.Deferred.fromCoroutine(self.start_peer("ca", secure_auth=True))
+        gateway, mine = yield defer.Deferred.fromCoroutine(
+            self.gateway(certificate_options=BOTH_EKUS)
+        )
+        yield defer.Deferred.fromCoroutine(self.exchange(mine, peer))
+        records = yield defer.Deferred.fromCoroutine(self.records(gateway))
+        self.assertEqual(sorted(records), ["inbound", "outbound"], self.describe())
+        for record in records.values():
+            self.assertEqual(record.method, "pkix", self.describe())
+            self.assertEqual(record.evidence["authenticated_by"], "SASL EXTERNAL", self.describe())
+            self.assertIn(record.tls_version, ("TLSv1.2", "TLSv1.3"))
+
+    @defer.inlineCallbacks
+    def test_dialback_with_self_signed_peer(self):
+        """
+        A self-signed peer (not trusted by PKIX) and the gateway
+        authenticate each other by dialback over TLS.
+        """
+        peer = yield defer.Deferred.fromCoroutine(
+            self.start_peer("self-signed", secure_auth=False)
+        )
+        gateway, mine = yield defer.Deferred.fromCoroutine(self.gateway())
+        yield defer.Deferred.fromCoroutine(self.exchange(mine, peer))
+        records = yield defer.Deferred.fromCoroutine(self.records(gateway))
+        inbound = records["inbound"]
+        self.assertEqual(inbound.method, "dialback", self.describe())
+        self.assertEqual(inbound.evidence["authenticated_by"], "dialback")
+        self.assertEqual(inbound.verdicts[0]["verifier"], "pkix")
+        self.assertIn("self-signed", inbound.verdicts[0]["reason"])
+        self.assertIsNotNone(inbound.tls_version)
+        # Outbound, the default policy accepts a peer reached through DNS.
+        self.assertEqual(records["outbound"].method, "dialback")
+
+    @defer.inlineCallbacks
+    def test_wrong_name_refused(self):
+        """
+        A peer whose certificate names another domain is refused by a
+        gateway that requires PKIX for it, and the component gets a bounce.
+        """
+        yield defer.Deferred.fromCoroutine(self.start_peer("wrong-name", secure_auth=False))
+        gateway, mine = yield defer.Deferred.fromCoroutine(
+            self.gateway(extra=f'[policy.domains."{self.PEER}"]\nverifiers = ["pkix"]\n')
+        )
+        mine.message("alice@gw.test", f"bob@{self.PEER}", "not for you", "w1")
+        bounce = yield defer.Deferred.fromCoroutine(mine.next(timeout=30))
+        self.assertEqual((bounce["id"], bounce["type"]), ("w1", "error"))
+        self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        records = yield gateway.records.for_peer(self.PEER)
+        self.assertTrue(records, self.describe())
+        self.assertFalse(records[0].authenticated)
+        self.assertIn(f"not {self.PEER}", records[0].reason)
+
+    @defer.inlineCallbacks
+    def test_gateway_restart(self):
+        """
+        The gateway restarts while the peer keeps running: the next stanza
+        in each direction sets up a new stream.
+        """
+        peer = yield defer.Deferred.fromCoroutine(self.start_peer("ca", secure_auth=True))
+        port = free_port()
+        gateway, mine = yield defer.Deferred.fromCoroutine(
+            self.gateway(s2s_port=port, certificate_options=BOTH_EKUS)
+        )
+        yield defer.Deferred.fromCoroutine(self.exchange(mine, peer))
+        yield mine.disconnect()
+        yield gateway.stopService()
+        gateway, mine = yield defer.Deferred.fromCoroutine(
+            self.gateway(s2s_port=port, certificate_options=BOTH_EKUS)
+        )
+        yield defer.Deferred.fromCoroutine(self.exchange(mine, peer))
+        records = yield gateway.records.for_peer(self.PEER)
+        self.assertEqual(len([r for r in records if r.authenticated]), 4, self.describe())
