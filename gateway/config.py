@@ -95,10 +95,13 @@ class DNSConfig:
     """
     @ivar servers: C{(host, port)} pairs of the resolvers to ask; empty
         means the system's (C{/etc/resolv.conf}).
+    @ivar trust_ad: believe these resolvers' AD bit: they validate DNSSEC
+        and the path to them can't be tampered with (loopback).
     """
 
     servers: tuple = ()
     timeout: float = 5.0
+    trust_ad: bool = False
 
 
 @dataclass(frozen=True)
@@ -439,7 +442,9 @@ def _dns(reader):
             raise reader.error("servers", f"must list strings, not {_kind(entry)}")
         servers.append(_host_port(reader, "servers", entry, 53))
     config = DNSConfig(
-        servers=tuple(servers), timeout=reader.number("timeout", DNSConfig().timeout)
+        servers=tuple(servers),
+        timeout=reader.number("timeout", DNSConfig().timeout),
+        trust_ad=reader.take("trust_ad", (bool,), False),
     )
     reader.finish()
     return config

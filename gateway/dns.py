@@ -1,6 +1,6 @@
 """
 Finding where a peer domain's s2s service lives (RFC 6120 section 3.2,
-XEP-0368).
+XEP-0368), and whether DNSSEC vouched for it (RFC 7673).
 
   1. SRV C{_xmpps-server._tcp.<domain>} (direct TLS) and
      C{_xmpp-server._tcp.<domain>} (STARTTLS); direct TLS targets come
@@ -9,27 +9,32 @@ XEP-0368).
   2. A single SRV record with target C{.} means the service is decidedly
      not offered.
   3. No SRV records at all: the domain itself, port 5269.
+  4. A bogus SRV answer (or no answer at all) aborts: RFC 7673 section 3.1
+     forbids falling back to the domain when the SRV lookup failed.
 
-Addresses are looked up with the same resolver (AAAA, then A), so the
-gateway never depends on the machine's own resolver when one is
-configured.
+Addresses are looked up with the same client (AAAA, then A; C{/etc/hosts}
+first), so the gateway never depends on the machine's own resolver when
+one is configured.
 """
 
 import ipaddress
 import random
-import socket
 from dataclasses import dataclass
 
-from twisted.internet import defer
-from twisted.names import client, dns, error
-from twisted.names.hosts import Resolver as HostsResolver
-from twisted.names.resolve import ResolverChain
+import dns.name
+from twisted.names.hosts import searchFileForAll
+from twisted.python.filepath import FilePath
+
+from gateway.dnsclient import DNSClient, DNSError
 
 DEFAULT_PORT = 5269
 
-# twisted.names makes a protocol per query and would log its start and stop
-# at info level.  (Twisted's UDP port still logs its own opening and closing.)
-dns.DNSDatagramProtocol.noisy = False
+
+class DNSLookupFailed(Exception):
+    """
+    A lookup that decides where to connect failed: bogus (SERVFAIL) or
+    unanswered.
+    """
 
 
 class ServiceNotOffered(Exception):
@@ -42,25 +47,43 @@ class ServiceNotOffered(Exception):
 class Target:
     """
     A host to connect to for a peer domain.
+
+    @ivar srv: whether it came from an SRV record (else it is the domain
+        itself, on port 5269).
+    @ivar srv_secure: whether that SRV answer was DNSSEC-secure (for the
+        fallback, whether the absence of SRV records was).
     """
 
     host: str
     port: int
     direct_tls: bool = False
+    srv: bool = True
+    srv_secure: bool = False
 
 
-def make_resolver(dns_config):
+@dataclass(frozen=True)
+class Addresses:
     """
-    Build the resolver the gateway uses, from a L{gateway.config.DNSConfig}:
-    the configured servers, or the system's.  C{/etc/hosts} is consulted
-    first either way.
+    The addresses of a host, and whether every answer was secure.
     """
-    timeout = (dns_config.timeout,)
-    if dns_config.servers:
-        upstream = client.Resolver(servers=list(dns_config.servers), timeout=timeout)
-    else:
-        upstream = client.Resolver(resolv="/etc/resolv.conf", timeout=timeout)
-    return ResolverChain([HostsResolver(file=b"/etc/hosts"), upstream])
+
+    addresses: tuple
+    secure: bool
+
+
+def make_resolver(dns_config, reactor=None):
+    """
+    Build the DNS client the gateway uses, from a
+    L{gateway.config.DNSConfig}: the configured servers, or the system's.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    return DNSClient(
+        reactor,
+        servers=dns_config.servers,
+        timeout=dns_config.timeout,
+        trust_ad=dns_config.trust_ad,
+    )
 
 
 def order_srv(records, rng=random):
@@ -91,70 +114,88 @@ def order_srv(records, rng=random):
     return ordered
 
 
-async def _srv(resolver, name):
+async def _srv(client, name):
     try:
-        answers, _, _ = await resolver.lookupService(name)
-    except (error.DNSNameError, error.DNSQueryRefusedError, error.DNSServerError):
-        return []
-    except (error.DNSQueryTimeoutError, defer.TimeoutError, error.DomainError):
-        return []
-    return [
+        answer = await client.query(name, "SRV")
+    except DNSError as e:
+        raise DNSLookupFailed(f"{name}: {e}") from None
+    if answer.bogus:
+        raise DNSLookupFailed(f"{name}: the answer is bogus (SERVFAIL)")
+    records = [
         (
-            rr.payload.priority,
-            rr.payload.weight,
-            rr.payload.port,
-            rr.payload.target.name.decode("ascii").rstrip("."),
+            rr.priority,
+            rr.weight,
+            rr.port,
+            "" if rr.target == dns.name.root else rr.target.to_text(omit_final_dot=True),
         )
-        for rr in answers
-        if rr.type == dns.SRV
+        for rr in answer.records
     ]
+    return records, answer.secure
 
 
-async def resolve_targets(resolver, domain, rng=random):
+async def resolve_targets(client, domain, rng=random):
     """
     Return the L{Target}s to try for peer C{domain}, in order.
 
     @raise ServiceNotOffered: when the domain's SRV says so.
+    @raise DNSLookupFailed: when an SRV lookup is bogus or unanswered.
     """
     ascii_domain = domain.encode("idna").decode("ascii")
-    direct = await _srv(resolver, f"_xmpps-server._tcp.{ascii_domain}")
-    starttls = await _srv(resolver, f"_xmpp-server._tcp.{ascii_domain}")
+    direct, direct_secure = await _srv(client, f"_xmpps-server._tcp.{ascii_domain}")
+    starttls, starttls_secure = await _srv(client, f"_xmpp-server._tcp.{ascii_domain}")
     if not direct and not starttls:
-        return [Target(ascii_domain, DEFAULT_PORT)]
+        return [Target(ascii_domain, DEFAULT_PORT, srv=False, srv_secure=starttls_secure)]
     if all(record[3] == "" for record in direct + starttls):
         raise ServiceNotOffered(domain)
     targets = [
-        Target(record[3], record[2], True) for record in order_srv(direct, rng) if record[3]
+        Target(record[3], record[2], True, srv_secure=direct_secure)
+        for record in order_srv(direct, rng) if record[3]
     ]
     targets += [
-        Target(record[3], record[2], False) for record in order_srv(starttls, rng) if record[3]
+        Target(record[3], record[2], False, srv_secure=starttls_secure)
+        for record in order_srv(starttls, rng) if record[3]
     ]
     return targets
 
 
-async def resolve_addresses(resolver, host):
+HOSTS = FilePath(b"/etc/hosts")
+
+
+async def lookup_addresses(client, host):
     """
-    Return the IP addresses of C{host} (IPv6 first), or C{[host]} when it is
-    an IP address already.
+    The IP addresses of C{host} (IPv6 first), and whether the answers were
+    secure.  An IP address is its own answer; names in C{/etc/hosts} are
+    taken from there (and count as secure: the operator wrote them).
     """
     try:
         ipaddress.ip_address(host)
-        return [host]
+        return Addresses((host,), True)
     except ValueError:
         pass
+    local = searchFileForAll(HOSTS, host.encode("ascii", "replace"))
+    if local:
+        ordered = sorted(local, key=lambda a: ipaddress.ip_address(a).version, reverse=True)
+        return Addresses(tuple(dict.fromkeys(ordered)), True)
     addresses = []
-    for lookup, kind, family in (
-        (resolver.lookupIPV6Address, dns.AAAA, socket.AF_INET6),
-        (resolver.lookupAddress, dns.A, socket.AF_INET),
-    ):
+    secure = True
+    for rrtype in ("AAAA", "A"):
         try:
-            answers, _, _ = await lookup(host)
-        except (error.DomainError, error.DNSServerError, error.DNSQueryRefusedError,
-                error.DNSQueryTimeoutError, defer.TimeoutError):
+            answer = await client.query(host, rrtype)
+        except DNSError:
+            secure = False
             continue
-        for rr in answers:
-            if rr.type == kind:
-                address = socket.inet_ntop(family, rr.payload.address)
-                if address not in addresses:
-                    addresses.append(address)
-    return addresses
+        if answer.bogus:
+            secure = False
+            continue
+        secure = secure and answer.secure
+        for rr in answer.records:
+            if rr.address not in addresses:
+                addresses.append(rr.address)
+    return Addresses(tuple(addresses), secure and bool(addresses))
+
+
+async def resolve_addresses(client, host):
+    """
+    Return the IP addresses of C{host} (IPv6 first).
+    """
+    return list((await lookup_addresses(client, host)).addresses)

@@ -54,7 +54,7 @@ class GatewayService(service.MultiService):
             config,
             self.state,
             self.tls_profile,
-            resolver or make_resolver(config.dns),
+            resolver or make_resolver(config.dns, reactor),
             self.router,
             reactor,
         )

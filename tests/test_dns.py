@@ -203,9 +203,9 @@ class ResolveTargetsTests(ResolverTestsMixin, unittest.TestCase):
 
     async def _no_srv(self):
         self.server.add_a("peer.test", "192.0.2.1")
-        self.assertEqual(await self.targets("peer.test"), [Target("peer.test", DEFAULT_PORT, False)])
+        self.assertEqual(await self.targets("peer.test"), [Target("peer.test", DEFAULT_PORT, False, srv=False)])
         self.assertEqual(
-            await self.targets("nonexistent.test"), [Target("nonexistent.test", DEFAULT_PORT, False)]
+            await self.targets("nonexistent.test"), [Target("nonexistent.test", DEFAULT_PORT, False, srv=False)]
         )
 
     def test_no_srv(self):
@@ -216,11 +216,11 @@ class ResolveTargetsTests(ResolverTestsMixin, unittest.TestCase):
         return defer.Deferred.fromCoroutine(self._no_srv())
 
     async def _not_offered(self):
-        self.server.add_srv("_xmpp-server._tcp.peer.test", b".", 0, 0, 0)
+        self.server.add_srv("_xmpp-server._tcp.peer.test", b"", 0, 0, 0)
         with self.assertRaises(ServiceNotOffered):
             await self.targets("peer.test")
-        self.server.add_srv("_xmpps-server._tcp.both.test", b".", 0, 0, 0)
-        self.server.add_srv("_xmpp-server._tcp.both.test", b".", 0, 0, 0)
+        self.server.add_srv("_xmpps-server._tcp.both.test", b"", 0, 0, 0)
+        self.server.add_srv("_xmpp-server._tcp.both.test", b"", 0, 0, 0)
         with self.assertRaises(ServiceNotOffered):
             await self.targets("both.test")
 
@@ -232,7 +232,7 @@ class ResolveTargetsTests(ResolverTestsMixin, unittest.TestCase):
         return defer.Deferred.fromCoroutine(self._not_offered())
 
     async def _dot_with_others(self):
-        self.server.add_srv("_xmpps-server._tcp.peer.test", b".", 0, 0, 0)
+        self.server.add_srv("_xmpps-server._tcp.peer.test", b"", 0, 0, 0)
         self.server.add_srv("_xmpp-server._tcp.peer.test", "xmpp.peer.test", 5269, 0, 0)
         self.assertEqual(await self.targets("peer.test"), [Target("xmpp.peer.test", 5269, False)])
 
@@ -268,7 +268,7 @@ class ResolveTargetsTests(ResolverTestsMixin, unittest.TestCase):
             await self.targets("b\u00fccher.test"), [Target("xmpp.xn--bcher-kva.test", 5269, False)]
         )
         self.assertEqual(
-            await self.targets("st\u00e4dte.test"), [Target("xn--stdte-hra.test", DEFAULT_PORT, False)]
+            await self.targets("st\u00e4dte.test"), [Target("xn--stdte-hra.test", DEFAULT_PORT, False, srv=False)]
         )
 
     def test_idn(self):

@@ -19,9 +19,8 @@ from gateway.state import GatewayState
 from gateway.tls import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
-from tests.dnsserver import MemoryAuthority
+from gateway.testing import FakeDNSClient
 from tests.test_inbound import Output, TLSStringTransport
-from twisted.names import dns
 
 SECRET = "outbound secret"
 PEER_HEADER = (
@@ -391,7 +390,7 @@ class FederationConnectionTests(unittest.TestCase):
             "/nonexistent",
         )
         self.reactor = MemoryReactorClock()
-        self.resolver = MemoryAuthority()
+        self.resolver = FakeDNSClient()
         self.router = FakeRouter()
         state = GatewayState("/nonexistent", SECRET, ())
         self.federation = Federation(
@@ -417,11 +416,11 @@ class FederationConnectionTests(unittest.TestCase):
         SRV targets are tried in priority order, each address in turn; when
         all refuse, the queue bounces with remote-server-not-found.
         """
-        self.resolver.add("_xmpp-server._tcp.remote.example", dns.Record_SRV(20, 0, 5270, "b.remote.example"))
-        self.resolver.add("_xmpp-server._tcp.remote.example", dns.Record_SRV(10, 0, 5269, "a.remote.example"))
-        self.resolver.add("a.remote.example", dns.Record_A("127.0.0.10"))
-        self.resolver.add("b.remote.example", dns.Record_A("127.0.0.11"))
-        self.resolver.add("b.remote.example", dns.Record_AAAA("::1"))
+        self.resolver.add("_xmpp-server._tcp.remote.example", "SRV", "20 0 5270 b.remote.example.")
+        self.resolver.add("_xmpp-server._tcp.remote.example", "SRV", "10 0 5269 a.remote.example.")
+        self.resolver.add("a.remote.example", "A", "127.0.0.10")
+        self.resolver.add("b.remote.example", "A", "127.0.0.11")
+        self.resolver.add("b.remote.example", "AAAA", "::1")
         self.federation.send(self.stanza("m1"), "local.example", "remote.example")
         self.assertEqual(self.connection_attempts(), [("127.0.0.10", 5269)])
         self.refuse(0)
@@ -433,26 +432,26 @@ class FederationConnectionTests(unittest.TestCase):
         self.assertEqual(self.router.bounces, [("m1", "remote-server-not-found")])
 
     def test_fallback_to_domain(self):
-        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.resolver.add("remote.example", "A", "127.0.0.12")
         self.federation.send(self.stanza("m1"), "local.example", "remote.example")
         self.assertEqual(self.connection_attempts(), [("127.0.0.12", 5269)])
         self.assertEqual(self.reactor.tcpClients[0][3], 5)  # the connect timeout
 
     def test_srv_dot_means_no_service(self):
-        self.resolver.add("_xmpp-server._tcp.remote.example", dns.Record_SRV(0, 0, 0, b""))
+        self.resolver.add("_xmpp-server._tcp.remote.example", "SRV", "0 0 0 .")
         self.federation.send(self.stanza("m1"), "local.example", "remote.example")
         self.assertEqual(self.connection_attempts(), [])
         self.assertEqual(self.router.bounces, [("m1", "remote-server-not-found")])
 
     def test_one_connection_per_pair(self):
-        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.resolver.add("remote.example", "A", "127.0.0.12")
         for n in range(3):
             self.federation.send(self.stanza(f"m{n}"), "local.example", "remote.example")
         self.assertEqual(len(self.connection_attempts()), 1)
         self.assertEqual(self.federation.queued("local.example", "remote.example"), 3)
 
     def test_queue_overflow(self):
-        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.resolver.add("remote.example", "A", "127.0.0.12")
         for n in range(5):
             self.federation.send(self.stanza(f"m{n}"), "local.example", "remote.example")
         self.assertEqual(
@@ -464,7 +463,7 @@ class FederationConnectionTests(unittest.TestCase):
         A stream that isn't authenticated within the configured time is
         given up: the queue bounces with remote-server-timeout.
         """
-        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.resolver.add("remote.example", "A", "127.0.0.12")
         self.federation.send(self.stanza("m1"), "local.example", "remote.example")
         self.reactor.advance(19)
         self.assertEqual(self.router.bounces, [])
@@ -481,7 +480,7 @@ class FederationConnectionTests(unittest.TestCase):
         """
         from gateway.s2s.inbound import DialbackError
 
-        self.resolver.add("remote.example", dns.Record_A("127.0.0.12"))
+        self.resolver.add("remote.example", "A", "127.0.0.12")
         d = self.federation.verify_dialback_key("remote.example", "local.example", "id1", "key")
         self.refuse(0)
         failure = self.failureResultOf(d, DialbackError)

@@ -12,7 +12,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, w
 from twisted.logger import Logger
 
 from gateway.certificates import CertificateSummary
-from gateway.dns import ServiceNotOffered, resolve_addresses, resolve_targets
+from gateway.dns import DNSLookupFailed, ServiceNotOffered, resolve_addresses, resolve_targets
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord
 from gateway.verifiers.chain import run_chain
@@ -313,6 +313,10 @@ class Federation:
         except ServiceNotOffered:
             raise NegotiationFailure(
                 "remote-server-not-found", f"{peer_domain} publishes no s2s service"
+            ) from None
+        except DNSLookupFailed as e:
+            raise NegotiationFailure(
+                "remote-server-not-found", f"DNS lookup for {peer_domain} failed: {e}"
             ) from None
         problems = []
         for target in targets:

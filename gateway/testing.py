@@ -1,0 +1,65 @@
+"""
+Fakes for tests, the gateway's own and those of plugin authors: they
+provide the same interfaces as the real parts, in memory.
+"""
+
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from twisted.internet import defer
+
+from gateway.dnsclient import DNSAnswer, DNSError
+
+
+class FakeDNSClient:
+    """
+    Answers from records given to it, like L{gateway.dnsclient.DNSClient}.
+
+        client = FakeDNSClient()
+        client.add("_xmpp-server._tcp.example.org", "SRV", "0 0 5269 xmpp.example.org.",
+                   secure=True)
+        client.bogus("broken.example", "TLSA")
+
+    A name with no records of any type is NXDOMAIN; a name with records of
+    other types is NODATA; the security of a negative answer is given with
+    L{deny}.
+    """
+
+    def __init__(self):
+        self.records = {}
+        self.secure = {}
+        self.failures = {}
+        self.queries = []
+
+    def add(self, name, rrtype, text, secure=False, ttl=60):
+        key = (name.lower().rstrip("."), rrtype.upper())
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rrtype), text)
+        self.records.setdefault(key, []).append(rdata)
+        self.secure[key] = secure
+
+    def deny(self, name, rrtype, secure=True):
+        """
+        Make the absence of C{rrtype} records at C{name} secure (or not).
+        """
+        self.secure[(name.lower().rstrip("."), rrtype.upper())] = secure
+
+    def bogus(self, name, rrtype):
+        self.failures[(name.lower().rstrip("."), rrtype.upper())] = "SERVFAIL"
+
+    def unreachable(self, name, rrtype):
+        self.failures[(name.lower().rstrip("."), rrtype.upper())] = DNSError("no answer")
+
+    def query(self, name, rrtype):
+        key = (name.lower().rstrip("."), rrtype.upper())
+        self.queries.append(key)
+        failure = self.failures.get(key)
+        if isinstance(failure, Exception):
+            return defer.fail(failure)
+        if failure is not None:
+            return defer.succeed(DNSAnswer(key[0], key[1], failure))
+        records = tuple(self.records.get(key, ()))
+        known = any(k[0] == key[0] for k in self.records)
+        rcode = "NOERROR" if records or known else "NXDOMAIN"
+        return defer.succeed(
+            DNSAnswer(key[0], key[1], rcode, records, self.secure.get(key, False), 60)
+        )
