@@ -18,10 +18,18 @@ class MemoryAuthority(common.ResolverBase):
     def __init__(self):
         super().__init__()
         self.records = {}
+        self.failing = set()
 
     def add(self, name, payload, ttl=60):
         key = (name.lower().rstrip(".").encode("ascii"), payload.TYPE)
         self.records.setdefault(key, []).append((payload, ttl))
+
+    def fail(self, name):
+        """
+        Answer SERVFAIL for C{name}, as a validating resolver does for
+        bogus data.
+        """
+        self.failing.add(name.lower().rstrip(".").encode("ascii"))
 
     def clear(self, name=None):
         if name is None:
@@ -50,10 +58,22 @@ class _ServerFactory(server.DNSServerFactory):
     """
 
     noisy = False
+    #: Set the AD bit on every answer, as a validating resolver would on
+    #: secure ones (for tests of clients; it validates nothing).
+    authentic_data = False
+
+    def handleQuery(self, message, protocol, address):
+        query = message.queries[0]
+        if query.name.name.lower().rstrip(b".") in self.authority.failing:
+            response = self._responseFromMessage(message, rCode=dns.ESERVER)
+            self.sendReply(protocol, response, address)
+            return None
+        return super().handleQuery(message, protocol, address)
 
     def _responseFromMessage(self, message, *args, **kwargs):
         response = super()._responseFromMessage(message, *args, **kwargs)
         response.recDes = message.recDes
+        response.authenticData = int(self.authentic_data)
         return response
 
 
@@ -68,6 +88,7 @@ class LoopbackDNSServer:
         self.reactor = reactor
         self.authority = MemoryAuthority()
         self.factory = _ServerFactory(authorities=[self.authority])
+        self.factory.authority = self.authority
         # UDP and TCP on the same port number: take a free UDP port and try
         # TCP on it, again with another port when that one is taken.
         for attempt in range(50):
