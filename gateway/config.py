@@ -128,6 +128,8 @@ class DomainPolicy:
         certificate) or C{"spki-sha256"} (its public key); when any are
         set, the peer's certificate must match one, before any verifier.
     @ivar verifier_timeout: seconds each verifier may take.
+    @ivar require_dane: the domain must have secure TLSA records: DANE's
+        "nothing to say" becomes a decisive failure.
     """
 
     require_tls: bool = True
@@ -137,6 +139,7 @@ class DomainPolicy:
     decisive: tuple = ()
     pins: tuple = ()
     verifier_timeout: float = 10.0
+    require_dane: bool = False
 
 
 @dataclass(frozen=True)
@@ -544,7 +547,10 @@ def _domain_policy(reader, default, known_verifiers):
         decisive=decisive,
         pins=pins,
         verifier_timeout=reader.number("verifier_timeout", default.verifier_timeout),
+        require_dane=reader.take("require_dane", (bool,), default.require_dane),
     )
+    if policy.require_dane and "dane" not in policy.verifiers:
+        raise reader.error("require_dane", "needs \"dane\" in this policy's verifiers")
     if not policy.verifiers and not policy.allow_unauthenticated:
         raise reader.error(
             "verifiers", "is empty, so no peer could authenticate (or set allow_unauthenticated)"

@@ -1255,6 +1255,8 @@ class TrustPolicyTests(unittest.TestCase):
             ("[policy.domains.'x.example']\nverifiers = ['nope']\n",
              'policy.domains."x.example".verifiers',
              "unknown verifier 'nope' (known: dane, dialback, pinned, pkix)"),
+            ("[policy]\nrequire_dane = true\n", "policy.require_dane",
+             'needs "dane" in this policy\'s verifiers'),
             ("[policy]\ntrust_store = 'missing.pem'\n", "policy.trust_store",
              "file '/nonexistent/missing.pem' does not exist"),
         ]
@@ -1270,6 +1272,6 @@ class TrustPolicyTests(unittest.TestCase):
         verifier plugins.
         """
         error = self.assertRaises(
-            ConfigError, parse_config, MINIMAL + "[policy]\nverifiers = ['dane']\n", "p.toml", "/x"
+            ConfigError, parse_config, MINIMAL + "[policy]\nverifiers = ['posh']\n", "p.toml", "/x"
         )
-        self.assertIn("unknown verifier 'dane' (known: dialback, pinned, pkix)", str(error))
+        self.assertIn("unknown verifier 'posh' (known: dane, dialback, pinned, pkix)", str(error))

@@ -1,0 +1,182 @@
+"""
+DANE (RFC 6698, RFC 7671) for XMPP over SRV (RFC 7673, RFC 7712).
+
+Where the TLSA records are:
+
+  - for each SRV target of the peer domain (C{_xmpps-server._tcp} and
+    C{_xmpp-server._tcp}), when the SRV answer is DNSSEC-secure and the
+    target's address records are too, at C{_<port>._tcp.<target>};
+  - when the peer domain has no SRV records and their absence is secure,
+    at C{_5269._tcp.<domain>}, if the domain's address records are secure.
+
+Outbound, only the target the stream is connected to counts; inbound, the
+peer domain's own SRV targets are looked up (as Prosody's C{use_dane}
+does), and a certificate matching any of them verifies the peer.
+
+Verdicts:
+
+  - verified: a usable, secure record matched (evidence: the TLSA name, the
+    record, its usage, the target, whether SRV was secure);
+  - not applicable: the DNS data is insecure, or there are no usable TLSA
+    records, so DANE has nothing to say (unless the policy requires DANE:
+    then it is a decisive failure);
+  - failed, decisive: secure, usable TLSA records exist and none matches
+    (the peer must not then be accepted by a weaker method), or a lookup
+    that DANE depends on is bogus.
+"""
+
+import datetime
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
+from gateway.dnsclient import DNSError
+from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.tlsa import TLSARecord, match_tlsa
+
+log = Logger()
+
+
+class _Bogus(Exception):
+    """
+    A lookup DANE depends on came back bogus or unanswered.
+    """
+
+
+def tlsa_name(target):
+    return f"_{target.port}._tcp.{target.host}"
+
+
+@implementer(IDomainVerifier)
+class DANEVerifier:
+    """
+    @param client: the gateway's L{gateway.dnsclient.DNSClient}.
+    @param store: trust anchors for PKIX-TA / PKIX-EE records (or L{None}).
+    @param now: a callable returning the time (seconds) for validity checks.
+    """
+
+    name = "dane"
+
+    def __init__(self, client, store=None, now=None):
+        self.client = client
+        self.store = store
+        self.now = now
+
+    def verify(self, request):
+        return defer.Deferred.fromCoroutine(self._verify(request))
+
+    async def _verify(self, request):
+        required = bool(getattr(request.policy, "require_dane", False))
+
+        def nothing_to_say(reason):
+            if required:
+                return Verdict.failed(self.name, f"DANE is required, but {reason}", True)
+            return Verdict.not_applicable(self.name, reason)
+
+        if not request.peer_chain:
+            return nothing_to_say("the peer presented no certificate")
+        try:
+            found, notes = await self._tlsa_sets(request)
+        except _Bogus as e:
+            return Verdict.failed(self.name, str(e), True)
+        if not found:
+            return nothing_to_say("; ".join(notes) or "no TLSA records")
+        allow_cn_id = bool(getattr(request.policy, "allow_cn_id", False))
+        failures = []
+        usable = 0
+        for name, target, records in found:
+            match = match_tlsa(
+                records,
+                request.peer_chain,
+                (request.peer_domain, target.host),
+                store=self.store,
+                now=self._now(),
+                allow_cn_id=allow_cn_id,
+            )
+            usable += match.usable_count
+            if match.matched:
+                return Verdict.verified(
+                    self.name,
+                    f"{name} {match.record.short()}: {match.reason}",
+                    tlsa=name,
+                    record=str(match.record),
+                    usage=match.usage,
+                    target=f"{target.host}:{target.port}",
+                    srv=target.srv,
+                    srv_secure=target.srv_secure,
+                )
+            failures.append(f"{name}: {match.reason}")
+        if usable == 0:
+            return nothing_to_say("; ".join(failures))
+        return Verdict.failed(
+            self.name,
+            "secure TLSA records exist and none matches: " + "; ".join(failures),
+            True,
+        )
+
+    def _now(self):
+        if self.now is None:
+            return None
+        return datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc)
+
+    async def _tlsa_sets(self, request):
+        """
+        The secure TLSA record sets that apply, as C{(name, target,
+        records)}; and notes on why others don't.
+        """
+        if request.direction == "outbound" and request.target is not None:
+            targets = [request.target]
+        else:
+            try:
+                targets = await resolve_targets(self.client, request.peer_domain)
+            except DNSLookupFailed as e:
+                raise _Bogus(f"SRV lookup failed: {e}") from None
+            except ServiceNotOffered:
+                return [], [f"{request.peer_domain} publishes no s2s service"]
+        found = []
+        notes = []
+        for target in dict.fromkeys(targets):
+            records, note = await self._tlsa_for(target, request.peer_domain)
+            if records:
+                found.append((tlsa_name(target), target, records))
+            elif note:
+                notes.append(note)
+        return found, notes
+
+    async def _tlsa_for(self, target, domain):
+        if target.srv and not target.srv_secure:
+            return None, f"the SRV records of {domain} are not DNSSEC-signed"
+        if not target.srv and not target.srv_secure:
+            return None, f"{domain} has no SRV records, and their absence is not DNSSEC-signed"
+        addresses = await lookup_addresses(self.client, target.host)
+        if not addresses.secure:
+            return None, f"the address records of {target.host} are not DNSSEC-signed"
+        name = tlsa_name(target)
+        try:
+            answer = await self.client.query(name, "TLSA")
+        except DNSError as e:
+            raise _Bogus(f"TLSA lookup at {name} failed: {e}") from None
+        if answer.bogus:
+            raise _Bogus(f"the TLSA records at {name} are bogus (SERVFAIL)")
+        if not answer.secure:
+            return None, f"the TLSA answer at {name} is not DNSSEC-signed"
+        if not answer.records:
+            return None, f"no TLSA records at {name}"
+        records = [
+            TLSARecord(rr.usage, rr.selector, rr.mtype, rr.cert) for rr in answer.records
+        ]
+        return records, None
+
+
+@implementer(IDomainVerifierFactory)
+class DANEVerifierFactory:
+    name = "dane"
+
+    def build(self, environment):
+        from gateway.verifiers.pkix import load_trust_store
+
+        policy = getattr(environment.config, "policy", None)
+        store = load_trust_store(getattr(policy, "trust_store", None))
+        return DANEVerifier(environment.resolver, store, environment.reactor.seconds)
