@@ -1,0 +1,188 @@
+"""
+The dane verifier's DNS rules (RFC 7673), with an in-memory DNS client:
+where TLSA records are looked for, what makes DANE applicable, and which
+failures are decisive.
+"""
+
+from cryptography.hazmat.primitives import serialization
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from gateway.config import DomainPolicy
+from gateway.dns import Target
+from gateway.testing import FakeDNSClient
+from gateway.tls import TLSFacts
+from gateway.verifiers.dane import DANEVerifier
+from gateway.verifiers.interfaces import IDomainVerifier, Outcome, VerificationRequest
+from gateway.verifiers.tlsa import DANE_TA, FULL, tlsa_for
+from tests.pki import CertificateAuthority
+
+DOMAIN = "peer.example"
+HOST = "xmpp.peer.example"
+
+
+class DANEVerifierTests(unittest.TestCase):
+    def setUp(self):
+        self.ca = CertificateAuthority()
+        certificate, _ = self.ca.issue([DOMAIN])
+        self.leaf = certificate.public_bytes(serialization.Encoding.DER)
+        other, _ = self.ca.issue([DOMAIN])
+        self.other = other.public_bytes(serialization.Encoding.DER)
+        self.client = FakeDNSClient()
+        self.verifier = DANEVerifier(self.client)
+
+    def secure_srv(self, secure=True, port=5269):
+        self.client.add(f"_xmpp-server._tcp.{DOMAIN}", "SRV", f"0 0 {port} {HOST}.", secure=secure)
+        self.client.deny(f"_xmpps-server._tcp.{DOMAIN}", "SRV", secure=secure)
+        self.client.add(HOST, "A", "192.0.2.1", secure=True)
+        self.client.deny(HOST, "AAAA", secure=True)
+
+    def tlsa(self, record, name=f"_5269._tcp.{HOST}", secure=True):
+        self.client.add(name, "TLSA", str(record), secure=secure)
+
+    def verify(self, chain=None, direction="inbound", target=None, policy=DomainPolicy()):
+        request = VerificationRequest(
+            direction, "local.example", DOMAIN, "s1",
+            TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", (self.leaf,) if chain is None else chain),
+            target=target, policy=policy,
+        )
+        return self.successResultOf(self.verifier.verify(request))
+
+    def test_interface(self):
+        verifyObject(IDomainVerifier, self.verifier)
+
+    def test_secure_srv_and_matching_tlsa(self):
+        self.secure_srv()
+        record = tlsa_for(self.leaf)
+        self.tlsa(record)
+        verdict = self.verify()
+        self.assertEqual(verdict.outcome, Outcome.VERIFIED, verdict.reason)
+        self.assertEqual(verdict.evidence["tlsa"], f"_5269._tcp.{HOST}")
+        self.assertEqual(verdict.evidence["record"], str(record))
+        self.assertEqual(verdict.evidence["usage"], "DANE-EE")
+        self.assertEqual(verdict.evidence["target"], f"{HOST}:5269")
+        self.assertTrue(verdict.evidence["srv_secure"])
+
+    def test_no_match_is_decisive(self):
+        """
+        Secure, usable records that don't match the certificate refuse the
+        peer, whatever PKIX would say.
+        """
+        self.secure_srv()
+        self.tlsa(tlsa_for(self.other))
+        verdict = self.verify()
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
+        self.assertIn("secure TLSA records exist and none matches", verdict.reason)
+
+    def test_one_of_several_targets(self):
+        self.secure_srv()
+        self.client.add(f"_xmpp-server._tcp.{DOMAIN}", "SRV", "10 0 5270 backup.peer.example.", secure=True)
+        self.client.add("backup.peer.example", "A", "192.0.2.2", secure=True)
+        self.client.deny("backup.peer.example", "AAAA", secure=True)
+        self.tlsa(tlsa_for(self.other))
+        self.tlsa(tlsa_for(self.leaf), name="_5270._tcp.backup.peer.example")
+        verdict = self.verify()
+        self.assertEqual(verdict.outcome, Outcome.VERIFIED, verdict.reason)
+        self.assertEqual(verdict.evidence["target"], "backup.peer.example:5270")
+
+    def test_not_applicable(self):
+        """
+        Insecure SRV, insecure addresses, an insecure or empty TLSA answer,
+        only unusable records, or no certificate: DANE has nothing to say.
+        """
+        cases = {
+            "insecure SRV": lambda: (self.secure_srv(secure=False), self.tlsa(tlsa_for(self.leaf))),
+            "insecure address": lambda: (
+                self.client.add(f"_xmpp-server._tcp.{DOMAIN}", "SRV", f"0 0 5269 {HOST}.", secure=True),
+                self.client.add(HOST, "A", "192.0.2.1", secure=False),
+                self.tlsa(tlsa_for(self.leaf)),
+            ),
+            "insecure TLSA": lambda: (self.secure_srv(), self.tlsa(tlsa_for(self.leaf), secure=False)),
+            "no TLSA": lambda: self.secure_srv(),
+            "unusable only": lambda: (self.secure_srv(), self.client.add(
+                f"_5269._tcp.{HOST}", "TLSA", "7 1 1 " + "00" * 32, secure=True)),
+        }
+        for name, setup in cases.items():
+            self.client = FakeDNSClient()
+            self.verifier = DANEVerifier(self.client)
+            setup()
+            verdict = self.verify()
+            self.assertEqual(verdict.outcome, Outcome.NOT_APPLICABLE, (name, verdict.reason))
+        self.client = FakeDNSClient()
+        self.verifier = DANEVerifier(self.client)
+        self.assertEqual(self.verify(chain=()).outcome, Outcome.NOT_APPLICABLE)
+
+    def test_required(self):
+        """
+        With require_dane, having nothing to say is a decisive failure.
+        """
+        self.secure_srv(secure=False)
+        verdict = self.verify(policy=DomainPolicy(verifiers=("dane",), require_dane=True))
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
+        self.assertIn("DANE is required, but the SRV records of peer.example are not DNSSEC-signed",
+                      verdict.reason)
+
+    def test_bogus(self):
+        """
+        A bogus SRV or TLSA answer is a decisive failure.
+        """
+        self.client.bogus(f"_xmpps-server._tcp.{DOMAIN}", "SRV")
+        verdict = self.verify()
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
+        self.assertIn("SRV lookup failed", verdict.reason)
+        self.client = FakeDNSClient()
+        self.verifier = DANEVerifier(self.client)
+        self.secure_srv()
+        self.client.bogus(f"_5269._tcp.{HOST}", "TLSA")
+        verdict = self.verify()
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
+        self.assertEqual(verdict.reason, f"the TLSA records at _5269._tcp.{HOST} are bogus (SERVFAIL)")
+
+    def test_fallback_host(self):
+        """
+        Without SRV records, securely denied, TLSA is looked up for the
+        domain itself on port 5269, when its addresses are secure.
+        """
+        for rrtype in ("SRV",):
+            self.client.deny(f"_xmpp-server._tcp.{DOMAIN}", rrtype, secure=True)
+            self.client.deny(f"_xmpps-server._tcp.{DOMAIN}", rrtype, secure=True)
+        self.client.add(DOMAIN, "A", "192.0.2.3", secure=True)
+        self.client.deny(DOMAIN, "AAAA", secure=True)
+        self.tlsa(tlsa_for(self.leaf), name=f"_5269._tcp.{DOMAIN}")
+        verdict = self.verify()
+        self.assertEqual(verdict.outcome, Outcome.VERIFIED, verdict.reason)
+        self.assertFalse(verdict.evidence["srv"])
+        # An insecure denial makes the fallback host unusable for DANE.
+        self.client.deny(f"_xmpp-server._tcp.{DOMAIN}", "SRV", secure=False)
+        self.assertEqual(self.verify().outcome, Outcome.NOT_APPLICABLE)
+
+    def test_outbound_uses_the_connected_target(self):
+        """
+        Outbound, only the target the stream is connected to counts, with
+        the SRV security the connection found.
+        """
+        self.client.add(HOST, "A", "192.0.2.1", secure=True)
+        self.client.deny(HOST, "AAAA", secure=True)
+        self.tlsa(tlsa_for(self.leaf), name=f"_5270._tcp.{HOST}")
+        verdict = self.verify(direction="outbound", target=Target(HOST, 5270, srv_secure=True))
+        self.assertEqual(verdict.outcome, Outcome.VERIFIED, verdict.reason)
+        self.assertNotIn((f"_xmpp-server._tcp.{DOMAIN}", "SRV"), self.client.queries)
+        verdict = self.verify(direction="outbound", target=Target(HOST, 5270, srv_secure=False))
+        self.assertEqual(verdict.outcome, Outcome.NOT_APPLICABLE)
+
+    def test_dane_ta_names(self):
+        """
+        DANE-TA records check the name: the source domain or the SRV target
+        may be named by the certificate.
+        """
+        self.secure_srv()
+        ca_der = self.ca.der
+        self.tlsa(tlsa_for(ca_der, usage=DANE_TA, matching_type=FULL, selector=0))
+        verdict = self.verify(chain=(self.leaf, ca_der))
+        self.assertEqual(verdict.outcome, Outcome.VERIFIED, verdict.reason)
+        self.assertEqual(verdict.evidence["usage"], "DANE-TA")
+        wrong, _ = self.ca.issue(["elsewhere.example"])
+        verdict = self.verify(chain=(wrong.public_bytes(serialization.Encoding.DER), ca_der))
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
+
+
