@@ -8,7 +8,7 @@ import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
@@ -20,6 +20,25 @@ _IA5STRING = 0x16
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def generate_key(kind="ec"):
+    """
+    A new private key: C{"ec"} (P-256, the default everywhere here),
+    C{"rsa"} (2048 bits) or C{"ed25519"}.
+    """
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unknown key kind {kind!r}")
+
+
+def _signature_hash(key):
+    # Ed25519 signs the message itself, without a separate hash.
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
 def _pem_key(key):
@@ -82,10 +101,15 @@ class CertificateAuthority:
         intermediate CA); L{None} for a self-signed root.
     @param eku: extended key usages for the CA certificate itself (none by
         default, like most roots).
+    @param key: the CA's private key (see L{generate_key}); a new P-256
+        key by default.
+    @param ca: whether its certificate asserts basicConstraints cA (a
+        signer that is not a CA, for tests that must refuse it).
     """
 
-    def __init__(self, name="Test CA", issuer=None, not_before=None, not_after=None, eku=()):
-        self.key = ec.generate_private_key(ec.SECP256R1())
+    def __init__(self, name="Test CA", issuer=None, not_before=None, not_after=None, eku=(),
+                 key=None, ca=True):
+        self.key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.issuer = issuer
         signer = issuer if issuer is not None else self
@@ -98,7 +122,7 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or now - datetime.timedelta(days=1))
             .not_valid_after(not_after or now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -118,7 +142,7 @@ class CertificateAuthority:
             )
         if eku:
             builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-        self.certificate = builder.sign(signer.key, hashes.SHA256())
+        self.certificate = builder.sign(signer.key, _signature_hash(signer.key))
 
     def intermediate(self, name="Test Intermediate CA", **kwargs):
         """
@@ -135,7 +159,8 @@ class CertificateAuthority:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, dns_names, common_name=None, eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
-              not_before=None, not_after=None, extensions=(), sans=(), self_signed=False):
+              not_before=None, not_after=None, extensions=(), sans=(), self_signed=False,
+              key=None):
         """
         Issue a certificate for C{dns_names}.
 
@@ -144,9 +169,11 @@ class CertificateAuthority:
             neither, the certificate has no subjectAltName at all.
         @param self_signed: sign it with its own key, issuer = subject,
             instead of by this CA.
+        @param key: the certificate's private key (to renew a certificate
+            with the same key); a new P-256 key by default.
         @return: C{(certificate, key)}.
         """
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
         now = _now()
         subject = x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, common_name or (dns_names or ["x"])[0])]
@@ -176,7 +203,8 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(key if self_signed else self.key, hashes.SHA256()), key
+        signer = key if self_signed else self.key
+        return builder.sign(signer, _signature_hash(signer)), key
 
     def write_identity(self, folder, domain, other_names=(), **kwargs):
         """

@@ -99,7 +99,7 @@ class DANEVerifier:
             if match.matched:
                 return Verdict.verified(
                     self.name,
-                    f"{name} {match.record.short()}: {match.reason}",
+                    f"{name}: {match.reason}",
                     tlsa=name,
                     record=str(match.record),
                     usage=match.usage,

@@ -111,8 +111,8 @@ _MATCHING_MNEMONICS = {
     "privmatch": 255,
 }
 
-# matching type: (hash function, digest size, name); preference for
-# digest agility (RFC 7671 section 9) is the order of the matching types.
+# matching type: (hash function, digest size, name).  For digest agility
+# (RFC 7671 section 9) the higher matching type, SHA-512, is preferred.
 _DIGESTS = {
     SHA2_256: (hashlib.sha256, 32, "SHA-256"),
     SHA2_512: (hashlib.sha512, 64, "SHA-512"),
