@@ -52,7 +52,7 @@ class World:
 
     async def gateway(self, domain, extra="", certificate=True, srv=True,
                       direct_tls=False, s2s_extra="", trust_ca=False, policy="", s2s_port=0,
-                      certificate_options=None):
+                      certificate_options=None, dns_server=None, certificate_files=None):
         """
         Start a gateway for C{domain}; publish its SRV and A records.
 
@@ -66,12 +66,20 @@ class World:
         folder = os.path.join(self.folder, domain)
         os.makedirs(folder, exist_ok=True)
         domain_table = f'[domains."{domain}"]\ncomponent_secret = "secret-for-{domain}"\n'
-        if certificate:
+        if certificate_files:
+            certificate_file, key_file = certificate_files
+            domain_table += f'certificate = "{certificate_file}"\nkey = "{key_file}"\n'
+        elif certificate:
             certificate_file, key_file = self.ca.write_identity(
                 folder, domain, **(certificate_options or {})
             )
             domain_table += f'certificate = "{certificate_file}"\nkey = "{key_file}"\n'
         servers = [f"127.0.0.1:{self.dns.port}"]
+        trust_ad = "false"
+        if dns_server is not None:
+            # A validating resolver on loopback, trusted for its AD bit.
+            servers = [f"{dns_server[0]}:{dns_server[1]}"]
+            trust_ad = "true"
         if trust_ca:
             policy = f'trust_store = "{self.ca.write_ca(self.folder)}"\n' + policy
         if policy:
@@ -82,7 +90,7 @@ class World:
             f'state_dir = "state"\n'
             f'[s2s]\nlisten = ["tcp:{s2s_port}:interface=127.0.0.1"]\n{s2s_extra}'
             f'[components]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
-            f"[dns]\nservers = {servers!r}\ntimeout = 2.0\n"
+            f"[dns]\nservers = {servers!r}\ntimeout = 2.0\ntrust_ad = {trust_ad}\n"
             f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
             f"{domain_table}{extra}"
         ).replace("'", '"')
