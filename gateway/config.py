@@ -111,6 +111,29 @@ class TimeoutsConfig:
 
 
 @dataclass(frozen=True)
+class POSHConfig:
+    """
+    POSH (RFC 7711): checking peers' files, and publishing ours.
+
+    @ivar listen: HTTPS listeners that serve
+        C{/.well-known/posh/xmpp-server.json} for the local domains.
+    @ivar timeout: seconds to fetch a peer's POSH file.
+    @ivar max_size: the largest POSH file read, in bytes.
+    @ivar max_cache: the most seconds a POSH result is kept, whatever its
+        C{expires} says.
+    @ivar negative_cache: seconds a missing or failed POSH lookup is kept.
+    @ivar expires: the C{expires} (seconds) of the files we publish.
+    """
+
+    listen: tuple = ()
+    timeout: float = 10.0
+    max_size: int = 65536
+    max_cache: float = 86400.0
+    negative_cache: float = 300.0
+    expires: int = 86400
+
+
+@dataclass(frozen=True)
 class DomainPolicy:
     """
     The trust policy for a peer domain.
@@ -187,6 +210,7 @@ class GatewayConfig:
     dns: DNSConfig = DNSConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
     policy: PolicyConfig = PolicyConfig()
+    posh: POSHConfig = POSHConfig()
 
     @property
     def domain_names(self):
@@ -348,6 +372,7 @@ def parse_config(text, path, base, known_verifiers=None):
     components = _components(root.table_of("components"))
     dns = _dns(root.table_of("dns"))
     timeouts = _timeouts(root.table_of("timeouts"))
+    posh = _posh(root.table_of("posh"))
     if known_verifiers is None:
         from gateway.verifiers.registry import available_verifiers
 
@@ -363,6 +388,7 @@ def parse_config(text, path, base, known_verifiers=None):
         dns=dns,
         timeouts=timeouts,
         policy=policy,
+        posh=posh,
     )
 
 
@@ -489,6 +515,20 @@ def _timeouts(reader):
     config = TimeoutsConfig(
         connect=reader.number("connect", defaults.connect),
         authentication=reader.number("authentication", defaults.authentication),
+    )
+    reader.finish()
+    return config
+
+
+def _posh(reader):
+    defaults = POSHConfig()
+    config = POSHConfig(
+        listen=reader.endpoints("listen", defaults.listen),
+        timeout=reader.number("timeout", defaults.timeout),
+        max_size=reader.number("max_size", defaults.max_size, integer=True),
+        max_cache=reader.number("max_cache", defaults.max_cache),
+        negative_cache=reader.number("negative_cache", defaults.negative_cache),
+        expires=reader.number("expires", defaults.expires, integer=True),
     )
     reader.finish()
     return config

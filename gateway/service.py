@@ -101,6 +101,16 @@ class GatewayService(service.MultiService):
                 ),
                 "s2s (direct TLS)",
             )
+        if config.posh.listen:
+            from gateway.posh_publisher import make_posh_site
+
+            site = make_posh_site(self.state.identities, config.posh.expires)
+            for description in config.posh.listen:
+                listen(
+                    description,
+                    TLSMemoryBIOFactory(self.tls_profile.server_creator(None), False, site),
+                    "POSH (HTTPS)",
+                )
         secrets = {i.domain: i.component_secret for i in self.state.identities}
         self.components = ComponentFactory(self.router, secrets)
         for description in config.components.listen:
