@@ -153,6 +153,8 @@ class DomainPolicy:
     @ivar verifier_timeout: seconds each verifier may take.
     @ivar require_dane: the domain must have secure TLSA records: DANE's
         "nothing to say" becomes a decisive failure.
+    @ivar on_certificate_change: C{"warn"} or C{"refuse"} when a peer
+        presents another certificate than the one last accepted.
     """
 
     require_tls: bool = True
@@ -163,6 +165,7 @@ class DomainPolicy:
     pins: tuple = ()
     verifier_timeout: float = 10.0
     require_dane: bool = False
+    on_certificate_change: str = "warn"
 
 
 @dataclass(frozen=True)
@@ -588,7 +591,15 @@ def _domain_policy(reader, default, known_verifiers):
         pins=pins,
         verifier_timeout=reader.number("verifier_timeout", default.verifier_timeout),
         require_dane=reader.take("require_dane", (bool,), default.require_dane),
+        on_certificate_change=reader.take(
+            "on_certificate_change", (str,), default.on_certificate_change
+        ),
     )
+    if policy.on_certificate_change not in ("warn", "refuse"):
+        raise reader.error(
+            "on_certificate_change",
+            f'must be "warn" or "refuse", not {policy.on_certificate_change!r}',
+        )
     if policy.require_dane and "dane" not in policy.verifiers:
         raise reader.error("require_dane", "needs \"dane\" in this policy's verifiers")
     if not policy.verifiers and not policy.allow_unauthenticated:

@@ -33,6 +33,7 @@ class Router:
         self.local_domains = frozenset(local_domains)
         self.components = {}
         self.federation = None
+        self.metrics = None
         self.routed = 0
         self.bounced = 0
 
@@ -101,6 +102,8 @@ class Router:
 
     def deliver(self, stanza, sender_domain, recipient_domain):
         self.routed += 1
+        if self.metrics is not None:
+            self.metrics.stanzas_routed.inc()
         if recipient_domain in self.local_domains:
             self._deliver_local(stanza, recipient_domain)
         else:
@@ -131,6 +134,8 @@ class Router:
             )
             return
         self.bounced += 1
+        if self.metrics is not None:
+            self.metrics.stanzas_bounced.labels(condition).inc()
         reply = error_response(stanza, condition, text)
         try:
             sender = parse_jid(reply.getAttribute("from")).host

@@ -59,6 +59,7 @@ class GatewayService(service.MultiService):
             reactor,
         )
         self.router.federation = self.federation
+        self.router.metrics = self.federation.metrics
         self.records = SQLiteRecordStore(
             os.path.join(self.state.state_dir, "records.sqlite3"), reactor
         )
@@ -158,6 +159,9 @@ class GatewayService(service.MultiService):
         d.addCallback(
             lambda _: log.info("authentication records in {path}", path=self.records.path)
         )
+        # Remember the certificate each peer presented last, across restarts.
+        d.addCallback(lambda _: self.records.recent(limit=None))
+        d.addCallback(self.federation.continuity.load)
         d.addErrback(
             lambda f: log.critical(
                 "authentication records unavailable: {error}", error=f.getErrorMessage()

@@ -5,6 +5,7 @@ waiting for a stream to come up, and dialback verification requests.
 """
 
 import ipaddress
+import itertools
 from dataclasses import dataclass
 
 from twisted.internet import defer, error as internet_error
@@ -15,7 +16,8 @@ from gateway.certificates import CertificateSummary
 from gateway.dns import DNSLookupFailed, ServiceNotOffered, resolve_addresses, resolve_targets
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord
-from gateway.verifiers.chain import run_chain
+from gateway.status import Continuity, GatewayMetrics, Warnings
+from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose
@@ -58,6 +60,11 @@ class Federation:
         self.reactor = reactor
         self.clock = reactor
         self.records = records if records is not None else MemoryRecordStore()
+        self.metrics = GatewayMetrics(self)
+        self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
+        self.continuity = Continuity()
+        self._warned = set()
+        self._serials = itertools.count(1)
         self.verifiers = verifiers
         self.streams = set()
         self._outbound = {}
@@ -68,6 +75,10 @@ class Federation:
     # The stream registry ---------------------------------------------------
 
     def stream_opened(self, stream):
+        stream.serial = f"s{next(self._serials)}"
+        stream.since = self.clock.seconds()
+        stream.authentications = []
+        stream.certificate_change = None
         self.streams.add(stream)
         peer = stream.transport.getPeer()
         log.info(
@@ -97,9 +108,65 @@ class Federation:
             target=getattr(stream, "target", None),
             policy=policy,
         )
-        return defer.Deferred.fromCoroutine(
+        d = defer.Deferred.fromCoroutine(
             run_chain(self.verifiers.chain_for(policy), request, policy, self.clock)
         )
+        return d.addCallback(self._checked, stream, peer_domain, policy)
+
+    def _checked(self, result, stream, peer_domain, policy):
+        """
+        Count the chain's timings, and hold an accepted peer's certificate
+        against the one it presented last time (RFC 7590 section 3.6).
+        """
+        for verdict, seconds in zip(result.verdicts, result.durations):
+            self.metrics.verifier_seconds.labels(verdict.verifier).observe(seconds)
+        if not result.authenticated or stream.tls is None or not stream.tls.peer_chain:
+            return result
+        try:
+            summary = CertificateSummary.from_der(stream.tls.peer_chain[0])
+        except ValueError:
+            return result
+        change = self.continuity.check(peer_domain, summary)
+        if change is None:
+            return result
+        refuse = policy.on_certificate_change == "refuse" or bool(policy.pins)
+        what = "certificate and key" if change.key_changed else "certificate (same key)"
+        seen = (peer_domain, summary.sha256)
+        if seen not in self._warned:
+            self._warned.add(seen)
+            self.metrics.warnings.labels("certificate-change").inc()
+            self.warnings.add(
+                "certificate-change",
+                peer_domain,
+                f"{peer_domain} presented a new {what}"
+                + ("; refused, as policy says" if refuse else ""),
+                sha256=summary.sha256,
+                spki_sha256=summary.spki_sha256,
+                refused=refuse,
+                **change.as_dict(),
+            )
+        if refuse:
+            return ChainResult(
+                False,
+                None,
+                None,
+                result.verdicts,
+                f"{peer_domain} presented a new {what} (was sha256 {change.previous_sha256}); "
+                "policy refuses certificate changes until a warning is acknowledged",
+                result.durations,
+            )
+        stream.certificate_change = change
+        return result
+
+    def certificate_change_acknowledged(self, warning):
+        """
+        An operator accepted a changed certificate: it is the one to expect.
+        """
+        if warning.kind == "certificate-change":
+            self.continuity.last[warning.peer_domain] = (
+                warning.details["sha256"],
+                warning.details["spki_sha256"],
+            )
 
     def _record(self, stream, direction, local_domain, peer_domain, result, authenticated, via):
         tls = stream.tls
@@ -156,9 +223,17 @@ class Federation:
             cipher=tls.cipher if tls else "none",
             stream_id=stream.stream_id,
         )
-        stream.authentication = self._record(
-            stream, stream.direction, local_domain, peer_domain, result, True, via
-        )
+        record = self._record(stream, stream.direction, local_domain, peer_domain, result, True, via)
+        stream.authentications.append(record)
+        if tls is not None and tls.peer_chain:
+            try:
+                self.continuity.accept(peer_domain, CertificateSummary.from_der(tls.peer_chain[0]))
+            except ValueError:
+                pass
+        self.metrics.handshakes.labels(stream.direction, "authenticated").inc()
+        self.metrics.streams.labels(
+            stream.direction, result.method, tls.version if tls else "none"
+        ).inc()
 
     def authentication_refused(self, stream, direction, local_domain, peer_domain, result):
         """
@@ -173,9 +248,24 @@ class Federation:
             stream_id=stream.stream_id,
         )
         self._record(stream, direction, local_domain, peer_domain, result, False, None)
+        deciding = result.verdict.verifier if result.verdict else "chain exhausted"
+        self.metrics.handshakes.labels(direction, "refused").inc()
+        self.metrics.failures.labels(direction, deciding).inc()
+        self.metrics.warnings.labels("verification-failure").inc()
+        self.warnings.add(
+            "verification-failure",
+            peer_domain,
+            f"{direction} stream with {peer_domain} refused: {result.reason}",
+            direction=direction,
+            local_domain=local_domain,
+        )
 
     def stream_closed(self, stream):
         self.streams.discard(stream)
+        for record in getattr(stream, "authentications", ()):
+            self.metrics.streams.labels(
+                stream.direction, record.method, record.tls_version or "none"
+            ).dec()
         if stream.direction == "outbound":
             key = (stream.local_domain, stream.peer_domain)
             if self._outbound.get(key) is stream:

@@ -1,0 +1,345 @@
+"""
+What operators can see (RFC 7590 section 3.6): live streams with their
+encryption and authentication, peers' certificate history, warnings, and
+metrics.  The admin interface (L{gateway.admin}) and the command line
+(L{gateway.ctl}) show what this module gathers.
+
+  - L{Continuity} remembers the certificate last seen for each peer domain
+    and notices when a peer comes back with another (RFC 7590 3.6: "be
+    warned when a peer's certificate changes").
+  - L{Warnings} keeps certificate-change and verification-failure
+    warnings, newest first, until acknowledged.
+  - L{GatewayMetrics} counts for Prometheus/OpenMetrics.
+  - L{StatusSource} turns the live streams and the records into the JSON
+    the interface serves.
+"""
+
+import itertools
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from twisted.logger import Logger
+
+from gateway.certificates import CertificateSummary
+
+log = Logger()
+
+
+@dataclass
+class Warning:
+    id: int
+    time: float
+    kind: str
+    peer_domain: str
+    message: str
+    details: dict = field(default_factory=dict)
+    acknowledged: bool = False
+
+    def as_dict(self):
+        from gateway.records.record import time_iso
+
+        return {
+            "id": self.id,
+            "time": time_iso(self.time),
+            "kind": self.kind,
+            "peer_domain": self.peer_domain,
+            "message": self.message,
+            "details": dict(self.details),
+            "acknowledged": self.acknowledged,
+        }
+
+
+class Warnings:
+    """
+    Warnings for operators, newest first, bounded in number.
+    """
+
+    def __init__(self, clock, limit=1000, on_acknowledge=None):
+        self.clock = clock
+        self.limit = limit
+        self._warnings = []
+        self._ids = itertools.count(1)
+        self.on_acknowledge = on_acknowledge
+
+    def add(self, kind, peer_domain, message, **details):
+        warning = Warning(next(self._ids), self.clock.seconds(), kind, peer_domain, message, details)
+        self._warnings.insert(0, warning)
+        del self._warnings[self.limit:]
+        log.warn(
+            "warning for {peer}: {message}", peer=peer_domain, message=message, kind=kind
+        )
+        return warning
+
+    def list(self, include_acknowledged=True):
+        return [w for w in self._warnings if include_acknowledged or not w.acknowledged]
+
+    def acknowledge(self, warning_id):
+        for warning in self._warnings:
+            if warning.id == warning_id:
+                if not warning.acknowledged:
+                    warning.acknowledged = True
+                    if self.on_acknowledge is not None:
+                        self.on_acknowledge(warning)
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class CertificateChange:
+    """
+    A peer presented another certificate than last time.
+    """
+
+    previous_sha256: str
+    previous_spki_sha256: str
+    sha256: str
+    spki_sha256: str
+
+    @property
+    def key_changed(self):
+        return self.previous_spki_sha256 != self.spki_sha256
+
+    def as_dict(self):
+        return {
+            "previous_sha256": self.previous_sha256,
+            "previous_spki_sha256": self.previous_spki_sha256,
+            "key_changed": self.key_changed,
+        }
+
+
+class Continuity:
+    """
+    The certificate last accepted for each peer domain.
+    """
+
+    def __init__(self):
+        self.last = {}
+        self.pending = {}
+
+    def load(self, records):
+        """
+        Learn the last certificate of each peer from C{records} (newest
+        first, as the record store returns them).
+        """
+        for record in records:
+            if record.authenticated and record.certificate and record.peer_domain not in self.last:
+                self.last[record.peer_domain] = (
+                    record.certificate["sha256"],
+                    record.certificate["spki_sha256"],
+                )
+
+    def check(self, peer_domain, summary):
+        """
+        Compare C{summary} (a L{CertificateSummary}) with the last
+        certificate accepted for C{peer_domain}.
+
+        @return: a L{CertificateChange}, or L{None} when it is the same or
+            the first seen.
+        """
+        previous = self.last.get(peer_domain)
+        if previous is None or previous[0] == summary.sha256:
+            return None
+        return CertificateChange(previous[0], previous[1], summary.sha256, summary.spki_sha256)
+
+    def accept(self, peer_domain, summary):
+        self.last[peer_domain] = (summary.sha256, summary.spki_sha256)
+
+
+class GatewayMetrics:
+    """
+    The gateway's metrics, in a registry of its own.
+    """
+
+    def __init__(self, federation=None):
+        self.registry = CollectorRegistry()
+        self.streams = Gauge(
+            "xmpp_gateway_streams", "Live authenticated s2s streams",
+            ["direction", "method", "tls_version"], registry=self.registry,
+        )
+        self.handshakes = Counter(
+            "xmpp_gateway_handshakes", "Stream authentications, by outcome",
+            ["direction", "outcome"], registry=self.registry,
+        )
+        self.failures = Counter(
+            "xmpp_gateway_handshake_failures", "Refused peers, by the verifier that decided",
+            ["direction", "reason"], registry=self.registry,
+        )
+        self.stanzas_routed = Counter(
+            "xmpp_gateway_stanzas_routed", "Stanzas routed", registry=self.registry,
+        )
+        self.stanzas_bounced = Counter(
+            "xmpp_gateway_stanzas_bounced", "Stanzas bounced with an error, by condition",
+            ["condition"], registry=self.registry,
+        )
+        self.warnings = Counter(
+            "xmpp_gateway_warnings", "Warnings raised, by kind", ["kind"], registry=self.registry,
+        )
+        self.verifier_seconds = Histogram(
+            "xmpp_gateway_verifier_seconds", "How long each verifier took",
+            ["verifier"], registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+        )
+        self.queued = Gauge(
+            "xmpp_gateway_queued_stanzas", "Stanzas waiting for an outbound stream",
+            registry=self.registry,
+        )
+        if federation is not None:
+            self.queued.set_function(lambda: sum(len(q) for q in federation._queues.values()))
+
+    def text(self):
+        return generate_latest(self.registry)
+
+
+def _chain_pem(chain):
+    return "".join(
+        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode("ascii")
+        for der in chain
+    )
+
+
+class StatusSource:
+    """
+    The data behind the admin interface.
+
+    @param federation: the L{gateway.s2s.federation.Federation}.
+    @param records: the L{gateway.records.interfaces.IRecordStore}.
+    """
+
+    def __init__(self, federation, records, warnings, metrics):
+        self.federation = federation
+        self.records = records
+        self.warnings_store = warnings
+        self.metrics = metrics
+
+    def _summary(self, stream):
+        if stream.tls is None or not stream.tls.peer_chain:
+            return None
+        try:
+            return CertificateSummary.from_der(stream.tls.peer_chain[0]).as_dict()
+        except ValueError:
+            return None
+
+    def stream_info(self, stream):
+        """
+        One live stream as JSON-ready data.
+        """
+        from gateway.records.record import time_iso
+
+        tls = stream.tls
+        authentications = [
+            {
+                "peer_domain": record.peer_domain,
+                "local_domain": record.local_domain,
+                "method": record.method,
+                "authenticated_by": record.evidence.get("authenticated_by"),
+                "evidence": dict(record.evidence),
+            }
+            for record in stream.authentications
+        ]
+        first = stream.authentications[0] if stream.authentications else None
+        change = stream.certificate_change
+        return {
+            "id": stream.serial,
+            "direction": stream.direction,
+            "local_domain": stream.local_domain,
+            "peer_domain": first.peer_domain if first else stream.peer_name(),
+            "state": stream.state.value,
+            "encrypted": tls is not None,
+            "tls_version": tls.version if tls else None,
+            "cipher": tls.cipher if tls else None,
+            "authenticated": bool(stream.authentications),
+            "method": first.method if first else None,
+            "authenticated_by": first.evidence.get("authenticated_by") if first else None,
+            "evidence": dict(first.evidence) if first else {},
+            "authentications": authentications,
+            "certificate": self._summary(stream),
+            "since": time_iso(stream.since),
+            "stanzas_in": stream.stanzas_in,
+            "stanzas_out": stream.stanzas_out,
+            "certificate_changed": change is not None,
+            "previous_certificate": change.as_dict() if change else None,
+        }
+
+    def streams(self):
+        return sorted(
+            (self.stream_info(s) for s in self.federation.streams),
+            key=lambda info: info["since"],
+        )
+
+    def stream(self, stream_id):
+        for stream in self.federation.streams:
+            if stream.serial == stream_id:
+                return stream
+        return None
+
+    def stream_certificate_pem(self, stream_id):
+        stream = self.stream(stream_id)
+        if stream is None or stream.tls is None or not stream.tls.peer_chain:
+            return None
+        return _chain_pem(stream.tls.peer_chain)
+
+    async def peers(self):
+        """
+        Every peer domain in the records: when last seen, how, and how
+        many certificates.
+        """
+        history = {}
+        for record in await self.records.recent(limit=None):
+            history.setdefault(record.peer_domain, []).append(record)
+        return [self._peer(domain, records) for domain, records in sorted(history.items())]
+
+    async def peer(self, domain):
+        records = await self.records.for_peer(domain, limit=None)
+        if not records:
+            return None
+        return self._peer(domain, records, detail=True)
+
+    def _peer(self, domain, records, detail=False):
+        from gateway.records.record import time_iso
+
+        certificates = {}
+        for record in reversed(records):  # oldest first
+            certificate = record.certificate
+            key = certificate["sha256"] if certificate else None
+            entry = certificates.get(key)
+            if entry is None:
+                entry = certificates[key] = {
+                    "certificate": certificate,
+                    "first_seen": time_iso(record.time),
+                    "last_seen": time_iso(record.time),
+                    "verifications": [],
+                }
+            entry["last_seen"] = time_iso(record.time)
+            entry["verifications"].append({
+                "time": time_iso(record.time),
+                "direction": record.direction,
+                "local_domain": record.local_domain,
+                "authenticated": record.authenticated,
+                "method": record.method,
+                "authenticated_by": record.evidence.get("authenticated_by"),
+                "reason": record.reason,
+                "tls_version": record.tls_version,
+                "cipher": record.cipher,
+            })
+        latest = records[0]
+        data = {
+            "peer_domain": domain,
+            "last_seen": time_iso(latest.time),
+            "last_method": latest.method,
+            "last_authenticated": latest.authenticated,
+            "certificates": len([k for k in certificates if k is not None]),
+        }
+        if detail:
+            data["history"] = list(reversed(list(certificates.values())))
+        return data
+
+    def warnings(self):
+        return [w.as_dict() for w in self.warnings_store.list()]
+
+    def acknowledge(self, warning_id):
+        return self.warnings_store.acknowledge(warning_id)
+
+    def metrics_text(self):
+        return self.metrics.text()
