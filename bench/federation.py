@@ -1040,6 +1040,7 @@ async def main(reactor, options):
                 f"[s2s]\nlisten = [{toml_string(f'tcp:{s2s_port}:interface={LOOPBACK}')}]\n"
                 f"queue_limit = {max(100000, options.messages * 2)}\n"
                 f"[components]\nlisten = [{toml_string(f'tcp:{component_port}:interface={LOOPBACK}')}]\n"
+                f"[admin]\nlisten = []\n"
                 f'[domains."{GW}"]\ncertificate = {toml_string(gw_certificate)}\n'
                 f"key = {toml_string(gw_key)}\ncomponent_secret = {toml_string(component_secret)}\n"
                 f"[dns]\nservers = [{toml_string(f'{LOOPBACK}:{dns_server.port}')}]\ntimeout = 2.0\n"

@@ -111,6 +111,20 @@ class TimeoutsConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """
+    The admin interface (status page, JSON API, metrics).
+
+    @ivar listen: its listeners; loopback by default, none to turn it off.
+    @ivar token_file: the bearer token every request must carry; made in
+        the state folder when not given.
+    """
+
+    listen: tuple = ("tcp:5280:interface=127.0.0.1",)
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
 class POSHConfig:
     """
     POSH (RFC 7711): checking peers' files, and publishing ours.
@@ -214,6 +228,7 @@ class GatewayConfig:
     timeouts: TimeoutsConfig = TimeoutsConfig()
     policy: PolicyConfig = PolicyConfig()
     posh: POSHConfig = POSHConfig()
+    admin: AdminConfig = AdminConfig()
 
     @property
     def domain_names(self):
@@ -376,6 +391,12 @@ def parse_config(text, path, base, known_verifiers=None):
     dns = _dns(root.table_of("dns"))
     timeouts = _timeouts(root.table_of("timeouts"))
     posh = _posh(root.table_of("posh"))
+    admin_table = root.table_of("admin")
+    admin = AdminConfig(
+        listen=admin_table.endpoints("listen", AdminConfig().listen),
+        token_file=admin_table.path_value("token_file", base, must_exist=False),
+    )
+    admin_table.finish()
     if known_verifiers is None:
         from gateway.verifiers.registry import available_verifiers
 
@@ -392,6 +413,7 @@ def parse_config(text, path, base, known_verifiers=None):
         timeouts=timeouts,
         policy=policy,
         posh=posh,
+        admin=admin,
     )
 
 

@@ -19,6 +19,7 @@ from gateway.dns import make_resolver
 from gateway.routing import Router
 from gateway.s2s.federation import Federation
 from gateway.s2s.inbound import InboundFactory
+from gateway.status import StatusSource
 from gateway.state import prepare_state
 from gateway.records.sqlite import SQLiteRecordStore
 from gateway.tls import TLSProfile
@@ -112,6 +113,15 @@ class GatewayService(service.MultiService):
                     TLSMemoryBIOFactory(self.tls_profile.server_creator(None), False, site),
                     "POSH (HTTPS)",
                 )
+        self.status = StatusSource(
+            self.federation, self.records, self.federation.warnings, self.federation.metrics
+        )
+        if config.admin.listen:
+            from gateway.admin import make_admin_site
+
+            site = make_admin_site(self.status, self.state.admin_token)
+            for description in config.admin.listen:
+                listen(description, site, "admin")
         secrets = {i.domain: i.component_secret for i in self.state.identities}
         self.components = ComponentFactory(self.router, secrets)
         for description in config.components.listen:

@@ -51,6 +51,7 @@ class GatewayState:
     state_dir: str
     dialback_secret: str = field(repr=False)
     identities: tuple  # of LocalIdentity
+    admin_token: str | None = field(default=None, repr=False)
 
     def identity(self, domain):
         for identity in self.identities:
@@ -164,6 +165,12 @@ def prepare_state(config):
         dialback_secret = _secret_file(
             os.path.join(state_dir, "dialback.secret"), "the dialback secret"
         )
+        admin_token = None
+        if config.admin.listen:
+            admin_token = _secret_file(
+                config.admin.token_file or os.path.join(state_dir, "admin.token"),
+                "the admin interface token",
+            )
         identities = []
         for domain in config.domains:
             if domain.certificate is None:
@@ -193,6 +200,7 @@ def prepare_state(config):
         state_dir=state_dir,
         dialback_secret=dialback_secret,
         identities=tuple(identities),
+        admin_token=admin_token,
     )
 
 

@@ -90,6 +90,7 @@ class World:
             f'state_dir = "state"\n'
             f'[s2s]\nlisten = ["tcp:{s2s_port}:interface=127.0.0.1"]\n{s2s_extra}'
             f'[components]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+            f'[admin]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             f"[dns]\nservers = {servers!r}\ntimeout = 2.0\ntrust_ad = {trust_ad}\n"
             f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
             f"{domain_table}{extra}"

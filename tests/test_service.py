@@ -68,7 +68,7 @@ class TwistdTests(unittest.TestCase):
         with open(os.path.join(folder, "gateway.toml"), "w") as f:
             f.write(
                 'state_dir = "state"\n[s2s]\nlisten = "tcp:0:interface=127.0.0.1"\n'
-                '[components]\nlisten = "tcp:0:interface=127.0.0.1"\n[domains."first.test"]\n'
+                '[components]\nlisten = "tcp:0:interface=127.0.0.1"\n[admin]\nlisten = "tcp:0:interface=127.0.0.1"\n[domains."first.test"]\n'
             )
         process = twistd(
             "--nodaemon", "--pidfile=", "xmpp-gateway", "--config", "gateway.toml", cwd=folder
@@ -139,7 +139,7 @@ class TwistdTests(unittest.TestCase):
         with open(os.path.join(folder, "gateway.toml"), "w") as f:
             f.write(
                 f'[s2s]\nlisten = "tcp:{port}:interface=127.0.0.1"\n'
-                '[components]\nlisten = "tcp:0:interface=127.0.0.1"\n[domains."x.test"]\n'
+                '[components]\nlisten = "tcp:0:interface=127.0.0.1"\n[admin]\nlisten = []\n[domains."x.test"]\n'
             )
         process = twistd("--nodaemon", "--pidfile=", "xmpp-gateway", "--config", "gateway.toml",
                          cwd=folder)
