@@ -1,0 +1,172 @@
+"""
+Certificate continuity, warnings and metrics, at unit level: what the
+federation does when an accepted peer comes back with another certificate.
+"""
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial import unittest
+
+from gateway.certificates import CertificateSummary
+from gateway.config import parse_config
+from gateway.records.record import AuthenticationRecord
+from gateway.s2s.federation import Federation
+from gateway.state import GatewayState
+from gateway.status import Continuity, GatewayMetrics, Warnings
+from gateway.tls import TLSFacts
+from gateway.verifiers.chain import ChainResult
+from gateway.verifiers.interfaces import Verdict
+from tests.pki import CertificateAuthority
+
+
+def der(certificate):
+    return certificate.public_bytes(Encoding.DER)
+
+
+class ContinuityTests(unittest.TestCase):
+    def setUp(self):
+        ca = CertificateAuthority()
+        first, key = ca.issue(["peer.example"])
+        self.first = CertificateSummary.from_der(der(first))
+        renewed, _ = ca.issue(["peer.example"], key=key)
+        self.renewed = CertificateSummary.from_der(der(renewed))
+        other, _ = ca.issue(["peer.example"])
+        self.other = CertificateSummary.from_der(der(other))
+
+    def test_first_seen_is_no_change(self):
+        continuity = Continuity()
+        self.assertIsNone(continuity.check("peer.example", self.first))
+        continuity.accept("peer.example", self.first)
+        self.assertIsNone(continuity.check("peer.example", self.first))
+
+    def test_changes(self):
+        """
+        A renewal with the same key and a new key are both changes; the
+        change says whether the key changed.
+        """
+        continuity = Continuity()
+        continuity.accept("peer.example", self.first)
+        change = continuity.check("peer.example", self.renewed)
+        self.assertEqual((change.previous_sha256, change.sha256), (self.first.sha256, self.renewed.sha256))
+        self.assertFalse(change.key_changed)
+        self.assertTrue(continuity.check("peer.example", self.other).key_changed)
+
+    def test_load_takes_the_newest_accepted(self):
+        def record(summary, authenticated, time):
+            return AuthenticationRecord(
+                "peer.example", "local.example", "inbound", "s", time, "pkix", {}, None, None,
+                summary.as_dict(), (), authenticated,
+            )
+
+        continuity = Continuity()
+        continuity.load([record(self.other, False, 3), record(self.renewed, True, 2), record(self.first, True, 1)])
+        self.assertEqual(continuity.last["peer.example"][0], self.renewed.sha256)
+
+
+class WarningsTests(unittest.TestCase):
+    def test_newest_first_bounded_acknowledged(self):
+        clock = Clock()
+        acknowledged = []
+        warnings = Warnings(clock, limit=2, on_acknowledge=acknowledged.append)
+        for n in range(3):
+            clock.advance(1)
+            warnings.add("certificate-change", f"p{n}.example", f"message {n}", n=n)
+        self.assertEqual([w.peer_domain for w in warnings.list()], ["p2.example", "p1.example"])
+        newest = warnings.list()[0]
+        self.assertTrue(warnings.acknowledge(newest.id))
+        self.assertTrue(warnings.acknowledge(newest.id))
+        self.assertEqual(acknowledged, [newest])
+        self.assertFalse(warnings.acknowledge(999))
+        self.assertEqual([w.peer_domain for w in warnings.list(include_acknowledged=False)], ["p1.example"])
+        self.assertEqual(newest.as_dict()["details"], {"n": 2})
+
+
+class FakeStream:
+    def __init__(self, chain):
+        self.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", chain)
+        self.certificate_change = None
+
+
+class FederationContinuityTests(unittest.TestCase):
+    """
+    Federation._checked, which every chain result goes through.
+    """
+
+    def federation(self, policy=""):
+        config = parse_config(
+            '[domains."local.example"]\n' + policy, "t.toml", "/nonexistent"
+        )
+        return Federation(
+            config, GatewayState("/nonexistent", "secret", ()), None, None, None, MemoryReactorClock()
+        )
+
+    def setUp(self):
+        ca = CertificateAuthority()
+        self.old = der(ca.issue(["peer.example"])[0])
+        self.new = der(ca.issue(["peer.example"])[0])
+        verdict = Verdict.verified("pkix", "ok")
+        self.accepted = ChainResult(True, "pkix", verdict, (verdict,), "", (0.01,))
+
+    def check(self, federation, chain):
+        stream = FakeStream(chain)
+        policy = federation.policy.for_domain("peer.example")
+        return federation._checked(self.accepted, stream, "peer.example", policy), stream
+
+    def test_warn_once(self):
+        """
+        Under the default policy a changed certificate is accepted, the
+        stream says so, and exactly one warning is raised however many
+        streams present it.
+        """
+        federation = self.federation()
+        federation.continuity.accept("peer.example", CertificateSummary.from_der(self.old))
+        for _ in range(3):
+            result, stream = self.check(federation, (self.new,))
+            self.assertTrue(result.authenticated)
+            self.assertEqual(stream.certificate_change.previous_sha256,
+                             CertificateSummary.from_der(self.old).sha256)
+        (warning,) = federation.warnings.list()
+        self.assertEqual(warning.kind, "certificate-change")
+        self.assertFalse(warning.details["refused"])
+        self.assertIn(b'xmpp_gateway_warnings_total{kind="certificate-change"} 1.0',
+                      federation.metrics.text())
+
+    def test_refuse_until_acknowledged(self):
+        federation = self.federation(
+            '[policy.domains."peer.example"]\non_certificate_change = "refuse"\n'
+        )
+        federation.continuity.accept("peer.example", CertificateSummary.from_der(self.old))
+        result, _ = self.check(federation, (self.new,))
+        self.assertFalse(result.authenticated)
+        self.assertIn("presented a new certificate and key", result.reason)
+        (warning,) = federation.warnings.list()
+        self.assertTrue(warning.details["refused"])
+        self.assertTrue(federation.warnings.acknowledge(warning.id))
+        result, _ = self.check(federation, (self.new,))
+        self.assertTrue(result.authenticated)
+
+    def test_pinned_domains_refuse(self):
+        federation = self.federation(
+            '[policy.domains."peer.example"]\npins = ["sha256:' + "0" * 64 + '"]\n'
+        )
+        federation.continuity.accept("peer.example", CertificateSummary.from_der(self.old))
+        result, _ = self.check(federation, (self.new,))
+        self.assertFalse(result.authenticated)
+
+    def test_verifier_timings(self):
+        federation = self.federation()
+        self.check(federation, (self.old,))
+        self.assertIn(b'xmpp_gateway_verifier_seconds_count{verifier="pkix"} 1.0',
+                      federation.metrics.text())
+
+
+class MetricsTests(unittest.TestCase):
+    def test_registry_is_private(self):
+        """
+        Two gateways in one process don't share counters.
+        """
+        first, second = GatewayMetrics(), GatewayMetrics()
+        first.stanzas_routed.inc()
+        self.assertIn(b"xmpp_gateway_stanzas_routed_total 1.0", first.text())
+        self.assertIn(b"xmpp_gateway_stanzas_routed_total 0.0", second.text())
