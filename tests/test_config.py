@@ -1275,3 +1275,42 @@ class TrustPolicyTests(unittest.TestCase):
             ConfigError, parse_config, MINIMAL + "[policy]\nverifiers = ['posh']\n", "p.toml", "/x"
         )
         self.assertIn("unknown verifier 'posh' (known: dane, dialback, pinned, pkix)", str(error))
+
+
+class AdminAndPOSHConfigTests(unittest.TestCase):
+    def parse(self, text):
+        return parse_config(MINIMAL + text, "c.toml", "/base", known_verifiers=frozenset(["pkix"]))
+
+    def test_defaults(self):
+        config = self.parse("")
+        self.assertEqual(config.admin.listen, ("tcp:5280:interface=127.0.0.1",))
+        self.assertIsNone(config.admin.token_file)
+        self.assertEqual(config.posh.listen, ())
+        self.assertEqual((config.posh.timeout, config.posh.max_size, config.posh.expires),
+                         (10.0, 65536, 86400))
+        self.assertEqual(config.policy.default.on_certificate_change, "warn")
+
+    def test_values(self):
+        config = self.parse(
+            "[admin]\nlisten = []\ntoken_file = 'secret/token'\n"
+            "[posh]\nlisten = 'tcp:8443:interface=127.0.0.1'\ntimeout = 2\nmax_size = 1024\n"
+            "[policy.domains.'x.example']\non_certificate_change = 'refuse'\n"
+        )
+        self.assertEqual(config.admin.listen, ())
+        self.assertEqual(config.admin.token_file, "/base/secret/token")
+        self.assertEqual(config.posh.listen, ("tcp:8443:interface=127.0.0.1",))
+        self.assertEqual(config.policy.for_domain("x.example").on_certificate_change, "refuse")
+
+    def test_refusals(self):
+        for text, key, problem in [
+            ("[admin]\nlisten = 'nonsense:1'\n", "admin.listen", None),
+            ("[admin]\nport = 1\n", "admin.port", "unknown key"),
+            ("[posh]\nmax_size = 0\n", "posh.max_size", "must be greater than 0, not 0"),
+            ("[posh]\nexpires = 1.5\n", "posh.expires", "must be an integer, not a number"),
+            ("[policy]\non_certificate_change = 'ignore'\n", "policy.on_certificate_change",
+             "must be \"warn\" or \"refuse\", not 'ignore'"),
+        ]:
+            error = self.assertRaises(ConfigError, self.parse, text)
+            self.assertEqual(error.key, key, text)
+            if problem:
+                self.assertEqual(error.problem, problem, text)
