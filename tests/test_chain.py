@@ -216,7 +216,7 @@ class PinTests(unittest.TestCase):
 class RegistryTests(unittest.TestCase):
     def test_builtin_plugins(self):
         factories = available_verifiers()
-        self.assertTrue({"pkix", "dialback", "pinned", "dane"} <= set(factories))
+        self.assertTrue({"pkix", "dialback", "pinned", "dane", "posh"} <= set(factories))
         for factory in factories.values():
             verifyObject(IDomainVerifierFactory, factory)
 

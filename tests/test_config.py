@@ -1272,9 +1272,9 @@ class TrustPolicyTests(unittest.TestCase):
         verifier plugins.
         """
         error = self.assertRaises(
-            ConfigError, parse_config, MINIMAL + "[policy]\nverifiers = ['posh']\n", "p.toml", "/x"
+            ConfigError, parse_config, MINIMAL + "[policy]\nverifiers = ['magic']\n", "p.toml", "/x"
         )
-        self.assertIn("unknown verifier 'posh' (known: dane, dialback, pinned, pkix)", str(error))
+        self.assertIn("unknown verifier 'magic' (known: dane, dialback, pinned, pkix, posh)", str(error))
 
 
 class AdminAndPOSHConfigTests(unittest.TestCase):

@@ -192,7 +192,7 @@ class ThirdPartyPluginTests(unittest.TestCase):
                      PYTHONDONTWRITEBYTECODE="1"),
             capture_output=True, text=True, timeout=60, cwd=here,
         )
-        self.assertEqual(output.stdout.split(), ["dane", "dialback", "known-peers", "pinned", "pkix"],
+        self.assertEqual(output.stdout.split(), ["dane", "dialback", "known-peers", "pinned", "pkix", "posh"],
                          output.stderr)
 
     @defer.inlineCallbacks

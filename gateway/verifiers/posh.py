@@ -1,0 +1,102 @@
+"""
+POSH (RFC 7711, RFC 7712): the peer domain vouches, over HTTPS, for the
+certificate its XMPP service presents, typically a hosting provider's that
+does not name the domain.
+
+Verdicts:
+
+  - verified: the domain's POSH file (or the one its C{url} points to)
+    lists a fingerprint of the peer's certificate (evidence: the file's
+    URL, the fingerprint, its C{expires}, and the well-known URL when a
+    reference was followed);
+  - not applicable: the peer presented no certificate, or the domain
+    publishes no POSH file (404, no HTTPS server, a redirect);
+  - failed: the POSH file could not be trusted or read (an invalid HTTPS
+    certificate, malformed JSON, too large, too slow, a broken reference),
+    or it lists fingerprints and none is the certificate's.  Not decisive
+    by itself, as RFC 7712 lets other methods still verify the peer; a
+    policy can make it so with C{decisive = ["posh"]}.
+"""
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from gateway.posh import ABSENT, FOUND, POSHClient, match_posh
+from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+
+NAME = "posh"
+
+
+@implementer(IDomainVerifier)
+class POSHVerifier:
+    """
+    @param client: a L{gateway.posh.POSHClient} (or anything with its
+        C{fetch}).
+    """
+
+    name = NAME
+
+    def __init__(self, client):
+        self.client = client
+
+    def verify(self, request):
+        return defer.Deferred.fromCoroutine(self._verify(request))
+
+    async def _verify(self, request):
+        if not request.peer_chain:
+            return Verdict.not_applicable(NAME, "the peer presented no certificate")
+        result = await self.client.fetch(request.peer_domain)
+        where = result.url if result.via is None else f"{result.url} (from {result.via})"
+        if result.status == ABSENT:
+            return Verdict.not_applicable(NAME, f"no POSH file at {where}: {result.reason}")
+        if result.status != FOUND:
+            return Verdict.failed(NAME, f"POSH file at {where}: {result.reason}")
+        match = match_posh(result.document, request.peer_chain)
+        if not match.matched:
+            return Verdict.failed(NAME, f"POSH file at {where} {match.reason}")
+        evidence = {
+            "url": result.url,
+            "fingerprint": match.fingerprint,
+            "expires": result.document.expires,
+        }
+        if result.via is not None:
+            evidence["via"] = result.via
+        return Verdict.verified(
+            NAME, f"POSH file at {where}: {match.reason}", **evidence
+        )
+
+
+@implementer(IDomainVerifierFactory)
+class POSHVerifierFactory:
+    """
+    Builds the L{POSHVerifier} from the configuration's C{[posh]} table
+    and C{policy.trust_store} (the CAs trusted for the HTTPS fetches;
+    L{None}: the platform's), with the gateway's resolver and reactor.
+
+    @cvar port: where POSH files are fetched: 443, as RFC 7711 says; tests
+        patch it.
+    """
+
+    name = NAME
+    port = 443
+
+    def build(self, environment):
+        config = environment.config
+        posh = config.posh
+        policy = getattr(config, "policy", None)
+        resolver = environment.resolver
+        if resolver is None:
+            from gateway.dns import make_resolver
+
+            resolver = make_resolver(config.dns, environment.reactor)
+        client = POSHClient(
+            environment.reactor,
+            resolver,
+            getattr(policy, "trust_store", None),
+            timeout=posh.timeout,
+            max_size=posh.max_size,
+            max_cache=posh.max_cache,
+            negative_cache=posh.negative_cache,
+            port=self.port,
+        )
+        return POSHVerifier(client)
