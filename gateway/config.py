@@ -79,10 +79,29 @@ class DomainConfig:
 
 @dataclass(frozen=True)
 class S2SConfig:
+    """
+    @ivar queue_limit: stanzas waiting for one route's stream.
+    @ivar queue_limit_total: stanzas waiting for all routes together.
+    @ivar max_stanza_size: bytes one first-level element may take.
+    @ivar max_depth: how deeply elements may nest in a stanza.
+    @ivar max_connections: inbound s2s connections at once.
+    @ivar max_connections_per_address: inbound connections from one address.
+    @ivar max_unauthenticated: inbound streams not yet authenticated.
+    @ivar max_verifications: dialback verifications under way at once.
+    @ivar max_verifications_per_stream: on one stream.
+    """
+
     listen: tuple = ("tcp:5269:interface=127.0.0.1",)
     listen_direct_tls: tuple = ()
     queue_limit: int = 1000
+    queue_limit_total: int = 20000
     max_stanza_size: int = 524288
+    max_depth: int = 64
+    max_connections: int = 2000
+    max_connections_per_address: int = 20
+    max_unauthenticated: int = 200
+    max_verifications: int = 200
+    max_verifications_per_stream: int = 10
 
 
 @dataclass(frozen=True)
@@ -106,8 +125,14 @@ class DNSConfig:
 
 @dataclass(frozen=True)
 class TimeoutsConfig:
+    """
+    @ivar idle: seconds an authenticated stream may carry nothing before it
+        is closed (gracefully: it reopens when needed).
+    """
+
     connect: float = 10.0
     authentication: float = 30.0
+    idle: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -478,6 +503,18 @@ def _s2s(reader):
         max_stanza_size=reader.number(
             "max_stanza_size", defaults.max_stanza_size, minimum=1023, integer=True
         ),
+        **{
+            name: reader.number(name, getattr(defaults, name), integer=True)
+            for name in (
+                "queue_limit_total",
+                "max_depth",
+                "max_connections",
+                "max_connections_per_address",
+                "max_unauthenticated",
+                "max_verifications",
+                "max_verifications_per_stream",
+            )
+        },
     )
     reader.finish()
     return config
@@ -540,6 +577,7 @@ def _timeouts(reader):
     config = TimeoutsConfig(
         connect=reader.number("connect", defaults.connect),
         authentication=reader.number("authentication", defaults.authentication),
+        idle=reader.number("idle", defaults.idle),
     )
     reader.finish()
     return config

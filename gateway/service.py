@@ -7,6 +7,7 @@ import os
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.task import LoopingCall
 from twisted.internet.error import CannotListenError
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
@@ -165,6 +166,9 @@ class GatewayService(service.MultiService):
 
     def startService(self):
         super().startService()
+        self._sweeper = LoopingCall(self.federation.sweep)
+        self._sweeper.clock = self.federation.clock
+        self._sweeper.start(min(self.config.timeouts.idle / 4, 10.0), now=False)
         d = self.records.start()
         d.addCallback(
             lambda _: log.info("authentication records in {path}", path=self.records.path)
@@ -181,6 +185,8 @@ class GatewayService(service.MultiService):
     def stopService(self):
         if not self.running:
             return defer.succeed(None)
+        if self._sweeper.running:
+            self._sweeper.stop()
         stopped = defer.maybeDeferred(super().stopService)
         done = defer.gatherResults(
             [stopped, self.federation.shut_down(), self.components.close_all()]

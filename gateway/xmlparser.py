@@ -41,9 +41,10 @@ class _LimitedElementStream(domish.ExpatElementStream):
     # domish's own per-stanza byte cap counts per feed call; ours replaces it.
     maxStanzaSize = float("inf")
 
-    def __init__(self, max_stanza_size):
+    def __init__(self, max_stanza_size, max_depth=64):
         super().__init__()
         self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
         self.depth = 0
         self.element_start = None
         self.without_content = False
@@ -78,6 +79,10 @@ class _LimitedElementStream(domish.ExpatElementStream):
 
     def _start(self, name, attributes):
         self.depth += 1
+        if self.depth > self.max_depth + 1:
+            raise XMLStreamError(
+                "policy-violation", f"elements nested deeper than the limit of {self.max_depth}"
+            )
         position = self.parser.CurrentByteIndex
         if self.depth == 1:
             # The header starts the document: where it ends is its size.
@@ -163,10 +168,13 @@ class StreamParser:
     @param on_end: called when the peer closes the stream.
     @param max_stanza_size: the most bytes one first-level element (or the
         header) may take; more is a C{policy-violation}.
+    @param max_depth: how deeply elements may nest inside a first-level
+        element; deeper is a C{policy-violation} (before any recursion over
+        the tree can run out of stack).
     """
 
-    def __init__(self, on_header, on_element, on_end, max_stanza_size):
-        self._stream = _LimitedElementStream(max_stanza_size)
+    def __init__(self, on_header, on_element, on_end, max_stanza_size, max_depth=64):
+        self._stream = _LimitedElementStream(max_stanza_size, max_depth)
         self._stream.DocumentStartEvent = self._header
         self._stream.ElementEvent = self._element
         self._stream.DocumentEndEvent = self._end

@@ -578,8 +578,8 @@ ERROR_CASES = [
     ErrorCase("unknown_dns_key", D + "[dns]\nserver = []\n", "dns.server", "unknown key"),
     ErrorCase(
         "unknown_timeouts_key",
-        D + "[timeouts]\nidle = 60\n",
-        "timeouts.idle",
+        D + "[timeouts]\nidel = 60\n",
+        "timeouts.idel",
         "unknown key",
     ),
     ErrorCase(

@@ -59,6 +59,10 @@ class FakeFederation:
     def __init__(self, policy=PolicyConfig()):
         self.local_domains = frozenset(["local.example", "other.local"])
         self.max_stanza_size = 10000
+        self.max_depth = 64
+        self.verifications_in_progress = 0
+        self.max_verifications = 200
+        self.max_verifications_per_stream = 10
         self.clock = Clock()
         self.authentication_timeout = 30
         self.policy = policy

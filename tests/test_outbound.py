@@ -50,6 +50,7 @@ class FakeTLSProfile:
 class FakeStreamFederation:
     def __init__(self):
         self.max_stanza_size = 10000
+        self.max_depth = 64
         from twisted.internet.task import Clock
 
         self.clock = Clock()

@@ -49,6 +49,13 @@ class Federation:
                  records=None, verifiers=None):
         self.local_domains = config.domain_names
         self.max_stanza_size = config.s2s.max_stanza_size
+        self.max_depth = config.s2s.max_depth
+        self.limits = config.s2s
+        self.max_verifications = config.s2s.max_verifications
+        self.max_verifications_per_stream = config.s2s.max_verifications_per_stream
+        self.verifications_in_progress = 0
+        self.idle_timeout = config.timeouts.idle
+        self.records_available = True
         self.queue_limit = config.s2s.queue_limit
         self.authentication_timeout = config.timeouts.authentication
         self.connect_timeout = config.timeouts.connect
@@ -73,6 +80,69 @@ class Federation:
         self._drained = []
 
     # The stream registry ---------------------------------------------------
+
+    def admit(self, address):
+        """
+        Whether a new inbound connection from C{address} may be taken.
+
+        @return: L{None}, or C{(condition, text)} for the stream error that
+            refuses it.  Existing streams are never touched.
+        """
+        limits = self.limits
+        inbound = [s for s in self.streams if s.direction == "inbound"]
+        if not self.records_available:
+            return ("internal-server-error", "authentications can't be recorded right now")
+        if len(inbound) >= limits.max_connections:
+            return ("resource-constraint", f"too many connections (limit {limits.max_connections})")
+        if address is not None:
+            same = sum(1 for s in inbound if getattr(s.transport.getPeer(), "host", None) == address)
+            if same >= limits.max_connections_per_address:
+                return (
+                    "resource-constraint",
+                    f"too many connections from {address} (limit {limits.max_connections_per_address})",
+                )
+        unauthenticated = sum(1 for s in inbound if not s.authenticated)
+        if unauthenticated >= limits.max_unauthenticated:
+            return (
+                "resource-constraint",
+                f"too many unauthenticated streams (limit {limits.max_unauthenticated})",
+            )
+        return None
+
+    def sweep(self):
+        """
+        Housekeeping, every few seconds: close authenticated streams idle
+        for longer than the idle timeout (gracefully: they reopen when
+        needed), and check whether the record store is back.
+        """
+        now = self.clock.seconds()
+        for stream in list(self.streams):
+            if stream.authenticated and now - stream.last_activity >= self.idle_timeout:
+                log.info(
+                    "s2s {direction} {peer}: closing, idle for {seconds:.0f}s",
+                    direction=stream.direction,
+                    peer=stream.peer_name(),
+                    seconds=now - stream.last_activity,
+                )
+                stream.close()
+        if not self.records_available:
+            d = self.records.recent(limit=1)
+            d.addCallbacks(self._records_back, lambda failure: None)
+
+    def _records_back(self, ignored):
+        if not self.records_available:
+            self.records_available = True
+            log.info("authentication records can be written again; taking new streams")
+
+    def _records_failed(self, failure, peer_domain):
+        if self.records_available:
+            self.records_available = False
+            log.critical(
+                "cannot store authentication records ({error}); refusing new streams "
+                "until the store is back",
+                error=failure.getErrorMessage(),
+            )
+        log.failure("could not store the authentication record for {peer}", failure, peer=peer_domain)
 
     def stream_opened(self, stream):
         stream.serial = f"s{next(self._serials)}"
@@ -195,9 +265,7 @@ class Federation:
             reason=result.reason,
         )
         d = self.records.add(record)
-        d.addErrback(
-            lambda f: log.failure("could not store the authentication record for {peer}", f, peer=peer_domain)
-        )
+        d.addErrback(self._records_failed, peer_domain)
         return record
 
     def stream_authenticated(self, stream, peer_domain, local_domain, result, via):
@@ -300,6 +368,19 @@ class Federation:
             stream.send_stanza(stanza)
             return
         queue = self._queues.get(key)
+        waiting = sum(len(q) for q in self._queues.values())
+        if waiting >= self.limits.queue_limit_total:
+            self.router.bounce(
+                stanza,
+                "resource-constraint",
+                f"too many stanzas waiting for streams (limit {self.limits.queue_limit_total})",
+            )
+            return
+        if not self.records_available and stream is None and queue is None:
+            self.router.bounce(
+                stanza, "internal-server-error", "authentications can't be recorded right now"
+            )
+            return
         if queue is None:
             # Queue first: the attempt may fail (and bounce the queue) at once.
             self._queues[key] = [stanza]

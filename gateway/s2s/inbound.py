@@ -173,6 +173,7 @@ class InboundStream(S2SStream):
     }
 
     def __init__(self, federation, direct_tls=False):
+        self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
         self.federation = federation
         self.direct_tls = direct_tls
@@ -184,6 +185,10 @@ class InboundStream(S2SStream):
         self._timeout = None
         self._external = None
         self._sasl_done = False
+
+    @property
+    def authenticated(self):
+        return bool(self.verified)
 
     def peer_name(self):
         if self.verified:
@@ -348,16 +353,26 @@ class InboundStream(S2SStream):
             return
         if pair in self._pending:
             return
+        pending = [p for p in self._pending if p[0] != "external"]
+        if (
+            len(pending) >= self.federation.max_verifications_per_stream
+            or self.federation.verifications_in_progress >= self.federation.max_verifications
+        ):
+            # XEP-0220: a verification we can't take on now, the peer may retry.
+            self.send(_dialback_error("result", receiving, originating, "resource-constraint"))
+            return
         key = str(element).strip()
+        self.federation.verifications_in_progress += 1
         d = self.federation.verify_peer(
             "inbound", receiving, originating, self, dialback_key=key
         )
         self._pending[pair] = d
         d.addCallback(self._dialback_decided, pair)
-        d.addErrback(_log_unless_cancelled, "verifying {pair}", pair=pair)
+        d.addErrback(self._verification_abandoned, pair)
 
     def _dialback_decided(self, result, pair):
         del self._pending[pair]
+        self.federation.verifications_in_progress -= 1
         if self.closed:
             return
         originating, receiving = pair
@@ -379,6 +394,12 @@ class InboundStream(S2SStream):
         self.send(_dialback_element("result", receiving, originating, "invalid"))
         if not self.verified:
             self.fail("not-authorized", f"{originating} could not be verified")
+
+    def _verification_abandoned(self, failure, pair):
+        # The stream closed (or something broke) before the chain decided.
+        if self._pending.pop(pair, None) is not None:
+            self.federation.verifications_in_progress -= 1
+        _log_unless_cancelled(failure, "verifying {pair}", pair=pair)
 
     def _authenticated(self, pair, result, via):
         self.verified.add(pair)
@@ -447,6 +468,25 @@ class InboundStream(S2SStream):
         self.federation.stream_closed(self)
 
 
+class RefusedStream(protocol.Protocol):
+    """
+    Answers a connection the gateway can't take with a stream error
+    (RFC 6120 section 4.9.1.2: a header first) and closes it.
+    """
+
+    def __init__(self, condition, text):
+        self.condition = condition
+        self.text = text
+
+    def connectionMade(self):
+        from gateway.s2s.stream import header_bytes, serialise, stream_error_element
+
+        self.transport.write(header_bytes({}))
+        self.transport.write(serialise(stream_error_element(self.condition, self.text)))
+        self.transport.write(b"</stream:stream>")
+        self.transport.loseConnection()
+
+
 class InboundFactory(protocol.Factory):
     """
     Makes L{InboundStream}s for the s2s listeners.
@@ -462,4 +502,7 @@ class InboundFactory(protocol.Factory):
         self.direct_tls = direct_tls
 
     def buildProtocol(self, addr):
+        refusal = self.federation.admit(getattr(addr, "host", None))
+        if refusal is not None:
+            return RefusedStream(*refusal)
         return InboundStream(self.federation, direct_tls=self.direct_tls)

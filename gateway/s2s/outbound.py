@@ -123,6 +123,7 @@ class OutboundStream(S2SStream):
         direct_tls=False,
         verify_request=None,
     ):
+        self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
         self.federation = federation
         self.local_domain = local_domain
@@ -142,6 +143,10 @@ class OutboundStream(S2SStream):
     def _cancel(self, ready):
         self.ready = None
         self.close()
+
+    @property
+    def authenticated(self):
+        return self.state is OutboundState.AUTHENTICATED
 
     def peer_name(self):
         return self.peer_domain

@@ -138,6 +138,7 @@ class S2SStream(protocol.Protocol):
     direction = None
     TRANSITIONS = {}
     REFUSAL = {}
+    max_depth = 64
 
     def __init__(self, max_stanza_size, clock):
         self.max_stanza_size = max_stanza_size
@@ -148,6 +149,7 @@ class S2SStream(protocol.Protocol):
         self._parser = None
         self.stanzas_in = 0
         self.stanzas_out = 0
+        self.last_activity = clock.seconds()
 
     # Framing -------------------------------------------------------------
 
@@ -159,12 +161,17 @@ class S2SStream(protocol.Protocol):
         if self._parser is not None:
             self._parser.close()
         self._parser = StreamParser(
-            self._on_header, self._on_element, self._on_stream_end, self.max_stanza_size
+            self._on_header,
+            self._on_element,
+            self._on_stream_end,
+            self.max_stanza_size,
+            self.max_depth,
         )
 
     def dataReceived(self, data):
         if self.closed or self._parser is None:
             return
+        self.last_activity = self.clock.seconds()
         try:
             self._parser.feed(data)
         except XMLStreamError as e:
@@ -175,6 +182,7 @@ class S2SStream(protocol.Protocol):
 
     def send(self, element):
         if not self.closed:
+            self.last_activity = self.clock.seconds()
             self.transport.write(serialise(element))
 
     # Dispatch ------------------------------------------------------------
@@ -294,6 +302,13 @@ class S2SStream(protocol.Protocol):
         """
         Hook for subclasses: the connection is gone.
         """
+
+    @property
+    def authenticated(self):
+        """
+        Whether the stream carries stanzas for at least one domain pair.
+        """
+        raise NotImplementedError()
 
     def peer_name(self):
         raise NotImplementedError()
