@@ -1,0 +1,254 @@
+"""
+Resource limits and the faults they guard against: each limit refuses the
+newest work with an error and leaves existing streams alone.
+"""
+
+import socket
+
+from twisted.internet import defer, threads
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial import unittest
+from twisted.words.xish import domish
+
+from gateway.config import parse_config
+from gateway.records.memory import MemoryRecordStore
+from gateway.s2s.federation import Federation
+from gateway.state import GatewayState
+from gateway.testing import FakeDNSClient
+from gateway.xmlparser import StreamParser, XMLStreamError
+from tests.support import World, error_condition, wait_for
+from tests.test_inbound import HEADER, InboundTestCase
+from tests.test_outbound import FakeRouter, FakeTLSProfile
+
+
+class DepthTests(unittest.TestCase):
+    def test_depth_limit(self):
+        elements = []
+        parser = StreamParser(lambda root: None, elements.append, lambda: None, 100000, max_depth=3)
+        parser.feed(HEADER + b"<a><b><c/></b></a>")
+        self.assertEqual(len(elements), 1)
+        with self.assertRaises(XMLStreamError) as caught:
+            parser.feed(b"<a><b><c><d/></c></b></a>")
+        self.assertEqual(
+            (caught.exception.condition, caught.exception.text),
+            ("policy-violation", "elements nested deeper than the limit of 3"),
+        )
+
+    def test_deep_nesting_never_recurses(self):
+        """
+        A hostile stanza nested ten thousand deep is refused as it arrives,
+        long before anything could recurse over it.
+        """
+        parser = StreamParser(lambda root: None, lambda e: None, lambda: None, 10 ** 7)
+        with self.assertRaises(XMLStreamError) as caught:
+            parser.feed(HEADER + b"<a>" * 10000)
+        self.assertEqual(caught.exception.condition, "policy-violation")
+
+
+class VerificationLimitTests(InboundTestCase):
+    def setUp(self):
+        self.connect()
+        self.negotiate_tls()
+
+    def test_per_stream(self):
+        """
+        More db:result requests than a stream may have under way at once
+        get a resource-constraint error; no verification is started.
+        """
+        self.federation.max_verifications_per_stream = 2
+        for n in range(3):
+            self.feed(f"<db:result from='d{n}.example' to='local.example'>k</db:result>".encode())
+        self.assertEqual(len(self.federation.verifications), 2)
+        answer = self.output.read().elements[-1]
+        self.assertEqual((answer["from"], answer["to"], answer["type"]),
+                         ("local.example", "d2.example", "error"))
+        self.assertEqual(error_condition(answer), "resource-constraint")
+        self.assertEqual(self.federation.verifications_in_progress, 2)
+        # Answers free the places again.
+        self.federation.verifications[0][1].callback(True)
+        self.assertEqual(self.federation.verifications_in_progress, 1)
+
+    def test_overall(self):
+        self.federation.verifications_in_progress = self.federation.max_verifications
+        self.feed(b"<db:result from='d.example' to='local.example'>k</db:result>")
+        self.assertEqual(self.federation.verifications, [])
+        self.assertEqual(error_condition(self.output.read().elements[-1]), "resource-constraint")
+
+    def test_closing_frees_places(self):
+        self.feed(b"<db:result from='d.example' to='local.example'>k</db:result>")
+        self.assertEqual(self.federation.verifications_in_progress, 1)
+        self.stream.connectionLost(None)
+        self.assertEqual(self.federation.verifications_in_progress, 0)
+
+
+class FailingStore(MemoryRecordStore):
+    broken = True
+
+    def add(self, record):
+        if self.broken:
+            return defer.fail(OSError("disk full"))
+        return super().add(record)
+
+    def recent(self, limit=100):
+        if self.broken:
+            return defer.fail(OSError("disk full"))
+        return super().recent(limit)
+
+
+class FederationLimitTests(unittest.TestCase):
+    def federation(self, extra=""):
+        config = parse_config(
+            '[domains."local.example"]\n[s2s]\nqueue_limit = 5\nqueue_limit_total = 3\n' + extra,
+            "t.toml", "/nonexistent",
+        )
+        self.reactor = MemoryReactorClock()
+        self.router = FakeRouter()
+        self.store = FailingStore()
+        self.store.broken = False
+        return Federation(
+            config, GatewayState("/nonexistent", "s", ()), FakeTLSProfile(), FakeDNSClient(),
+            self.router, self.reactor, records=self.store,
+        )
+
+    def stanza(self, stanza_id, domain):
+        message = domish.Element(("jabber:server", "message"))
+        message["from"] = "a@local.example"
+        message["to"] = f"b@{domain}"
+        message["id"] = stanza_id
+        return message
+
+    def test_total_queue_limit(self):
+        """
+        Across all routes at most queue_limit_total stanzas wait; the next
+        is bounced with resource-constraint.
+        """
+        federation = self.federation()
+        federation.resolver.add("one.example", "A", "127.0.0.10")
+        federation.resolver.add("two.example", "A", "127.0.0.11")
+        for n, domain in enumerate(["one.example", "two.example", "one.example", "two.example"]):
+            federation.send(self.stanza(f"m{n}", domain), "local.example", domain)
+        self.assertEqual(self.router.bounces, [("m3", "resource-constraint")])
+
+    def test_records_unavailable(self):
+        """
+        When a record can't be written, new streams are refused with
+        internal-server-error and new routes bounce, until the store
+        answers again.
+        """
+        from gateway.verifiers.chain import ChainResult
+        from gateway.verifiers.interfaces import Verdict
+
+        federation = self.federation()
+        self.assertIsNone(federation.admit("127.0.0.1"))
+        self.store.broken = True
+
+        class Stream:
+            direction = "inbound"
+            tls = None
+            stream_id = "x"
+            authentications = []
+
+        verdict = Verdict.verified("dialback", "ok")
+        federation._record(Stream(), "inbound", "local.example", "peer.example",
+                           ChainResult(True, "dialback", verdict, (verdict,)), True, "dialback")
+        self.flushLoggedErrors(OSError)
+        self.assertFalse(federation.records_available)
+        self.assertEqual(federation.admit("127.0.0.1"),
+                         ("internal-server-error", "authentications can't be recorded right now"))
+        federation.send(self.stanza("r1", "new.example"), "local.example", "new.example")
+        self.assertEqual(self.router.bounces, [("r1", "internal-server-error")])
+        federation.sweep()
+        self.assertFalse(federation.records_available)
+        self.store.broken = False
+        federation.sweep()
+        self.assertTrue(federation.records_available)
+        self.assertIsNone(federation.admit("127.0.0.1"))
+
+
+def open_raw_stream(port):
+    """
+    Connect, send a stream header, and return what the gateway answers
+    within a second (blocking; run in a thread).
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' to='a.test' version='1.0'>"
+    )
+    sock.settimeout(1)
+    data = b""
+    try:
+        while b"</stream:features>" not in data and b"</stream:stream>" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    return sock, data
+
+
+class ConnectionLimitTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_per_address(self):
+        """
+        Past the per-address limit a new connection is answered with
+        resource-constraint; the connections already open keep going, and
+        so does federation with another gateway.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway("a.test", s2s_extra="max_connections_per_address = 3\n")
+        )
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        sockets = []
+        self.addCleanup(lambda: [s.close() for s in sockets])
+        answers = []
+        for _ in range(3):
+            sock, data = yield threads.deferToThread(open_raw_stream, a.s2s_port)
+            sockets.append(sock)
+            answers.append(data)
+        for data in answers:
+            self.assertIn(b"<starttls", data)
+        sock, data = yield threads.deferToThread(open_raw_stream, a.s2s_port)
+        sockets.append(sock)
+        self.assertIn(b"<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", data)
+        self.assertIn(b"too many connections from 127.0.0.1 (limit 3)", data)
+        # The three raw streams are still open...
+        self.assertEqual(len([s for s in a.federation.streams if s.direction == "inbound"]), 3)
+        # ...and b.test's gateway still reaches a.test (its inbound stream
+        # comes from 127.0.0.1 too, so close one raw stream to make room).
+        sockets[0].close()
+        yield wait_for(lambda: len([s for s in a.federation.streams if s.direction == "inbound"]) == 2)
+        bob.message("bob@b.test", "alice@a.test", "still here")
+        received = yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual(str(received.body), "still here")
+
+    @defer.inlineCallbacks
+    def test_idle_streams_closed_and_reopened(self):
+        """
+        An authenticated stream idle for longer than timeouts.idle is
+        closed gracefully, and the next stanza opens a new one.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
+        for service in (a, b):
+            service.federation.idle_timeout = 0.5
+            service._sweeper.stop()
+            service._sweeper.start(0.1, now=False)
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        alice.message("alice@a.test", "bob@b.test", "first")
+        yield defer.Deferred.fromCoroutine(bob.next())
+        first = a.federation._outbound[("a.test", "b.test")]
+        yield wait_for(lambda: first.closed, timeout=5)
+        self.assertNotIn(("a.test", "b.test"), a.federation._outbound)
+        alice.message("alice@a.test", "bob@b.test", "second")
+        received = yield defer.Deferred.fromCoroutine(bob.next())
+        self.assertEqual(str(received.body), "second")
+        self.assertIsNot(a.federation._outbound[("a.test", "b.test")], first)
