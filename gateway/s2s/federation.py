@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from gateway.certificates import CertificateSummary
 from gateway.dns import DNSLookupFailed, ServiceNotOffered, resolve_addresses, resolve_targets
+from gateway.flow import Valve
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord
 from gateway.status import Continuity, GatewayMetrics, Warnings
@@ -67,6 +68,14 @@ class Federation:
         self.reactor = reactor
         self.clock = reactor
         self.records = records if records is not None else MemoryRecordStore()
+        # Components feed outbound streams; inbound streams feed components.
+        self.to_peers = Valve(
+            "components to peers", lambda: [c.transport for c in router.components.values()]
+        )
+        self.to_components = Valve(
+            "peers to components",
+            lambda: [s.transport for s in self.streams if s.direction == "inbound"],
+        )
         self.metrics = GatewayMetrics(self)
         self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
         self.continuity = Continuity()
@@ -150,6 +159,8 @@ class Federation:
         stream.authentications = []
         stream.certificate_change = None
         self.streams.add(stream)
+        if stream.direction == "inbound":
+            self.to_components.new_source(stream.transport)
         peer = stream.transport.getPeer()
         log.info(
             "s2s {direction} stream opened with {peer} at {address}",
@@ -330,6 +341,7 @@ class Federation:
 
     def stream_closed(self, stream):
         self.streams.discard(stream)
+        self.to_peers.detach_sink(stream)
         for record in getattr(stream, "authentications", ()):
             self.metrics.streams.labels(
                 stream.direction, record.method, record.tls_version or "none"
@@ -411,6 +423,7 @@ class Federation:
     def _route_ready(self, stream, key):
         del self._connecting[key]
         self._outbound[key] = stream
+        self.to_peers.attach_sink(stream.transport, stream)
         queue = self._queues.pop(key, [])
         for stanza in queue:
             stream.send_stanza(stanza)
