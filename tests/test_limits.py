@@ -246,8 +246,8 @@ class ConnectionLimitTests(unittest.TestCase):
         alice.message("alice@a.test", "bob@b.test", "first")
         yield defer.Deferred.fromCoroutine(bob.next())
         first = a.federation._outbound[("a.test", "b.test")]
-        yield wait_for(lambda: first.closed, timeout=5)
-        self.assertNotIn(("a.test", "b.test"), a.federation._outbound)
+        yield wait_for(lambda: ("a.test", "b.test") not in a.federation._outbound, timeout=5)
+        self.assertTrue(first.closed)
         alice.message("alice@a.test", "bob@b.test", "second")
         received = yield defer.Deferred.fromCoroutine(bob.next())
         self.assertEqual(str(received.body), "second")

@@ -139,6 +139,8 @@ class S2SStream(protocol.Protocol):
     TRANSITIONS = {}
     REFUSAL = {}
     max_depth = 64
+    #: Seconds to wait for the peer's part of closing before aborting.
+    CLOSE_GRACE = 5.0
 
     def __init__(self, max_stanza_size, clock):
         self.max_stanza_size = max_stanza_size
@@ -150,6 +152,7 @@ class S2SStream(protocol.Protocol):
         self.stanzas_in = 0
         self.stanzas_out = 0
         self.last_activity = clock.seconds()
+        self._abort = None
 
     # Framing -------------------------------------------------------------
 
@@ -286,6 +289,19 @@ class S2SStream(protocol.Protocol):
         if send_footer:
             self.transport.write(b"</stream:stream>")
         self.transport.loseConnection()
+        # RFC 6120 section 4.4: wait a reasonable time for the peer's side of
+        # the close (over TLS, its close_notify; before a TLS handshake,
+        # nothing can be flushed at all), then let go of the connection.
+        self._abort = self.clock.callLater(self.CLOSE_GRACE, self._abort_connection)
+
+    def _abort_connection(self):
+        self._abort = None
+        log.info(
+            "s2s {direction} {peer}: connection not closed by the peer in time; aborting",
+            direction=self.direction,
+            peer=self.peer_name(),
+        )
+        self.transport.abortConnection()
 
     def stream_failed(self, condition, text):
         """
@@ -294,6 +310,9 @@ class S2SStream(protocol.Protocol):
 
     def connectionLost(self, reason):
         self.closed = True
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
         if self._parser is not None:
             self._parser.close()
         self.stream_closed(reason)
