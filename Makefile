@@ -19,12 +19,21 @@ $(VENV)/.installed: $(SOURCES)
 run: $(VENV)/.installed
 	$(VENV)/bin/twistd --nodaemon --pidfile= xmpp-gateway $(ARGS)
 
+# SSLyze, for the TLS scan test, in a virtualenv of its own: it pins an
+# older cryptography than the gateway runs with.
+SCAN_VENV ?= .venv-scan
+$(SCAN_VENV)/.installed:
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/python -m pip install --quiet 'sslyze>=6.0'
+	touch $@
+
 # Run the whole test suite (trial), from the checkout.
-test: $(VENV)/.installed
-	$(PY) -m tests $(TESTS)
+test: $(VENV)/.installed $(SCAN_VENV)/.installed
+	GATEWAY_SSLYZE_PYTHON=$(abspath $(SCAN_VENV))/bin/python $(PY) -m tests $(TESTS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/federation.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info _trial_temp
+	rm -rf $(VENV) $(SCAN_VENV) build *.egg-info _trial_temp
