@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
@@ -277,3 +278,17 @@ class CertificateSummary:
             "not_after": self.not_after,
             "sans": [[kind, value] for kind, value in self.sans],
         }
+
+
+def issued_by(certificate, issuer):
+    """
+    Whether the certificate C{issuer} names and signed C{certificate} (both
+    cryptography certificates).
+    """
+    if certificate.issuer != issuer.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True

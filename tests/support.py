@@ -190,3 +190,22 @@ class TestComponent:
 
 def full_jid(value):
     return jid.JID(value).full()
+
+
+def add_case_tests(cls, cases):
+    """
+    Add to C{cls} one test method per case of a table, named after the
+    case's C{name}, each calling C{self.check(case)}.
+    """
+    names = set()
+    for case in cases:
+        name = "test_" + "".join(c if c.isalnum() else "_" for c in case.name.lower())
+        assert name not in names, f"duplicate case name {case.name!r}"
+        names.add(name)
+
+        def test(self, case=case):
+            self.check(case)
+
+        test.__name__ = name
+        test.__doc__ = case.name
+        setattr(cls, name, test)

@@ -37,6 +37,7 @@ from gateway.verifiers.pkix import (
     load_trust_store,
     reference_domain,
 )
+from tests.support import add_case_tests
 from tests.pki import (
     ID_ON_DNSSRV,
     ID_ON_XMPPADDR,
@@ -439,22 +440,7 @@ class CheckPKIXTests(SynchronousTestCase):
         self.assertEqual(verdict.evidence, case.evidence)
 
 
-def _add_case_tests(cls, cases):
-    names = set()
-    for case in cases:
-        name = "test_" + "".join(c if c.isalnum() else "_" for c in case.name.lower())
-        assert name not in names, f"duplicate case name {case.name!r}"
-        names.add(name)
-
-        def test(self, case=case):
-            self.check(case)
-
-        test.__name__ = name
-        test.__doc__ = case.name
-        setattr(cls, name, test)
-
-
-_add_case_tests(CheckPKIXTests, CASES)
+add_case_tests(CheckPKIXTests, CASES)
 
 
 class CheckPKIXTimeTests(SynchronousTestCase):

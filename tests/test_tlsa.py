@@ -24,6 +24,7 @@ from gateway.verifiers.tlsa import (
     unusable_reason,
     usable,
 )
+from tests.support import add_case_tests
 from tests.pki import CertificateAuthority, generate_key, srv_name, xmpp_addr
 
 UTC = datetime.timezone.utc
@@ -691,22 +692,7 @@ class MatchTLSATests(SynchronousTestCase):
             self.assertEqual(result.usable_count, case.usable_count)
 
 
-def _add_case_tests(cls, cases):
-    names = set()
-    for case in cases:
-        name = "test_" + "".join(c if c.isalnum() else "_" for c in case.name.lower())
-        assert name not in names, f"duplicate case name {case.name!r}"
-        names.add(name)
-
-        def test(self, case=case):
-            self.check(case)
-
-        test.__name__ = name
-        test.__doc__ = case.name
-        setattr(cls, name, test)
-
-
-_add_case_tests(MatchTLSATests, CASES)
+add_case_tests(MatchTLSATests, CASES)
 
 
 class MatchResultTests(SynchronousTestCase):

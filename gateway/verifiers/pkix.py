@@ -44,7 +44,6 @@ from dataclasses import dataclass
 
 import idna
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -62,6 +61,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.certificates import (
+    issued_by,
     common_names,
     format_time,
     srv_ids,
@@ -226,13 +226,7 @@ def is_self_signed(certificate):
     """
     Whether C{certificate} is its own issuer and signed with its own key.
     """
-    if certificate.issuer != certificate.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+    return issued_by(certificate, certificate)
 
 
 def _presented_path(certificates):

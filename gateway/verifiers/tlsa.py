@@ -71,6 +71,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from gateway.certificates import (
+    issued_by,
     DERError,
     common_names,
     format_time,
@@ -435,19 +436,6 @@ def _values(record, presented):
 # Paths and signatures (DANE-TA)
 
 
-def _issued_by(certificate, issuer):
-    """
-    Whether the certificate C{issuer} names and signed C{certificate}.
-    """
-    if certificate.issuer != issuer.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
 def _signed_by_key(certificate, key):
     """
     Whether the bare public key C{key} signed C{certificate}.
@@ -488,7 +476,7 @@ class _Anchor:
 
     def issued(self, certificate):
         if self.certificate is not None:
-            return _issued_by(certificate, self.certificate)
+            return issued_by(certificate, self.certificate)
         return _signed_by_key(certificate, self.key)
 
 
@@ -510,7 +498,7 @@ def _path_to(leaf, presented, anchors):
                 return path, anchor
         if len(path) > _MAX_INTERMEDIATES:
             return path, None
-        parent = next((p for p in remaining if _issued_by(current, p.certificate)), None)
+        parent = next((p for p in remaining if issued_by(current, p.certificate)), None)
         if parent is None:
             return path, None
         remaining.remove(parent)
