@@ -18,6 +18,7 @@ NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_SM = "urn:xmpp:sm:3"
 
 STANZA_NAMES = frozenset(("message", "presence", "iq"))
 

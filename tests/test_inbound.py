@@ -339,7 +339,7 @@ class BeforeTLSTests(InboundTestCase):
         self.assertEqual(header["from"], "local.example")
         self.assertNotEqual(header["id"], self.output.headers[0]["id"])
         (features,) = self.output.elements
-        self.assertEqual([c.name for c in features.elements()], ["dialback"])
+        self.assertEqual([c.name for c in features.elements()], ["dialback", "sm"])
 
     def test_authentication_timeout(self):
         self.connect()
@@ -538,7 +538,7 @@ class SASLExternalTests(InboundTestCase):
         features = self.secure_header(self.verified())
         self.assertEqual(self.mechanisms(features), ["EXTERNAL"])
         self.assertEqual(
-            [c.name for c in features.elements()], ["mechanisms", "dialback"]
+            [c.name for c in features.elements()], ["mechanisms", "dialback", "sm"]
         )
 
     def test_not_offered(self):
@@ -584,7 +584,7 @@ class SASLExternalTests(InboundTestCase):
         self.output.restart()
         self.feed(HEADER)
         (features,) = self.output.elements
-        self.assertEqual(list(features.elements()), [])
+        self.assertEqual([c.name for c in features.elements()], ["sm"])
         self.feed(b"<message from='a@remote.example' to='b@local.example'/>")
         self.assertEqual(len(self.federation.router.routed), 1)
 

@@ -6,6 +6,7 @@ waiting for a stream to come up, and dialback verification requests.
 
 import ipaddress
 import itertools
+import weakref
 from dataclasses import dataclass
 
 from twisted.internet import defer, error as internet_error
@@ -57,6 +58,7 @@ class Federation:
         self.verifications_in_progress = 0
         self.idle_timeout = config.timeouts.idle
         self.records_available = True
+        self.shutting_down = False
         self.queue_limit = config.s2s.queue_limit
         self.authentication_timeout = config.timeouts.authentication
         self.connect_timeout = config.timeouts.connect
@@ -80,6 +82,7 @@ class Federation:
         self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
         self.continuity = Continuity()
         self._warned = set()
+        self._resent = weakref.WeakSet()
         self._serials = itertools.count(1)
         self.verifiers = verifiers
         self.streams = set()
@@ -375,6 +378,9 @@ class Federation:
         authenticated stream, or queued while one is set up.
         """
         key = (local_domain, peer_domain)
+        if self.shutting_down:
+            self.router.bounce(stanza, "service-unavailable", "the gateway is shutting down")
+            return
         stream = self._outbound.get(key)
         if stream is not None and not stream.closed:
             stream.send_stanza(stanza)
@@ -406,6 +412,37 @@ class Federation:
             )
             return
         queue.append(stanza)
+
+    def resend(self, stanzas, local_domain, peer_domain):
+        """
+        Stanzas an outbound stream sent but the peer never acknowledged
+        (XEP-0198) before the connection dropped: send them again on a new
+        stream, once; a stanza that was already resent is bounced instead,
+        so that a peer that keeps dropping can't loop.
+        """
+        if self.shutting_down:
+            log.warn(
+                "s2s outbound {peer}: {count} stanzas were not acknowledged before the "
+                "gateway shut down; they may not have arrived",
+                peer=peer_domain,
+                count=len(stanzas),
+            )
+            return
+        log.info(
+            "s2s outbound {peer}: {count} stanzas not acknowledged before the stream "
+            "ended; sending them again",
+            peer=peer_domain,
+            count=len(stanzas),
+        )
+        for stanza in stanzas:
+            if stanza in self._resent:
+                self._resent.discard(stanza)
+                self.router.bounce(
+                    stanza, "remote-server-timeout", f"{peer_domain} never acknowledged it"
+                )
+                continue
+            self._resent.add(stanza)
+            self.send(stanza, local_domain, peer_domain)
 
     def queued(self, local_domain, peer_domain):
         return len(self._queues.get((local_domain, peer_domain), ()))
@@ -571,6 +608,7 @@ class Federation:
         @return: a Deferred that fires once every connection is closed; those
             still open after C{grace} seconds are aborted.
         """
+        self.shutting_down = True
         for d in list(self._connecting.values()):
             d.cancel()
         for stream in list(self.streams):

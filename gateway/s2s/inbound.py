@@ -29,6 +29,7 @@ from gateway.xmpp import (
     NS_DIALBACK_FEATURE,
     NS_SASL,
     NS_SERVER,
+    NS_SM,
     NS_STREAMS,
     NS_TLS,
     NS_XMPP_STANZAS,
@@ -164,6 +165,8 @@ class InboundStream(S2SStream):
             Input.DB_RESULT: "receive_db_result",
             Input.DB_VERIFY: "receive_db_verify",
             Input.STANZA: "receive_stanza",
+            Input.SM_ENABLE: "receive_sm_enable",
+            Input.SM_REQUEST: "receive_sm_request",
         },
         InboundState.SASL_RESTART: {Input.HEADER: "receive_header"},
     }
@@ -185,6 +188,7 @@ class InboundStream(S2SStream):
         self._timeout = None
         self._external = None
         self._sasl_done = False
+        self.sm_handled = None
 
     @property
     def authenticated(self):
@@ -279,6 +283,9 @@ class InboundStream(S2SStream):
             mechanisms.addElement("mechanism", content="EXTERNAL")
         if not self._sasl_done:
             features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
+        # XEP-0198: the initiating side may ask for acknowledgements once
+        # authenticated, so that it knows what reached us.
+        features.addElement((NS_SM, "sm"))
         self.state = InboundState.OPEN
         self.send(features)
 
@@ -457,6 +464,27 @@ class InboundStream(S2SStream):
             )
         self.stanzas_in += 1
         self.federation.router.route_from_s2s(stanza, sender, recipient)
+        if self.sm_handled is not None:
+            self.sm_handled += 1
+
+    # Stream management (XEP-0198), as the receiving side --------------------
+
+    def receive_sm_enable(self, element):
+        if not self.verified or self.sm_handled is not None:
+            failed = domish.Element((NS_SM, "failed"))
+            failed.addElement((NS_XMPP_STANZAS, "unexpected-request"))
+            self.send(failed)
+            return
+        # No resumption: acknowledgements only (a new stream starts afresh).
+        self.sm_handled = 0
+        self.send(domish.Element((NS_SM, "enabled")))
+
+    def receive_sm_request(self, element):
+        if self.sm_handled is None:
+            raise StreamError("unsupported-stanza-type", "stream management is not enabled")
+        answer = domish.Element((NS_SM, "a"))
+        answer["h"] = str(self.sm_handled % 2**32)
+        self.send(answer)
 
     # Closing ---------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from gateway.xmpp import (
     NS_DIALBACK,
     NS_SASL,
     NS_SERVER,
+    NS_SM,
     NS_STREAMS,
     STANZA_ERROR_TYPES,
     error_condition,
@@ -109,7 +110,11 @@ class OutboundStream(S2SStream):
             Input.DB_RESULT: "receive_db_result",
             Input.DB_VERIFY: "receive_db_verify",
         },
-        OutboundState.AUTHENTICATED: {},
+        OutboundState.AUTHENTICATED: {
+            Input.SM_ENABLED: "receive_sm_enabled",
+            Input.SM_FAILED: "receive_sm_failed",
+            Input.SM_ACK: "receive_sm_ack",
+        },
     }
     REFUSAL = {}
 
@@ -139,6 +144,11 @@ class OutboundStream(S2SStream):
         self._offers_external = False
         self._peer_result = None
         self._checking = None
+        self._offers_sm = False
+        self.unacked = None
+        self.acked = 0
+        self.sm_enabled = False
+        self._ack_timer = None
 
     def _cancel(self, ready):
         self.ready = None
@@ -192,6 +202,7 @@ class OutboundStream(S2SStream):
             self.state = OutboundState.DIALBACK
             self.send(verify)
             return
+        self._offers_sm = any(True for _ in features.elements(NS_SM, "sm"))
         if self._sasl_done:
             self._authenticated("SASL EXTERNAL")
             return
@@ -271,8 +282,48 @@ class OutboundStream(S2SStream):
         self.federation.stream_authenticated(
             self, self.peer_domain, self.local_domain, self._peer_result, via
         )
+        if self._offers_sm:
+            # XEP-0198: ask for acknowledgements, so that what the peer never
+            # handled can be sent again if the connection drops.  Counting
+            # starts now: the peer counts from our <enable/>.
+            self.send(domish.Element((NS_SM, "enable")))
+            self.unacked = []
+            self.acked = 0
         ready, self.ready = self.ready, None
         ready.callback(self)
+
+    # Stream management (XEP-0198), as the sending side ----------------------
+
+    #: Ask for an acknowledgement after this many unacknowledged stanzas,
+    #: and at the latest this many seconds after the last one.
+    SM_REQUEST_EVERY = 100
+    SM_REQUEST_AFTER = 0
+
+    def receive_sm_enabled(self, element):
+        self.sm_enabled = True
+
+    def receive_sm_failed(self, element):
+        # Nothing is counted after all; what was sent can't be accounted for.
+        log.info("s2s outbound {peer}: stream management refused", peer=self.peer_domain)
+        self.unacked = None
+
+    def receive_sm_ack(self, element):
+        if self.unacked is None:
+            raise StreamError("unsupported-stanza-type", "stream management is not enabled")
+        try:
+            handled = int(element.getAttribute("h", ""))
+        except ValueError:
+            raise StreamError("invalid-xml", "an acknowledgement needs a numeric h") from None
+        newly = (handled - self.acked) % 2**32
+        if newly > len(self.unacked):
+            raise StreamError("undefined-condition", "acknowledged stanzas that were never sent")
+        del self.unacked[:newly]
+        self.acked = handled
+
+    def _request_ack(self):
+        self._ack_timer = None
+        if not self.closed and self.unacked:
+            self.transport.write(b"<r xmlns='urn:xmpp:sm:3'/>")
 
     def receive_proceed(self, element):
         self.state = OutboundState.TLS
@@ -339,6 +390,12 @@ class OutboundStream(S2SStream):
         rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
         self.stanzas_out += 1
         self.send(stanza)
+        if self.unacked is not None:
+            self.unacked.append(stanza)
+            if len(self.unacked) % self.SM_REQUEST_EVERY == 0:
+                self._request_ack()
+            elif self._ack_timer is None:
+                self._ack_timer = self.clock.callLater(self.SM_REQUEST_AFTER, self._request_ack)
 
     # Closing ---------------------------------------------------------------
 
@@ -359,6 +416,12 @@ class OutboundStream(S2SStream):
     def stream_closed(self, reason):
         if self._checking is not None:
             self._checking.cancel()
+        if self._ack_timer is not None and self._ack_timer.active():
+            self._ack_timer.cancel()
+        if self.unacked:
+            # Never acknowledged: the peer may not have them; send them again.
+            self.federation.resend(self.unacked, self.local_domain, self.peer_domain)
+            self.unacked = []
         self._give_up(
             NegotiationFailure(
                 "remote-server-not-found",

@@ -23,6 +23,7 @@ from gateway.xmpp import (
     NS_DIALBACK,
     NS_SASL,
     NS_SERVER,
+    NS_SM,
     NS_STREAMS,
     NS_TLS,
     NS_XMPP_STREAMS,
@@ -47,6 +48,11 @@ class Input(enum.Enum):
     SASL_AUTH = "SASL auth"
     SASL_SUCCESS = "SASL success"
     SASL_FAILURE = "SASL failure"
+    SM_ENABLE = "stream management enable"
+    SM_ENABLED = "stream management enabled"
+    SM_FAILED = "stream management failed"
+    SM_REQUEST = "stream management ack request"
+    SM_ACK = "stream management ack"
     STANZA = "stanza"
     OTHER = "unsupported element"
 
@@ -61,6 +67,11 @@ _CLASSIFICATION = {
     (NS_SASL, "auth"): Input.SASL_AUTH,
     (NS_SASL, "success"): Input.SASL_SUCCESS,
     (NS_SASL, "failure"): Input.SASL_FAILURE,
+    (NS_SM, "enable"): Input.SM_ENABLE,
+    (NS_SM, "enabled"): Input.SM_ENABLED,
+    (NS_SM, "failed"): Input.SM_FAILED,
+    (NS_SM, "r"): Input.SM_REQUEST,
+    (NS_SM, "a"): Input.SM_ACK,
 }
 for _name in STANZA_NAMES:
     _CLASSIFICATION[(NS_SERVER, _name)] = Input.STANZA
