@@ -209,3 +209,21 @@ def add_case_tests(cls, cases):
         test.__name__ = name
         test.__doc__ = case.name
         setattr(cls, name, test)
+
+
+def write_self_signed(folder, domain):
+    """
+    Make a self-signed certificate for C{domain} (as the gateway makes for
+    itself) and write it and its key into C{folder}.
+
+    @return: C{(certificate file, key file)}.
+    """
+    from gateway.state import make_self_signed
+
+    os.makedirs(folder, exist_ok=True)
+    certificate_pem, key_pem = make_self_signed(domain)
+    paths = (os.path.join(folder, f"{domain}.pem"), os.path.join(folder, f"{domain}.key"))
+    for path, data in zip(paths, (certificate_pem, key_pem)):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths

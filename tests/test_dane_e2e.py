@@ -14,12 +14,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from gateway.state import make_self_signed
 from gateway.verifiers.tlsa import DANE_TA, FULL, tlsa_for
 from tests.dnssec.test_world import LDNS_PROGRAMS, SERVER_PROGRAMS
 from tests.dnssec.world import DNSSECWorld
 from tests.interop.peers import require_program
-from tests.support import World, error_condition
+from tests.support import World, error_condition, write_self_signed
 
 
 def free_port():
@@ -63,14 +62,7 @@ class DANETests(unittest.TestCase):
         return port
 
     def self_signed(self, domain):
-        folder = os.path.join(self.world.folder, "certs")
-        os.makedirs(folder, exist_ok=True)
-        certificate_pem, key_pem = make_self_signed(domain)
-        paths = (os.path.join(folder, f"{domain}.pem"), os.path.join(folder, f"{domain}.key"))
-        for path, data in zip(paths, (certificate_pem, key_pem)):
-            with open(path, "wb") as f:
-                f.write(data)
-        return paths
+        return write_self_signed(os.path.join(self.world.folder, "certs"), domain)
 
     async def gateway(self, domain, verifiers, **kwargs):
         policy = f"verifiers = {verifiers!r}\n".replace("'", '"')

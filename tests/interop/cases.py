@@ -15,9 +15,8 @@ import socket
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from twisted.internet import defer
 
-from gateway.state import make_self_signed
 from tests.interop.peers import package_version
-from tests.support import World, error_condition
+from tests.support import World, error_condition, write_self_signed
 
 #: What the gateway's certificate carries: public CAs issue serverAuth
 #: only now, but some servers want clientAuth on the initiating side.
@@ -51,12 +50,7 @@ class InteropCases:
             return self.world.ca.write_identity(folder, self.PEER, **BOTH_EKUS)
         if certificate == "wrong-name":
             return self.world.ca.write_identity(folder, "wrong.test", **BOTH_EKUS)
-        certificate_pem, key_pem = make_self_signed(self.PEER)
-        paths = os.path.join(folder, "self-signed.pem"), os.path.join(folder, "self-signed.key")
-        for path, data in zip(paths, (certificate_pem, key_pem)):
-            with open(path, "wb") as f:
-                f.write(data)
-        return paths
+        return write_self_signed(folder, self.PEER)
 
     async def gateway(self, **kwargs):
         kwargs.setdefault("trust_ca", True)

@@ -9,7 +9,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from gateway.state import make_self_signed
 from gateway.verifiers.tlsa import tlsa_for
 from tests.dnssec.test_world import LDNS_PROGRAMS, SERVER_PROGRAMS
 from tests.dnssec.world import DNSSECWorld
@@ -17,7 +16,7 @@ from tests.dnssec.world import DNSSECWorld
 from tests.interop.cases import InteropCases, free_port
 from tests.interop.peers import require_program
 from tests.interop.prosody import ProsodyServer
-from tests.support import TestComponent, World
+from tests.support import TestComponent, World, write_self_signed
 
 ADDRESS = "127.0.0.5"
 SECRET = "prosody-component-secret"
@@ -80,13 +79,9 @@ class ProsodyDANETests(unittest.TestCase):
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(self.dns.stop()))
 
     def self_signed(self, domain, folder):
-        os.makedirs(folder, exist_ok=True)
-        certificate_pem, key_pem = make_self_signed(domain)
-        paths = (os.path.join(folder, f"{domain}.pem"), os.path.join(folder, f"{domain}.key"))
-        for path, data in zip(paths, (certificate_pem, key_pem)):
-            with open(path, "wb") as f:
-                f.write(data)
-        der = x509.load_pem_x509_certificate(certificate_pem).public_bytes(Encoding.DER)
+        paths = write_self_signed(folder, domain)
+        with open(paths[0], "rb") as f:
+            der = x509.load_pem_x509_certificate(f.read()).public_bytes(Encoding.DER)
         return paths, tlsa_for(der)
 
     def publish(self, domain, host_address, port, tlsa):
