@@ -206,6 +206,16 @@ class CertificateAuthority:
         signer = key if self_signed else self.key
         return builder.sign(signer, _signature_hash(signer)), key
 
+    def intermediates(self, length):
+        """
+        C{length} intermediate CAs in a row under this one, the last one
+        issuing.
+        """
+        cas = [self]
+        for position in range(length):
+            cas.append(cas[-1].intermediate(f"Intermediate {position + 1}"))
+        return cas[1:]
+
     def write_identity(self, folder, domain, other_names=(), **kwargs):
         """
         Issue a certificate for C{domain} (and C{other_names}) and write it

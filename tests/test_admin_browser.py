@@ -20,7 +20,7 @@ import signal
 from html.parser import HTMLParser
 
 from cryptography import x509
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.trial import unittest
 from twisted.web.resource import Resource
@@ -28,6 +28,7 @@ from twisted.web.server import Site
 
 from tests.support import World
 from tests.test_admin import (
+    ProcessResult,
     admin_port,
     certificate_file_of,
     exchange,
@@ -69,22 +70,6 @@ def require_chromium():
     raise unittest.SkipTest(message)
 
 
-class BrowserRun(protocol.ProcessProtocol):
-    def __init__(self):
-        self.out = []
-        self.err = []
-        self.ended = defer.Deferred()
-
-    def outReceived(self, data):
-        self.out.append(data)
-
-    def errReceived(self, data):
-        self.err.append(data)
-
-    def processEnded(self, reason):
-        self.ended.callback(reason.value.exitCode)
-
-
 async def run_chromium(chromium, folder, url, *options):
     """
     Run headless chromium once on C{url} with its own profile in
@@ -102,7 +87,7 @@ async def run_chromium(chromium, folder, url, *options):
         "--enable-logging=stderr", "--v=0", *options, url,
     ]
     environment = dict(os.environ, HOME=folder)
-    run = BrowserRun()
+    run = ProcessResult()
     process = reactor.spawnProcess(run, chromium, arguments, env=environment, path=folder)
 
     def overrun():

@@ -66,18 +66,8 @@ EXPIRED_INTERMEDIATE = ROOT.intermediate(
 SERVER_AUTH_INTERMEDIATE = ROOT.intermediate("Server Intermediate", eku=[SERVER_AUTH])
 EMAIL_INTERMEDIATE = ROOT.intermediate("Email Intermediate", eku=[EMAIL])
 
-def _ca_chain(length):
-    """
-    C{length} intermediates under L{ROOT}, the last one issuing.
-    """
-    cas = [ROOT]
-    for position in range(length):
-        cas.append(cas[-1].intermediate(f"Intermediate {position + 1}"))
-    return cas[1:]
-
-
-EIGHT_INTERMEDIATES = _ca_chain(8)
-NINE_INTERMEDIATES = _ca_chain(9)
+EIGHT_INTERMEDIATES = ROOT.intermediates(8)
+NINE_INTERMEDIATES = ROOT.intermediates(9)
 EXPIRED_ROOT = CertificateAuthority(
     "Expired Root", not_before=NOW - 30 * DAY, not_after=NOW - 3 * DAY
 )

@@ -61,18 +61,8 @@ def der(certificate):
     return certificate.public_bytes(Encoding.DER)
 
 
-def _ca_chain(length):
-    """
-    C{length} intermediates under L{ROOT}, the last one issuing.
-    """
-    cas = [ROOT]
-    for position in range(length):
-        cas.append(cas[-1].intermediate(f"Intermediate {position + 1}"))
-    return cas[1:]
-
-
-EIGHT_INTERMEDIATES = _ca_chain(8)
-NINE_INTERMEDIATES = _ca_chain(9)
+EIGHT_INTERMEDIATES = ROOT.intermediates(8)
+NINE_INTERMEDIATES = ROOT.intermediates(9)
 
 # The usual chain: a leaf for the source domain, and its intermediate.
 LEAF, LEAF_KEY = INTERMEDIATE.issue([SOURCE])
