@@ -205,18 +205,12 @@ class SQLiteRecordStore:
         return self._run(self._pool.runInteraction, self._insert, row)
 
     def for_peer(self, peer_domain, limit=100):
-        try:
-            limit = check_limit(limit)
-        except ValueError:
-            return defer.fail()
-        return self._run(
-            self._pool.runInteraction,
-            self._select,
-            f"{SELECT} WHERE peer_domain = ? {NEWEST_FIRST}",
-            (peer_domain, -1 if limit is None else limit),
-        )
+        return self._newest(f"{SELECT} WHERE peer_domain = ? {NEWEST_FIRST}", (peer_domain,), limit)
 
     def recent(self, limit=100):
+        return self._newest(f"{SELECT} {NEWEST_FIRST}", (), limit)
+
+    def _newest(self, query, parameters, limit):
         try:
             limit = check_limit(limit)
         except ValueError:
@@ -224,8 +218,8 @@ class SQLiteRecordStore:
         return self._run(
             self._pool.runInteraction,
             self._select,
-            f"{SELECT} {NEWEST_FIRST}",
-            (-1 if limit is None else limit,),
+            query,
+            (*parameters, -1 if limit is None else limit),
         )
 
     def close(self):
