@@ -431,12 +431,16 @@ class Peer:
 
 class Sink(protocol.Protocol):
     """
-    An XEP-0114 component for gw.bench that counts the messages it
-    receives by scanning the raw bytes for C{</message>}.
+    An XEP-0114 component (for gw.bench unless C{domain} says otherwise)
+    that counts the messages it receives by scanning the raw bytes for
+    C{</message>}, and stanza errors by C{type='error'}.
     """
 
-    def __init__(self, secret):
+    def __init__(self, secret, domain=GW):
         self.secret = secret
+        self.domain = domain
+        self.errors = 0
+        self.error_tail = b""
         self.state = "awaiting header"
         self.buffer = b""
         self.tail = b""
@@ -451,7 +455,7 @@ class Sink(protocol.Protocol):
     def connectionMade(self):
         self.transport.write(
             f"<stream:stream xmlns='jabber:component:accept' xmlns:stream='{NS_STREAMS}' "
-            f"to='{GW}'>".encode("ascii")
+            f"to='{self.domain}'>".encode("ascii")
         )
 
     def dataReceived(self, data):
@@ -492,6 +496,10 @@ class Sink(protocol.Protocol):
         # counted once, and 9 bytes can't hold a whole one.
         scan = self.tail + data
         self.count += scan.count(MESSAGE_END)
+        # The same for error stanzas, with a tail of their own.
+        errors = self.error_tail + data
+        self.errors += errors.count(b"type='error'") + errors.count(b'type="error"')
+        self.error_tail = errors[-12:]
         self.tail = scan[-(len(MESSAGE_END) - 1):]
         # The last bytes seen, to describe a stream error if one comes.
         self.recent = (self.recent + data)[-1024:]

@@ -45,11 +45,13 @@ class ProsodyServer:
     @param dns_port: the tests' DNS server on 127.0.0.1.
     @param secure_auth: C{s2s_secure_auth}: refuse peers whose certificate
         doesn't verify.
+    @param extra: more top-level options, overriding the ones above.
+    @param log_level: the least severe log level written to C{prosody.log}.
     """
 
     def __init__(self, folder, address, s2s_port, component_port, component_domain,
                  component_secret, certificate_file, key_file, ca_file, dns_port,
-                 secure_auth=True, extra=None):
+                 secure_auth=True, extra=None, log_level="debug"):
         self.folder = folder
         self.address = address
         self.s2s_port = s2s_port
@@ -62,6 +64,7 @@ class ProsodyServer:
         self.dns_port = dns_port
         self.secure_auth = secure_auth
         self.extra = extra or {}
+        self.log_level = log_level
         self.process = None
         self.log_file = os.path.join(folder, "prosody.log")
 
@@ -93,7 +96,7 @@ class ProsodyServer:
         }
         lines = [f"{name} = {_lua(value)}" for name, value in options.items()]
         lines.append(
-            'log = { { levels = { min = "debug" }, to = "file", filename = '
+            f'log = {{ {{ levels = {{ min = {_lua(self.log_level)} }}, to = "file", filename = '
             f"{_lua(self.log_file)} }} }}"
         )
         # Prosody wants at least one host of its own; the tests federate as

@@ -1,0 +1,1005 @@
+#!/usr/bin/env python3
+"""
+The gateway and Debian's Prosody, side by side, on the same machine, with
+the same certificates and the same TLS.
+
+    .venv/bin/python bench/versus_prosody.py [--repeats 3] [--messages 200000]
+
+Each repeat runs every phase against (1) the gateway and (2) Prosody, one
+after the other.  Both serve the domain C{sink.bench} with a component
+attached over XEP-0114, trust the same test CA, and authenticate peers by
+SASL EXTERNAL (XEP-0178) over TLS 1.3.  This process plays everything
+else: the remote servers C{pN.peers.bench} (one wildcard certificate), the
+component, and a DNS server on 127.0.0.1.  It never parses XML: it scans
+for the few markers it needs, so that it stays cheaper than the server
+under test (its own CPU is reported too).
+
+Phases, per server:
+
+  - inbound throughput over 1 and over 4 s2s streams: N messages from
+    the remote servers to the component, clocked from the first write
+    to the component counting the last one;
+  - outbound throughput over 1 and over 4 streams: N messages from the
+    component to the remote servers (their streams are set up first by
+    one message each), clocked the same way;
+  - handshakes: M sequential full s2s establishments (TCP, STARTTLS,
+    TLS, SASL EXTERNAL, stream restart, a first message counted by the
+    component, close), then M with dialback instead of SASL EXTERNAL;
+  - memory: resident memory per idle authenticated s2s stream, holding
+    K (default 1,000) inbound streams from K remote domains at once.
+
+It prints one table per repeat and a final table of medians with the
+ratio gateway/Prosody of each figure (the median of the per-repeat
+ratios), written so that a ratio above 1 is the gateway doing better.
+See bench/README.md.
+"""
+
+import argparse
+import base64
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import federation as fed  # noqa: E402  (bench/federation.py; puts the checkout on sys.path)
+from federation import (  # noqa: E402
+    FEATURES_END_RE,
+    HEADER_RE,
+    LOOPBACK,
+    RESULT_RE,
+    VERIFY_RE,
+    BenchError,
+    attributes,
+    bounded,
+    own_cpu,
+    sleep,
+    stream_error,
+)
+
+from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
+from twisted.internet import defer, protocol, ssl, task  # noqa: E402
+from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: E402
+from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
+from zope.interface import implementer  # noqa: E402
+
+from gateway.dialback import check_dialback_key, dialback_key  # noqa: E402
+from gateway.state import LocalIdentity  # noqa: E402
+from gateway.tls import TLSProfile  # noqa: E402
+from tests.dnsserver import LoopbackDNSServer  # noqa: E402
+from tests.interop.peers import package_version  # noqa: E402
+from tests.interop.prosody import ProsodyServer  # noqa: E402
+from tests.pki import CertificateAuthority  # noqa: E402
+
+SINK = "sink.bench"
+PEERS = "peers.bench"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+MESSAGE_END = b"</message>"
+PHASE_TIMEOUT = 600.0
+STALL_SECONDS = 30.0
+BOTH_EKUS = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def peer_domain(n):
+    return f"p{n}.{PEERS}"
+
+
+def s2s_header(sender, recipient, stream_id=None):
+    return fed.s2s_header(sender, recipient, stream_id)
+
+
+# The remote servers, as originating servers (streams into the server) ------------
+
+
+@implementer(IHandshakeListener)
+class Originating(protocol.Protocol):
+    """
+    An s2s stream from a remote domain to the server under test: header,
+    STARTTLS, TLS (presenting the wildcard certificate), then SASL EXTERNAL
+    and a stream restart, or C{db:result} (dialback); then only writing.
+
+    @ivar authenticated: fires with this protocol once authenticated.
+    """
+
+    def __init__(self, remote, domain, method):
+        self.remote = remote
+        self.domain = domain
+        self.method = method
+        self.state = "connecting"
+        self.buffer = b""
+        self.tail = b""
+        self.stream_id = None
+        self.problem = None
+        self.tls_version = None
+        self.authenticated = defer.Deferred()
+        self.lost = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+        self.state = "header"
+        self.transport.write(s2s_header(self.domain, SINK))
+
+    def handshakeCompleted(self):
+        self.tls_version = self.transport.getHandle().get_protocol_version_name()
+        self.state = "header after TLS"
+        self.transport.write(s2s_header(self.domain, SINK))
+
+    def dataReceived(self, data):
+        if self.state == "open":
+            scan = self.tail + data
+            if b"<stream:error" in scan or b"</stream:stream>" in scan:
+                self.buffer += data
+                self.problem = stream_error(self.buffer) or "the server closed the stream"
+            self.tail = scan[-16:]
+            return
+        self.buffer += data
+        problem = stream_error(self.buffer)
+        if problem:
+            self._fail(f"the server sent {problem} while {self.state}")
+            return
+        while self._step():
+            pass
+
+    def _step(self):
+        state = self.state
+        if state.startswith("header"):
+            m = HEADER_RE.search(self.buffer)
+            if m is None:
+                return False
+            self.stream_id = attributes(m.group(1)).get("id")
+            self.buffer = self.buffer[m.end():]
+            self.state = "features" + state[len("header"):]
+            return True
+        if state.startswith("features"):
+            m = FEATURES_END_RE.search(self.buffer)
+            if m is None:
+                return False
+            features, self.buffer = self.buffer[:m.end()], self.buffer[m.end():]
+            if state == "features":
+                self.transport.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                self.state = "proceed"
+            elif state == "features after SASL":
+                self._authenticated()
+            elif self.method == "external":
+                if b">EXTERNAL<" not in features:
+                    self._fail(f"the server did not offer SASL EXTERNAL: {features[:400]!r}")
+                    return False
+                authzid = base64.b64encode(self.domain.encode("ascii")).decode("ascii")
+                self.transport.write(
+                    f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>".encode("ascii")
+                )
+                self.state = "SASL"
+            else:
+                key = dialback_key(self.remote.secret, SINK, self.domain, self.stream_id)
+                self.transport.write(
+                    f"<db:result from='{self.domain}' to='{SINK}'>{key}</db:result>".encode("ascii")
+                )
+                self.state = "dialback"
+            return True
+        if state == "proceed":
+            if b"<proceed" in self.buffer:
+                self.buffer = b""
+                self.state = "TLS handshake"
+                self.transport.startTLS(self.remote.client_tls)
+            elif b"<failure" in self.buffer:
+                self._fail("the server refused STARTTLS")
+            return False
+        if state == "SASL":
+            if b"<success" in self.buffer:
+                self.buffer = b""
+                self.state = "header after SASL"
+                self.transport.write(s2s_header(self.domain, SINK))
+            elif b"<failure" in self.buffer:
+                self._fail(f"the server refused SASL EXTERNAL: {self.buffer[:300]!r}")
+            return False
+        if state == "dialback":
+            m = RESULT_RE.search(self.buffer)
+            if m is None:
+                return False
+            kind = attributes(m.group(1)).get("type")
+            if kind != "valid":
+                self._fail(f"the server answered dialback with type={kind!r}: {self.buffer[:300]!r}")
+                return False
+            self._authenticated()
+            return False
+        return False
+
+    def _authenticated(self):
+        self.state = "open"
+        self.buffer = b""
+        if not self.authenticated.called:
+            self.authenticated.callback(self)
+
+    def _fail(self, problem):
+        self.problem = problem
+        if not self.authenticated.called:
+            self.authenticated.errback(BenchError(problem))
+        self.transport.loseConnection()
+
+    def close(self):
+        if self.transport is not None and not self.lost.called:
+            self.transport.write(b"</stream:stream>")
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if self.problem is None and self.state != "open":
+            self.problem = stream_error(self.buffer) or (
+                f"connection closed while {self.state}: {reason.getErrorMessage()}"
+            )
+        if not self.authenticated.called:
+            self.authenticated.errback(BenchError(self.problem))
+        self.state = "closed"
+        self.lost.callback(None)
+
+
+# The remote servers, as receiving servers (streams from the server) ---------------
+
+
+class Receiving(protocol.Protocol):
+    """
+    The remote domains' s2s listener.  The server under test connects here
+    to deliver stanzas (STARTTLS, TLS with a client certificate, SASL
+    EXTERNAL, restart; then every C{</message>} is counted) and to verify
+    dialback keys (C{db:verify}, answered after checking the key).
+    """
+
+    def __init__(self, remote):
+        self.remote = remote
+        self.state = "header"
+        self.buffer = b""
+        self.tail = b""
+        self.local = None
+        self.other = None
+
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data):
+        if self.state == "counting":
+            scan = self.tail + data
+            self.remote.received(scan.count(MESSAGE_END))
+            self.tail = scan[-(len(MESSAGE_END) - 1):]
+            if self.buffer or b"<db:verify" in scan:
+                # Dialback callbacks may come on a stream authenticated by
+                # SASL EXTERNAL (a server reusing its outbound stream).
+                self.buffer += data
+                while self._answer_verify():
+                    pass
+            if b"</stream:stream>" in scan:
+                self.transport.write(b"</stream:stream>")
+                self.transport.loseConnection()
+            return
+        self.buffer += data
+        problem = stream_error(self.buffer)
+        if problem:
+            self.remote.problems.append(f"the server sent {problem} to {self.local}")
+            self.transport.loseConnection()
+            return
+        while self._step():
+            pass
+
+    def _header(self, features):
+        m = HEADER_RE.search(self.buffer)
+        if m is None:
+            return False
+        attrs = attributes(m.group(1))
+        self.local, self.other = attrs.get("to"), attrs.get("from")
+        self.buffer = self.buffer[m.end():]
+        self.transport.write(
+            s2s_header(self.local, self.other, secrets.token_hex(12)) + features
+        )
+        return True
+
+    def _step(self):
+        state = self.state
+        if state == "header":
+            if not self._header(
+                b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>"
+                b"</starttls><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
+                b"</stream:features>"
+            ):
+                return False
+            self.state = "starttls"
+            return True
+        if state == "starttls":
+            if b"<starttls" in self.buffer:
+                self.buffer = b""
+                self.state = "header after TLS"
+                self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                self.transport.startTLS(self.remote.server_tls)
+            return False
+        if state == "header after TLS":
+            external = b""
+            if self.transport.getPeerCertificate() is not None:
+                external = (
+                    f"<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism>"
+                    "</mechanisms>".encode("ascii")
+                )
+            if not self._header(
+                b"<stream:features>" + external + b"<dialback xmlns='urn:xmpp:features:dialback'>"
+                b"<errors/></dialback></stream:features>"
+            ):
+                return False
+            self.state = "open"
+            return True
+        if state == "open":
+            if b"<auth" in self.buffer and (b"</auth>" in self.buffer or b"/>" in self.buffer):
+                if b"EXTERNAL" not in self.buffer:
+                    self.remote.problems.append(f"unexpected SASL request {self.buffer[:200]!r}")
+                    self.transport.loseConnection()
+                    return False
+                # TLS verified the certificate against the CA; the server's
+                # domain is in it (the benchmark does not check that again).
+                self.buffer = b""
+                self.state = "header after SASL"
+                self.transport.write(f"<success xmlns='{NS_SASL}'/>".encode("ascii"))
+                return False
+            if self._answer_verify():
+                return True
+            if b"<db:result" in self.buffer or b"<message" in self.buffer:
+                self.remote.problems.append(
+                    f"the server tried to send stanzas to {self.local} without SASL EXTERNAL"
+                )
+                self.transport.loseConnection()
+                return False
+            if b"</stream:stream>" in self.buffer:
+                self.transport.write(b"</stream:stream>")
+                self.transport.loseConnection()
+            return False
+        if state == "header after SASL":
+            if not self._header(b"<stream:features/>"):
+                return False
+            self.state = "counting"
+            rest, self.buffer = self.buffer, b""
+            self.dataReceived(rest)
+            return False
+        return False
+
+    def _answer_verify(self):
+        m = VERIFY_RE.search(self.buffer)
+        if m is None:
+            if self.state == "counting" and b"<db:verify" not in self.buffer:
+                self.buffer = b""
+            return False
+        self.buffer = self.buffer[m.end():]
+        attrs = attributes(m.group(1))
+        asking, authoritative = attrs.get("from", ""), attrs.get("to", "")
+        stream_id, key = attrs.get("id", ""), m.group(2).decode("ascii", "replace")
+        valid = check_dialback_key(self.remote.secret, asking, authoritative, stream_id, key)
+        self.remote.callbacks[valid] += 1
+        self.transport.write(
+            f"<db:verify from='{authoritative}' to='{asking}' id='{stream_id}' "
+            f"type='{'valid' if valid else 'invalid'}'/>".encode("ascii")
+        )
+        return True
+
+    def connectionLost(self, reason):
+        if self.state in ("starttls", "header after TLS"):
+            self.remote.problems.append(
+                f"the server's stream to {self.local} ended while {self.state}: "
+                f"{reason.getErrorMessage()}"
+            )
+
+
+class Remote:
+    """
+    Everything the remote domains share: the wildcard identity, the
+    dialback secret, the TLS contexts, the delivery counter.
+    """
+
+    def __init__(self, reactor, ca, certificate_file, key_file):
+        self.reactor = reactor
+        self.secret = secrets.token_hex(32)
+        with open(certificate_file, "rb") as f:
+            chain = f.read()
+        with open(key_file, "rb") as f:
+            key = f.read()
+        ca_certificate = ssl.Certificate.loadPEM(ca.pem)
+        identity = ssl.PrivateCertificate.loadPEM(chain + key)
+        self.client_tls = ssl.optionsForClientTLS(
+            SINK,
+            trustRoot=ca_certificate,
+            clientCertificate=identity,
+            extraCertificateOptions={"extraCertChain": [ca_certificate.original]},
+        )
+        # The remote domains' listener uses the gateway's TLS profile (TLS
+        # 1.2+, asks for the client's certificate and takes any: it offers
+        # SASL EXTERNAL when one came; this side is the benchmark's sink,
+        # not a server whose checks are measured).
+        self.server_tls = TLSProfile(
+            [LocalIdentity(PEERS, certificate_file, key_file, "")]
+        ).server_creator()
+        self.delivered = 0
+        self.target = None
+        self.on_target = None
+        self.callbacks = {True: 0, False: 0}
+        self.problems = []
+        self.listener = None
+        self.server_port = None
+
+    def listen(self):
+        factory = protocol.Factory.forProtocol(lambda: Receiving(self))
+        factory.noisy = False
+        self.listener = self.reactor.listenTCP(0, factory, interface=LOOPBACK)
+        return self.listener.getHost().port
+
+    def received(self, count):
+        self.delivered += count
+        if self.target is not None and self.delivered >= self.target and self.on_target:
+            on_target, self.on_target = self.on_target, None
+            on_target()
+
+    async def establish(self, domain, method="external", timeout=30.0):
+        factory = protocol.Factory.forProtocol(lambda: Originating(self, domain, method))
+        factory.noisy = False
+        endpoint = TCP4ClientEndpoint(self.reactor, LOOPBACK, self.server_port, timeout=timeout)
+        started = time.monotonic()
+        try:
+            stream = await bounded(self.reactor, endpoint.connect(factory), timeout, "connecting")
+        except BenchError:
+            raise
+        except Exception as e:
+            raise BenchError(f"cannot connect to the server's s2s port: {e}") from None
+        remaining = max(0.1, timeout - (time.monotonic() - started))
+        try:
+            return await bounded(self.reactor, stream.authenticated, remaining, "s2s establishment")
+        except BenchError as e:
+            stream.transport.abortConnection()
+            raise BenchError(f"{domain}: {e} (state: {stream.state})") from None
+
+
+# The servers under test ---------------------------------------------------------
+
+
+def process_cpu(pid):
+    """
+    User + system CPU seconds of process C{pid} so far (/proc/PID/stat).
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+class Gateway:
+    name = "gateway"
+
+    def __init__(self, folder, pki, dns_port, component_secret, streams):
+        self.folder = os.path.join(folder, "gateway")
+        os.makedirs(self.folder, exist_ok=True)
+        self.s2s_port, self.component_port = fed.free_port(), fed.free_port()
+        certificate, key, ca_file = pki
+        config_file = os.path.join(self.folder, "gateway.toml")
+        q = fed.toml_string
+        with open(config_file, "w") as f:
+            f.write(
+                f"state_dir = {q(os.path.join(self.folder, 'state'))}\n"
+                f"[s2s]\nlisten = [{q(f'tcp:{self.s2s_port}:interface={LOOPBACK}')}]\n"
+                # Every stream of the memory phase comes from 127.0.0.1.
+                f"max_connections_per_address = {streams + 10}\n"
+                f"max_connections = {streams + 10}\n"
+                f"[components]\nlisten = [{q(f'tcp:{self.component_port}:interface={LOOPBACK}')}]\n"
+                f"[admin]\nlisten = []\n"
+                f'[domains."{SINK}"]\ncertificate = {q(certificate)}\n'
+                f"key = {q(key)}\ncomponent_secret = {q(component_secret)}\n"
+                f"[dns]\nservers = [{q(f'{LOOPBACK}:{dns_port}')}]\n"
+                f"[policy]\ntrust_store = {q(ca_file)}\n"
+            )
+        self.process = fed.GatewayProcess(self.folder, config_file)
+
+    async def start(self, reactor):
+        self.process.start()
+        await fed.wait_for_gateway(reactor, self.process, [self.s2s_port, self.component_port])
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def alive(self):
+        return self.process.alive()
+
+    def describe(self):
+        return fed.log_tail(self.process)
+
+    async def stop(self, reactor):
+        await self.process.stop(reactor)
+
+
+class Prosody:
+    name = "Prosody"
+
+    def __init__(self, folder, pki, dns_port, component_secret, streams):
+        self.folder = os.path.join(folder, "prosody")
+        os.makedirs(self.folder, exist_ok=True)
+        self.s2s_port, self.component_port = fed.free_port(), fed.free_port()
+        certificate, key, ca_file = pki
+        self.server = ProsodyServer(
+            self.folder, LOOPBACK, self.s2s_port, self.component_port, SINK, component_secret,
+            certificate, key, ca_file, dns_port, secure_auth=True, log_level=os.environ.get("BENCH_PROSODY_LOG", "warn"),
+        )
+
+    async def start(self, reactor):
+        await self.server.start()
+
+    @property
+    def pid(self):
+        return self.server.process.pid
+
+    def alive(self):
+        return self.server.process.poll() is None
+
+    def describe(self):
+        return self.server.log_tail(15)
+
+    async def stop(self, reactor):
+        await self.server.stop()
+
+
+# The component ------------------------------------------------------------------
+
+
+async def attach_component(reactor, server, secret):
+    sink = fed.Sink(secret, SINK)
+    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, server.component_port, timeout=10)
+    await bounded(reactor, endpoint.connect(protocol.Factory.forProtocol(lambda: sink)),
+                  10, "connecting the component")
+    await bounded(reactor, sink.ready, 10, "component handshake")
+    sink.transport.setTcpNoDelay(True)
+    return sink
+
+
+def message_batches(count, senders, recipients, batch_bytes=65536):
+    """
+    C{count} messages, round-robin over C{(sender, recipient)} pairs, as one
+    list of byte batches per pair.
+    """
+    body = fed.BODY
+    pairs = list(zip(senders, recipients))
+    out = [[] for _ in pairs]
+    current = [[] for _ in pairs]
+    sizes = [0] * len(pairs)
+    total = 0
+    for n in range(count):
+        i = n % len(pairs)
+        sender, recipient = pairs[i]
+        stanza = (
+            f"<message from='{sender}' to='{recipient}' type='chat' id='b{n}'>"
+            f"<body>{body}</body></message>"
+        ).encode("ascii")
+        current[i].append(stanza)
+        sizes[i] += len(stanza)
+        total += len(stanza)
+        if sizes[i] >= batch_bytes:
+            out[i].append(b"".join(current[i]))
+            current[i], sizes[i] = [], 0
+    for i in range(len(pairs)):
+        if current[i]:
+            out[i].append(b"".join(current[i]))
+    return out, total
+
+
+# Phases ----------------------------------------------------------------------------
+
+
+class Run:
+    """
+    One server under test, with the component attached and the remote side
+    ready.
+    """
+
+    def __init__(self, reactor, server, remote, sink, options):
+        self.reactor = reactor
+        self.server = server
+        self.remote = remote
+        self.sink = sink
+        self.options = options
+
+    def check_alive(self, what):
+        if not self.server.alive():
+            raise BenchError(f"{self.server.name} exited during {what}\n{self.server.describe()}")
+        if self.sink.lost.called:
+            raise BenchError(f"the component's stream closed during {what}: {self.sink.problem}")
+        if self.remote.problems:
+            raise BenchError(f"during {what}: " + "; ".join(self.remote.problems))
+
+    async def wait_until(self, done, counted, what, timeout=PHASE_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last, last_progress = counted(), time.monotonic()
+        while not done():
+            await sleep(self.reactor, 0.05)
+            if done():
+                break
+            self.check_alive(what)
+            now = time.monotonic()
+            if counted() != last:
+                last, last_progress = counted(), now
+            elif now - last_progress > STALL_SECONDS:
+                raise BenchError(f"{what}: no progress for {STALL_SECONDS:g} s at {counted()}")
+            if now > deadline:
+                raise BenchError(f"{what}: not done within {timeout:g} s ({counted()})")
+
+    def result(self, count, finished, cpu0, own0, t0):
+        elapsed = finished["time"] - t0
+        server_cpu = finished["server_cpu"] - cpu0
+        return {
+            "rate": count / elapsed,
+            "per_cpu": count / server_cpu if server_cpu > 0 else float("inf"),
+            "cpu_per_10k": 10000 * server_cpu / count,
+            "server_share": server_cpu / elapsed,
+            "own_share": (finished["own_cpu"] - own0) / elapsed,
+        }
+
+    async def inbound(self, streams, count):
+        what = f"inbound throughput over {streams} stream(s)"
+        domains = [peer_domain(n) for n in range(1, streams + 1)]
+        clients = [await self.remote.establish(d) for d in domains]
+        versions = {c.tls_version for c in clients}
+        batches, _ = message_batches(
+            count, [f"u@{d}" for d in domains], [f"sink@{SINK}"] * streams
+        )
+        pumps = [fed.Pump(c.transport, b) for c, b in zip(clients, batches)]
+        sink = self.sink
+        base = sink.count
+        finished = {}
+
+        def reached():
+            finished["time"] = time.perf_counter()
+            finished["server_cpu"] = process_cpu(self.server.pid)
+            finished["own_cpu"] = own_cpu()
+
+        sink.target, sink.on_target = base + count, reached
+        cpu0, own0 = process_cpu(self.server.pid), own_cpu()
+        t0 = time.perf_counter()
+        for pump in pumps:
+            pump.start()
+        await self.wait_until(lambda: "time" in finished, lambda: sink.count - base, what)
+        result = self.result(count, finished, cpu0, own0, t0)
+        result["tls"] = ",".join(sorted(v or "?" for v in versions))
+        for c in clients:
+            c.close()
+        for c in clients:
+            try:
+                await bounded(self.reactor, c.lost, 10, "closing an inbound stream")
+            except BenchError:
+                c.transport.abortConnection()
+        if sink.count - base != count:
+            raise BenchError(f"{what}: the component counted {sink.count - base}, not {count}")
+        return result
+
+    async def outbound(self, streams, count):
+        what = f"outbound throughput over {streams} stream(s)"
+        domains = [peer_domain(n) for n in range(1, streams + 1)]
+        remote, sink = self.remote, self.sink
+        # Set up the streams: one message to each remote domain.
+        base = remote.delivered
+        sink.transport.write(b"".join(
+            f"<message from='source@{SINK}' to='u@{d}' type='chat'><body>hello</body></message>"
+            .encode("ascii") for d in domains
+        ))
+        await self.wait_until(lambda: remote.delivered - base >= streams,
+                              lambda: remote.delivered - base, what + " (setting up)", 60)
+        batches, _ = message_batches(
+            count, [f"source@{SINK}"] * streams, [f"u@{d}" for d in domains]
+        )
+        # One component stream carries them all: interleave the batches.
+        interleaved = [b for group in _round_robin(batches) for b in group]
+        pump = fed.Pump(sink.transport, interleaved)
+        finished = {}
+
+        def reached():
+            finished["time"] = time.perf_counter()
+            finished["server_cpu"] = process_cpu(self.server.pid)
+            finished["own_cpu"] = own_cpu()
+
+        base = remote.delivered
+        remote.target, remote.on_target = base + count, reached
+        errors0 = sink.errors
+        cpu0, own0 = process_cpu(self.server.pid), own_cpu()
+        t0 = time.perf_counter()
+        pump.start()
+        await self.wait_until(lambda: "time" in finished, lambda: remote.delivered - base, what)
+        result = self.result(count, finished, cpu0, own0, t0)
+        if sink.errors != errors0:
+            raise BenchError(f"{what}: {sink.errors - errors0} messages bounced")
+        await sleep(self.reactor, 0.2)
+        if remote.delivered - base != count:
+            raise BenchError(f"{what}: the remote side counted {remote.delivered - base}, not {count}")
+        return result
+
+    async def handshakes(self, count, method):
+        what = f"handshakes ({method})"
+        domain = peer_domain(0)
+        sink = self.sink
+        latencies = []
+        callbacks0 = sum(self.remote.callbacks.values())
+        cpu0, own0 = process_cpu(self.server.pid), own_cpu()
+        t0 = time.perf_counter()
+        for n in range(count):
+            self.check_alive(what)
+            started = time.perf_counter()
+            client = await self.remote.establish(domain, method)
+            arrived = defer.Deferred()
+            sink.target, sink.on_target = sink.count + 1, lambda: arrived.callback(None)
+            client.transport.write(
+                f"<message from='u@{domain}' to='sink@{SINK}' type='chat' id='h{n}'>"
+                f"<body>{fed.BODY}</body></message>".encode("ascii")
+            )
+            await bounded(self.reactor, arrived, 30, f"{what}: first message on stream {n + 1}")
+            latencies.append(time.perf_counter() - started)
+            client.close()
+            try:
+                await bounded(self.reactor, client.lost, 10, f"{what}: closing stream {n + 1}")
+            except BenchError:
+                client.transport.abortConnection()
+                raise
+        elapsed = time.perf_counter() - t0
+        server_cpu = process_cpu(self.server.pid) - cpu0
+        if self.remote.callbacks[False]:
+            raise BenchError(f"{what}: {self.remote.callbacks[False]} dialback keys were invalid")
+        return {
+            "rate": count / elapsed,
+            "median_ms": 1000 * statistics.median(latencies),
+            "cpu_ms": 1000 * server_cpu / count,
+            "own_share": (own_cpu() - own0) / elapsed,
+            "callbacks": sum(self.remote.callbacks.values()) - callbacks0,
+        }
+
+    async def memory(self, count):
+        what = f"memory with {count} idle streams"
+        # One stream first, so that what every stream needs once is loaded.
+        warm = await self.remote.establish(peer_domain(100000))
+        await sleep(self.reactor, 1.0)
+        before = process_rss_kib(self.server.pid)
+        streams = [warm]
+        batch = 20
+        for first in range(0, count, batch):
+            self.check_alive(what)
+            streams += await defer.gatherResults([
+                defer.Deferred.fromCoroutine(self.remote.establish(peer_domain(100001 + n), timeout=60))
+                for n in range(first, min(count, first + batch))
+            ])
+        await sleep(self.reactor, 3.0)
+        self.check_alive(what)
+        open_streams = sum(1 for s in streams[1:] if not s.lost.called)
+        after = process_rss_kib(self.server.pid)
+        if open_streams != count:
+            raise BenchError(f"{what}: only {open_streams} of {count} streams stayed open")
+        for s in streams:
+            s.close()
+        await defer.DeferredList([s.lost for s in streams])
+        return {"kib_per_stream": (after - before) / count, "rss_mib": after / 1024}
+
+
+def _round_robin(lists):
+    """
+    Groups of one item from each list in turn, until all are used up.
+    """
+    longest = max(len(items) for items in lists)
+    for i in range(longest):
+        yield [items[i] for items in lists if i < len(items)]
+
+
+async def run_server(reactor, server_class, folder, pki, dns_port, remote, options):
+    secret = secrets.token_hex(16)
+    server = server_class(folder, pki, dns_port, secret, options.streams)
+    remote.server_port = server.s2s_port
+    remote.problems.clear()
+    print(f"\n== {server.name}: s2s {LOOPBACK}:{server.s2s_port}, "
+          f"components {LOOPBACK}:{server.component_port}")
+    await server.start(reactor)
+    results = {}
+    sink = None
+    try:
+        print(f"   {server.name} pid {server.pid}")
+        sink = await attach_component(reactor, server, secret)
+        run = Run(reactor, server, remote, sink, options)
+        for streams in (1, 4):
+            if options.messages:
+                r = await run.inbound(streams, options.messages)
+                results[f"in{streams}"] = r
+                print(f"   inbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
+                      f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
+                      f"bench {100 * r['own_share']:.0f}%, {r['tls']}")
+        for streams in (1, 4):
+            if options.messages:
+                r = await run.outbound(streams, options.messages)
+                results[f"out{streams}"] = r
+                print(f"   outbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
+                      f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
+                      f"bench {100 * r['own_share']:.0f}%")
+        for method in ("external", "dialback"):
+            if options.handshakes:
+                r = await run.handshakes(options.handshakes, method)
+                results[f"hs_{method}"] = r
+                print(f"   handshakes ({method}): {r['rate']:.1f}/s, median {r['median_ms']:.1f} ms, "
+                      f"{r['cpu_ms']:.1f} ms CPU each, {r['callbacks']} dialback callbacks")
+        if options.streams:
+            r = await run.memory(options.streams)
+            results["memory"] = r
+            print(f"   memory: {r['kib_per_stream']:.1f} KiB per idle stream "
+                  f"({options.streams} streams, RSS {r['rss_mib']:.0f} MiB)")
+    finally:
+        if sink is not None:
+            sink.close()
+        await server.stop(reactor)
+    return results
+
+
+# (key, label, unit, value from a result, higher is better)
+FIGURES = [
+    ("in1", "inbound, 1 stream: messages/s", lambda r: r["rate"], True),
+    ("in1", "inbound, 1 stream: messages per CPU-s", lambda r: r["per_cpu"], True),
+    ("in4", "inbound, 4 streams: messages/s", lambda r: r["rate"], True),
+    ("in4", "inbound, 4 streams: messages per CPU-s", lambda r: r["per_cpu"], True),
+    ("out1", "outbound, 1 stream: messages/s", lambda r: r["rate"], True),
+    ("out1", "outbound, 1 stream: messages per CPU-s", lambda r: r["per_cpu"], True),
+    ("out4", "outbound, 4 streams: messages/s", lambda r: r["rate"], True),
+    ("out4", "outbound, 4 streams: messages per CPU-s", lambda r: r["per_cpu"], True),
+    ("hs_external", "handshakes, SASL EXTERNAL: per second", lambda r: r["rate"], True),
+    ("hs_external", "handshakes, SASL EXTERNAL: median ms", lambda r: r["median_ms"], False),
+    ("hs_external", "handshakes, SASL EXTERNAL: CPU ms each", lambda r: r["cpu_ms"], False),
+    ("hs_dialback", "handshakes, dialback: per second", lambda r: r["rate"], True),
+    ("hs_dialback", "handshakes, dialback: median ms", lambda r: r["median_ms"], False),
+    ("hs_dialback", "handshakes, dialback: CPU ms each", lambda r: r["cpu_ms"], False),
+    ("hs_dialback", "handshakes, dialback: callbacks made", lambda r: r["callbacks"], None),
+    ("memory", "memory: KiB per idle stream", lambda r: r["kib_per_stream"], False),
+]
+
+
+def fmt(value):
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def figure_rows(repeats):
+    """
+    For each figure: the gateway's and Prosody's medians over the repeats,
+    and the median of the per-repeat ratios (gateway better > 1).
+    """
+    rows = []
+    for key, label, value, higher_better in FIGURES:
+        pairs = []
+        for run in repeats:
+            g, p = run.get("gateway", {}).get(key), run.get("Prosody", {}).get(key)
+            pairs.append((value(g) if g else None, value(p) if p else None))
+        gs = [g for g, _ in pairs if g is not None]
+        ps = [p for _, p in pairs if p is not None]
+        if not gs and not ps:
+            continue
+        ratios = []
+        if higher_better is not None:
+            for g, p in pairs:
+                if g is not None and p is not None and g > 0 and p > 0:
+                    ratios.append(g / p if higher_better else p / g)
+        rows.append((
+            label,
+            statistics.median(gs) if gs else None,
+            statistics.median(ps) if ps else None,
+            statistics.median(ratios) if ratios else None,
+        ))
+    return rows
+
+
+def print_table(title, repeats):
+    rows = figure_rows(repeats)
+    width = max(len(r[0]) for r in rows) + 2 if rows else 40
+    print("\n" + title)
+    print(f"{'figure':<{width}}{'gateway':>12}{'Prosody':>12}{'ratio':>8}")
+    for label, g, p, ratio in rows:
+        print(f"{label:<{width}}{fmt(g):>12}{fmt(p):>12}"
+              f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}")
+    return rows
+
+
+async def main(reactor, options):
+    folder = tempfile.mkdtemp(prefix="xmpp-gateway-versus-")
+    print(f"bench: gateway code {fed.code_version()}; Prosody {package_version('prosody')}; "
+          f"working folder {folder}")
+    print(f"bench: machine: {machine()}")
+    dns_server = remote = None
+    repeats = []
+    failure = None
+    try:
+        ca = CertificateAuthority("Bench CA")
+        pki_folder = os.path.join(folder, "pki")
+        ca_file = ca.write_ca(pki_folder)
+        sink_certificate, sink_key = ca.write_identity(pki_folder, SINK, eku=BOTH_EKUS)
+        peers_certificate, peers_key = ca.write_identity(
+            pki_folder, PEERS, [f"*.{PEERS}"], eku=BOTH_EKUS
+        )
+        remote = Remote(reactor, ca, peers_certificate, peers_key)
+        remote_port = remote.listen()
+        dns_server = LoopbackDNSServer(reactor)
+        for n in range(0, 5):
+            dns_server.add_srv(f"_xmpp-server._tcp.{peer_domain(n)}", f"xmpp.{PEERS}", remote_port)
+        dns_server.add_a(f"xmpp.{PEERS}", LOOPBACK)
+        servers = [{"gateway": Gateway, "prosody": Prosody}[name] for name in options.servers]
+        for repeat in range(1, options.repeats + 1):
+            print(f"\n#### repeat {repeat}/{options.repeats}")
+            results = {}
+            for server_class in servers:
+                results[server_class.name] = await run_server(
+                    reactor, server_class, folder, (sink_certificate, sink_key, ca_file),
+                    dns_server.port, remote, options,
+                )
+            repeats.append(results)
+            print_table(f"repeat {repeat}:", [results])
+    except BenchError as e:
+        failure = str(e)
+    finally:
+        if remote is not None and remote.listener is not None:
+            await remote.listener.stopListening()
+        if dns_server is not None:
+            await dns_server.stop()
+    if repeats:
+        print("\n" + "=" * 78)
+        print_table(
+            f"medians of {len(repeats)} repeat(s); ratio > 1: the gateway does better "
+            f"({options.messages:,} messages, {options.handshakes} handshakes, "
+            f"{options.streams} idle streams)",
+            repeats,
+        )
+        print("=" * 78)
+    if failure:
+        print(f"\nBENCHMARK FAILED: {failure}\n(files kept in {folder})", file=sys.stderr)
+        raise SystemExit(1)
+    if options.keep:
+        print(f"files kept in {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}"
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(
+        description="Benchmark the gateway against Debian's Prosody, side by side."
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every phase (default 3)")
+    parser.add_argument("--messages", type=int, default=200000,
+                        help="messages per throughput phase (default 200000; 0 skips them)")
+    parser.add_argument("--handshakes", type=int, default=200,
+                        help="establishments per handshake phase (default 200; 0 skips them)")
+    parser.add_argument("--streams", type=int, default=1000,
+                        help="idle streams held for the memory phase (default 1000; 0 skips it)")
+    parser.add_argument("--servers", default="gateway,prosody",
+                        help="which servers, in order (default gateway,prosody)")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    options = parser.parse_args(argv)
+    options.servers = [s.strip().lower() for s in options.servers.split(",") if s.strip()]
+    if not options.servers or set(options.servers) - {"gateway", "prosody"}:
+        parser.error("--servers takes gateway and/or prosody")
+    if min(options.repeats, options.messages, options.handshakes, options.streams) < 0:
+        parser.error("counts must not be negative")
+    return options
+
+
+if __name__ == "__main__":
+    arguments = parse_arguments(sys.argv[1:])
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor, arguments)))
