@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from gateway.tls import TLSFacts
+from gateway.verifiers import pkix
 from gateway.verifiers.interfaces import (
     IDomainVerifier,
     IDomainVerifierFactory,
@@ -620,6 +621,92 @@ class PKIXVerifierTests(SynchronousTestCase):
         self.assertEqual(verdict.outcome, Outcome.FAILED)
         self.assertIn("internal error: TypeError", verdict.reason)
         self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+
+class PKIXCacheTests(SynchronousTestCase):
+    """
+    L{PKIXVerifier} remembers its verdicts: a peer that connects again with
+    the same chain costs no new path validation, within the validity the
+    verdict was given.
+    """
+
+    def setUp(self):
+        self.validations = []
+        original = pkix.validate_path
+
+        def counting(certificates, store, now):
+            self.validations.append(now)
+            return original(certificates, store, now)
+
+        self.patch(pkix, "validate_path", counting)
+        self.clock = clock_at(NOW)
+        self.verifier = PKIXVerifier(STORE, self.clock)
+
+    def verify(self, chain, domain="example.org"):
+        return result(self.verifier.verify(request(chain, domain)))
+
+    def test_seen_chain(self):
+        chain = leaf(["example.org"])
+        first, second = self.verify(chain), self.verify(chain)
+        self.assertEqual(second.outcome, Outcome.VERIFIED)
+        self.assertIs(second, first)
+        self.assertEqual(len(self.validations), 1)
+        self.assertEqual((self.verifier.cache.hits, self.verifier.cache.misses), (1, 1))
+
+    def test_other_domain(self):
+        """
+        The same chain for another domain is a new check (and here a refusal).
+        """
+        chain = leaf(["example.org"])
+        self.verify(chain)
+        verdict = self.verify(chain, "example.net")
+        self.assertEqual(verdict.outcome, Outcome.FAILED)
+        self.assertEqual(len(self.validations), 2)
+
+    def test_other_chain(self):
+        self.verify(leaf(["example.org"]))
+        self.verify(leaf(["example.org"]))
+        self.assertEqual(len(self.validations), 2)
+
+    def test_expiry(self):
+        """
+        A verified chain is reused only while every certificate of its path
+        is valid: after the leaf expires, it is checked again and refused.
+        """
+        chain = leaf(["example.org"], not_after=NOW + DAY)
+        self.assertEqual(self.verify(chain).outcome, Outcome.VERIFIED)
+        self.clock.advance(DAY.total_seconds() - 1)
+        self.assertEqual(self.verify(chain).outcome, Outcome.VERIFIED)
+        self.assertEqual(len(self.validations), 1)
+        self.clock.advance(2)
+        self.assertIn("expired on", self.verify(chain).reason)
+        self.assertEqual(len(self.validations), 2)
+
+    def test_refusal_remembered_briefly(self):
+        """
+        A refusal is remembered for FAILURE_TTL seconds: a certificate that
+        is not valid yet is checked again after that.
+        """
+        chain = leaf(["example.org"], not_before=NOW + datetime.timedelta(seconds=30))
+        self.assertEqual(self.verify(chain).outcome, Outcome.FAILED)
+        self.clock.advance(31)
+        self.assertEqual(self.verify(chain).outcome, Outcome.FAILED)
+        self.assertEqual(len(self.validations), 1)
+        self.clock.advance(pkix.FAILURE_TTL)
+        self.assertEqual(self.verify(chain).outcome, Outcome.VERIFIED)
+        self.assertEqual(len(self.validations), 2)
+
+    def test_bounded(self):
+        verifier = PKIXVerifier(STORE, self.clock, cache_size=2)
+        chains = [leaf(["example.org"]) for _ in range(3)]
+        for chain in chains:
+            result(verifier.verify(request(chain)))
+        self.assertEqual(len(verifier.cache), 2)
+        # The oldest was forgotten, the newest are remembered.
+        result(verifier.verify(request(chains[2])))
+        self.assertEqual(len(self.validations), 3)
+        result(verifier.verify(request(chains[0])))
+        self.assertEqual(len(self.validations), 4)
 
 
 def _write(folder, name, data):

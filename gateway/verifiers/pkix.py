@@ -34,6 +34,7 @@ Two steps, each a pure function:
      Domains are compared in A-label form, lower case.
 """
 
+import collections
 import datetime
 import ipaddress
 import os
@@ -466,8 +467,23 @@ def check_pkix(chain, domain, store, now, allow_cn_id=False):
         certificate without DNS, SRV, URI or XmppAddr names.
     @rtype: L{Verdict}
     """
+    return _check_pkix(chain, domain, store, now, allow_cn_id)[0]
+
+
+def _check_pkix(chain, domain, store, now, allow_cn_id=False):
+    """
+    Decide whether the presented C{chain} authenticates C{domain} by PKIX.
+
+    @param chain: the DER certificates the peer presented, its own first.
+    @param domain: the XMPP domain claimed (U-labels or A-labels).
+    @param store: the trust anchors, a L{Store}.
+    @param now: the validation time, a datetime (naive means UTC).
+    @param allow_cn_id: accept the subject CN as a last resort, for a
+        certificate without DNS, SRV, URI or XmppAddr names.
+    @return: C{(verdict, validated chain or None)}.
+    """
     if not chain:
-        return Verdict.not_applicable(NAME, "the peer presented no certificate")
+        return Verdict.not_applicable(NAME, "the peer presented no certificate"), None
     certificates = []
     for position, der in enumerate(chain):
         try:
@@ -476,15 +492,15 @@ def check_pkix(chain, domain, store, now, allow_cn_id=False):
             which = "the peer's certificate" if position == 0 else (
                 f"certificate {position + 1} of the peer's chain"
             )
-            return Verdict.failed(NAME, f"could not parse {which}: {e}")
+            return Verdict.failed(NAME, f"could not parse {which}: {e}"), None
     try:
         validated = validate_path(certificates, store, now)
     except PathError as e:
-        return Verdict.failed(NAME, str(e))
+        return Verdict.failed(NAME, str(e)), None
     try:
         found = match_identity(certificates[0], domain, allow_cn_id)
     except IdentityError as e:
-        return Verdict.failed(NAME, str(e))
+        return Verdict.failed(NAME, str(e)), None
     anchor = validated[-1].subject.rfc4514_string()
     return Verdict.verified(
         NAME,
@@ -493,7 +509,7 @@ def check_pkix(chain, domain, store, now, allow_cn_id=False):
         matched=found.matched,
         trust_anchor=anchor,
         chain=[certificate.subject.rfc4514_string() for certificate in validated],
-    )
+    ), validated
 
 
 # Trust stores
@@ -638,6 +654,12 @@ def _now_function(clock):
     return now
 
 
+#: Checks remembered by each PKIX verifier.
+CACHE_SIZE = 1024
+#: Seconds a refusal is remembered (a certificate not valid yet may become so).
+FAILURE_TTL = 60
+
+
 @implementer(IDomainVerifier)
 class PKIXVerifier:
     """
@@ -651,10 +673,11 @@ class PKIXVerifier:
 
     name = NAME
 
-    def __init__(self, store, clock=None, allow_cn_id=False):
+    def __init__(self, store, clock=None, allow_cn_id=False, cache_size=CACHE_SIZE):
         self.store = store
         self.allow_cn_id = allow_cn_id
         self._now = _now_function(clock)
+        self.cache = ResultCache(cache_size)
 
     def verify(self, request, allow_cn_id=None):
         """
@@ -670,13 +693,71 @@ class PKIXVerifier:
         if allow_cn_id is None:
             allow_cn_id = self.allow_cn_id
         try:
-            verdict = check_pkix(
-                request.peer_chain, request.peer_domain, self.store, self._now(), allow_cn_id
-            )
+            verdict = self._check(request.peer_chain, request.peer_domain, allow_cn_id)
         except Exception as e:
             log.failure("pkix check of {peer} raised", peer=request.peer_domain)
             verdict = Verdict.failed(NAME, f"internal error: {e.__class__.__name__}: {e}")
         return defer.succeed(verdict)
+
+
+    def _check(self, chain, domain, allow_cn_id):
+        if not chain:
+            return check_pkix(chain, domain, self.store, self._now(), allow_cn_id)
+        now = self._now()
+        key = (tuple(bytes(der) for der in chain), domain, bool(allow_cn_id))
+        verdict = self.cache.get(key, now)
+        if verdict is not None:
+            return verdict
+        verdict, validated = _check_pkix(chain, domain, self.store, now, allow_cn_id)
+        if validated is not None:
+            # Good while every certificate of the validated path is.
+            start = max(c.not_valid_before_utc for c in validated)
+            end = min(c.not_valid_after_utc for c in validated)
+        else:
+            start, end = now, now + datetime.timedelta(seconds=FAILURE_TTL)
+        self.cache.put(key, verdict, start, end)
+        return verdict
+
+
+class ResultCache:
+    """
+    The verdicts of chains already checked, so that a peer that connects
+    again with the same chain costs no new path validation: keyed by the
+    chain's DER, the domain and whether CN-IDs count; a verdict is reused
+    only within the validity window it was given (for a verified chain,
+    the window in which every certificate of its path is valid), and the
+    least recently used is forgotten first.  The trust store is read once
+    at start, so it can't change under the cache.
+    """
+
+    def __init__(self, size):
+        self.size = size
+        self._entries = collections.OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self):
+        return len(self._entries)
+
+    def get(self, key, now):
+        entry = self._entries.get(key)
+        if entry is not None:
+            verdict, start, end = entry
+            if start <= now < end:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return verdict
+            del self._entries[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, verdict, start, end):
+        if self.size <= 0:
+            return
+        self._entries[key] = (verdict, start, end)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
 
 @implementer(IDomainVerifierFactory)
