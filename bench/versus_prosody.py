@@ -525,7 +525,7 @@ class Prosody:
         certificate, key, ca_file = pki
         self.server = ProsodyServer(
             self.folder, LOOPBACK, self.s2s_port, self.component_port, SINK, component_secret,
-            certificate, key, ca_file, dns_port, secure_auth=True, log_level=os.environ.get("BENCH_PROSODY_LOG", "warn"),
+            certificate, key, ca_file, dns_port, secure_auth=True, log_level=os.environ.get("BENCH_PROSODY_LOG", "info"),
         )
 
     async def start(self, reactor):

@@ -16,6 +16,7 @@ certificate unreadable.
 """
 
 import datetime
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -249,10 +250,16 @@ class CertificateSummary:
     @classmethod
     def from_der(cls, der):
         """
-        Summarise the DER certificate C{der}.
+        Summarise the DER certificate C{der}.  Summaries (immutable) of
+        the certificates seen most recently are kept: every stream from a
+        peer presents the same one.
 
         @raise ValueError: when C{der} is not a certificate.
         """
+        return _summarise(cls, bytes(der))
+
+    @classmethod
+    def _from_der(cls, der):
         certificate = x509.load_der_x509_certificate(der)
         return cls(
             sha256=certificate_sha256(der),
@@ -278,6 +285,11 @@ class CertificateSummary:
             "not_after": self.not_after,
             "sans": [[kind, value] for kind, value in self.sans],
         }
+
+
+@functools.lru_cache(maxsize=512)
+def _summarise(cls, der):
+    return cls._from_der(der)
 
 
 def issued_by(certificate, issuer):

@@ -10,7 +10,8 @@ import json
 import os
 import sqlite3
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.python import threadable
 from twisted.trial import unittest
@@ -19,7 +20,7 @@ from zope.interface.verify import verifyObject
 from gateway.records.interfaces import IRecordStore, RecordStoreError, check_limit
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord, time_iso
-from gateway.records.sqlite import SCHEMA_VERSION, SQLiteRecordStore
+from gateway.records.sqlite import BATCH_DELAY, SCHEMA_VERSION, SQLiteRecordStore
 from gateway.verifiers.interfaces import Verdict
 
 #: 2024-05-01T12:00:00Z
@@ -617,13 +618,13 @@ class SQLiteRecordStoreTests(RecordStoreTestsMixin, unittest.TestCase):
         """
         store = self.store()
         threads_seen = []
-        original_insert = store._insert
+        original_insert = store._insert_many
 
-        def insert(transaction, row):
+        def insert(transaction, rows):
             threads_seen.append(threadable.isInIOThread())
-            return original_insert(transaction, row)
+            return original_insert(transaction, rows)
 
-        self.patch(store, "_insert", insert)
+        self.patch(store, "_insert_many", insert)
 
         added = store.add(make_record())
         self.assertFalse(added.called)
@@ -642,6 +643,78 @@ class SQLiteRecordStoreTests(RecordStoreTestsMixin, unittest.TestCase):
         self.assertEqual(len(await store.recent()), 2)
         self.assertEqual(threads_seen, [False, False])
         self.assertEqual(fired_in_io_thread, [True])
+
+    @deferred_test
+    async def test_group_commit(self):
+        """
+        Records added together are written in one transaction, and those
+        added while a batch is being written wait for the next; each
+        Deferred fires once its own record is committed, in order.
+        """
+        store = self.store()
+        batches = []
+        original_insert = store._insert_many
+
+        def insert(transaction, rows):
+            batches.append(len(rows))
+            return original_insert(transaction, rows)
+
+        self.patch(store, "_insert_many", insert)
+        added = [store.add(make_record(time=MAY_DAY + n)) for n in range(3)]
+        fired = []
+        for n, d in enumerate(added):
+            d.addCallback(lambda _, n=n: fired.append(n))
+        # The batch is being written: these wait for the next one.
+        await deferLater(reactor, BATCH_DELAY * 1.5, lambda: None)
+        added += [store.add(make_record(time=MAY_DAY + n)) for n in range(3, 5)]
+        for n, d in enumerate(added[3:], 3):
+            d.addCallback(lambda _, n=n: fired.append(n))
+        await defer.gatherResults(added)
+        self.assertEqual(batches, [3, 2])
+        self.assertEqual(fired, list(range(5)))
+        self.assertEqual(len(await store.recent()), 5)
+
+    @deferred_test
+    async def test_batch_failure(self):
+        """
+        When a batch can't be written, every record in it fails with
+        L{RecordStoreError}; the next batch is tried afresh.
+        """
+        store = self.store()
+        original_insert = store._insert_many
+        failing = [True]
+
+        def insert(transaction, rows):
+            if failing[0]:
+                raise sqlite3.OperationalError("disk I/O error")
+            return original_insert(transaction, rows)
+
+        self.patch(store, "_insert_many", insert)
+        added = [store.add(make_record(time=MAY_DAY + n)) for n in range(3)]
+        for d in added:
+            with self.assertRaises(RecordStoreError) as caught:
+                await d
+            self.assertIn("disk I/O error", str(caught.exception))
+        failing[0] = False
+        await store.add(make_record(time=MAY_DAY + 10))
+        self.assertEqual(len(await store.recent()), 1)
+
+    @deferred_test
+    async def test_close_writes_what_was_added(self):
+        """
+        Closing while a batch is being written writes the records added
+        before it, and refuses those added after it.
+        """
+        store = self.store()
+        added = [store.add(make_record(time=MAY_DAY + n)) for n in range(3)]
+        closed = store.close()
+        late = store.add(make_record(time=MAY_DAY + 100))
+        with self.assertRaises(RecordStoreError):
+            await late
+        await defer.gatherResults(added)
+        await closed
+        reopened = self.store()
+        self.assertEqual(len(await reopened.recent()), 3)
 
     def test_missing_folder(self):
         """

@@ -22,6 +22,7 @@ import sqlite3
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python import failure
 from zope.interface import implementer
 
 from gateway.records.interfaces import IRecordStore, RecordStoreError, check_limit
@@ -144,6 +145,10 @@ def _record(row):
     )
 
 
+#: Seconds a record waits for others to be written with it.
+BATCH_DELAY = 0.05
+
+
 @implementer(IRecordStore)
 class SQLiteRecordStore:
     """
@@ -182,6 +187,11 @@ class SQLiteRecordStore:
             cp_openfun=self._prepare_connection,
         )
         self._requested = False
+        self._waiting = []
+        self._writing = False
+        self._gathering = None
+        self._drained = []
+        self._close_requested = False
         self._closing = False
         self._closed = False
         self._close_waiters = []
@@ -198,11 +208,59 @@ class SQLiteRecordStore:
         return self._run(self._pool.runWithConnection, lambda connection: None)
 
     def add(self, record):
+        """
+        Records are written in batches, one transaction each (a group
+        commit): a batch gathers the records added within L{BATCH_DELAY}
+        seconds, and while one batch is being written, new records wait for
+        the next.  Each record's Deferred fires once its batch is
+        committed, or fails with the batch.
+        """
         try:
             row = _row(record)
         except TypeError:
             return defer.fail()
-        return self._run(self._pool.runInteraction, self._insert, row)
+        if self._close_requested or self._closing or self._pool_state() == "stopped":
+            return self._run(self._pool.runInteraction, self._insert_many, [row])
+        written = defer.Deferred()
+        self._waiting.append((row, written))
+        if not self._writing:
+            # Gather what arrives in the next moment into the same batch.
+            self._writing = True
+            self._gathering = self._reactor.callLater(BATCH_DELAY, self._write_batch)
+        return written
+
+    def _write_now(self):
+        """
+        Write the batch being gathered at once, so that what is asked for
+        next (in the pool's one thread) sees it.
+        """
+        if self._gathering is not None and self._gathering.active():
+            self._gathering.cancel()
+            self._write_batch()
+
+    def _write_batch(self):
+        self._gathering = None
+        batch, self._waiting = self._waiting, []
+        self._writing = True
+        result = self._run(
+            self._pool.runInteraction, self._insert_many, [row for row, _ in batch], draining=True
+        )
+
+        def done(outcome):
+            for _, written in batch:
+                if isinstance(outcome, failure.Failure):
+                    written.errback(outcome)
+                else:
+                    written.callback(None)
+            if self._waiting:
+                self._write_batch()
+            else:
+                self._writing = False
+                drained, self._drained = self._drained, []
+                for d in drained:
+                    d.callback(None)
+
+        result.addBoth(done)
 
     def for_peer(self, peer_domain, limit=100):
         return self._newest(f"{SELECT} WHERE peer_domain = ? {NEWEST_FIRST}", (peer_domain,), limit)
@@ -215,6 +273,7 @@ class SQLiteRecordStore:
             limit = check_limit(limit)
         except ValueError:
             return defer.fail()
+        self._write_now()
         return self._run(
             self._pool.runInteraction,
             self._select,
@@ -225,6 +284,14 @@ class SQLiteRecordStore:
     def close(self):
         if self._closed:
             return defer.succeed(None)
+        if self._writing:
+            # Records added before closing are written first; none after.
+            self._close_requested = True
+            self._write_now()
+            drained = defer.Deferred()
+            self._drained.append(drained)
+            drained.addCallback(lambda _: self.close())
+            return drained
         waiter = defer.Deferred()
         self._close_waiters.append(waiter)
         if not self._closing:
@@ -276,12 +343,16 @@ class SQLiteRecordStore:
         for waiter in waiters:
             waiter.callback(None)
 
-    def _run(self, method, *args):
+    def _run(self, method, *args, draining=False):
         """
         Run C{method(*args)} (a pool method) unless the store is closed,
         turning database errors into L{RecordStoreError}s naming the file.
+
+        @param draining: the work was asked for before L{close}: do it
+            while the store waits to close.
         """
-        if self._closing or self._pool_state() == "stopped":
+        closing = self._closing or (self._close_requested and not draining)
+        if closing or self._pool_state() == "stopped":
             # A stopped pool drops work without a word: say so instead.
             return defer.fail(
                 RecordStoreError(f"the record store {self.path} is closed")
@@ -324,8 +395,8 @@ class SQLiteRecordStore:
             connection.close()
             raise
 
-    def _insert(self, transaction, row):
-        transaction.execute(INSERT, row)
+    def _insert_many(self, transaction, rows):
+        transaction.executemany(INSERT, rows)
 
     def _select(self, transaction, query, parameters):
         transaction.execute(query, parameters)
