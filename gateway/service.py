@@ -169,6 +169,9 @@ class GatewayService(service.MultiService):
         self._sweeper = LoopingCall(self.federation.sweep)
         self._sweeper.clock = self.federation.clock
         self._sweeper.start(min(self.config.timeouts.idle / 4, 10.0), now=False)
+        self._parker = LoopingCall(self.federation.park_quiet_parsers)
+        self._parker.clock = self.federation.clock
+        self._parker.start(1.0, now=False)
         d = self.records.start()
         d.addCallback(
             lambda _: log.info("authentication records in {path}", path=self.records.path)
@@ -187,6 +190,8 @@ class GatewayService(service.MultiService):
             return defer.succeed(None)
         if self._sweeper.running:
             self._sweeper.stop()
+        if self._parker.running:
+            self._parker.stop()
         stopped = defer.maybeDeferred(super().stopService)
         done = defer.gatherResults(
             [stopped, self.federation.shut_down(), self.components.close_all()]

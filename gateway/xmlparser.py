@@ -26,6 +26,22 @@ class XMLStreamError(Exception):
         self.text = text
 
 
+def _refuse_comment(*args):
+    raise XMLStreamError("restricted-xml", "comments are not allowed in XMPP")
+
+
+def _refuse_processing_instruction(*args):
+    raise XMLStreamError("restricted-xml", "processing instructions are not allowed in XMPP")
+
+
+def _refuse_doctype(*args):
+    raise XMLStreamError("restricted-xml", "document type declarations are not allowed in XMPP")
+
+
+def _refuse_entity_declaration(*args):
+    raise XMLStreamError("restricted-xml", "entity declarations are not allowed in XMPP")
+
+
 class _LimitedElementStream(domish.ExpatElementStream):
     """
     domish's expat stream, refusing restricted XML and measuring each
@@ -36,6 +52,12 @@ class _LimitedElementStream(domish.ExpatElementStream):
     limit is enforced when the element ends, and while it is still open,
     after every read: no element can make the gateway buffer more than the
     limit plus one read.
+
+    Between stanzas, a quiet stream's expat parser (about 10 KiB) can be
+    put away (L{park}); the next read makes a new one, given the stream
+    header's exact start tag first (without events) so that it parses what
+    follows in the same namespace context.  Byte positions stay those of
+    the whole stream: C{shift} maps the new parser's onto them.
     """
 
     # domish's own per-stanza byte cap counts per feed call; ours replaces it.
@@ -52,17 +74,27 @@ class _LimitedElementStream(domish.ExpatElementStream):
         self.buffer = b""
         self.buffer_offset = 0
         self.boundary = 0
-        parser = self.parser
-        parser.CommentHandler = self._restricted("comments")
-        parser.ProcessingInstructionHandler = self._restricted("processing instructions")
-        parser.StartDoctypeDeclHandler = self._restricted("document type declarations")
-        parser.EntityDeclHandler = self._restricted("entity declarations")
-        parser.DefaultHandler = self._default
-        # Never fetch or expand external entities.
-        parser.SetParamEntityParsing(0)
+        self.shift = 0
+        self.replaying = False
+        self.replayed = False
+        self.header_start = None
+        self.header_bytes = None
+        self.header_tag = None
+        self._install(self.parser)
+
+    def _install(self, parser):
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
+        parser.StartNamespaceDeclHandler = self._onStartNamespace
+        parser.EndNamespaceDeclHandler = self._onEndNamespace
+        parser.CommentHandler = _refuse_comment
+        parser.ProcessingInstructionHandler = _refuse_processing_instruction
+        parser.StartDoctypeDeclHandler = _refuse_doctype
+        parser.EntityDeclHandler = _refuse_entity_declaration
+        parser.DefaultHandler = self._default
+        # Never fetch or expand external entities.
+        parser.SetParamEntityParsing(0)
 
     _HANDLERS = (
         "StartElementHandler",
@@ -77,6 +109,11 @@ class _LimitedElementStream(domish.ExpatElementStream):
         "DefaultHandler",
     )
 
+    def _uninstall(self):
+        if self.parser is not None:
+            for name in self._HANDLERS:
+                setattr(self.parser, name, None)
+
     def release(self):
         """
         Deliver nothing more and let go of the expat parser now: its
@@ -85,17 +122,86 @@ class _LimitedElementStream(domish.ExpatElementStream):
         until a full garbage collection.  Safe to call from inside a
         handler: expat goes on through the rest of the read without one.
         """
-        for name in self._HANDLERS:
-            setattr(self.parser, name, None)
+        self._uninstall()
         self.DocumentStartEvent = self.ElementEvent = self.DocumentEndEvent = None
         self.buffer = b""
 
-    @staticmethod
-    def _restricted(what):
-        def refuse(*args):
-            raise XMLStreamError("restricted-xml", f"{what} are not allowed in XMPP")
+    # Parking -------------------------------------------------------------
 
-        return refuse
+    def parkable(self):
+        """
+        Whether the stream is between stanzas with every byte fed accounted
+        for (nothing half-parsed inside expat) and its header known exactly.
+        """
+        return (
+            self.parser is not None
+            and self.depth == 1
+            and self.currElem is None
+            and self.header_tag is not None
+            and self.boundary == self.bytes_fed
+        )
+
+    def park(self):
+        """
+        Let go of the expat parser if L{parkable}.
+
+        @return: whether it is let go (now or before).
+        """
+        if self.parser is None:
+            return True
+        if (
+            self.header_tag is None
+            and self.header_bytes is not None
+            and self.depth == 1
+            and self.boundary == self.bytes_fed
+        ):
+            # Nothing came after the header: it ends where the bytes fed do
+            # (its first ">" is the last byte fed, and expat has read it all).
+            self.header_tag = self.header_bytes[: self.bytes_fed - self.header_start]
+            self.header_bytes = None
+        if not self.parkable():
+            return False
+        self._uninstall()
+        self.parser = None
+        self.buffer = b""
+        self.buffer_offset = self.bytes_fed
+        return True
+
+    def _unpark(self):
+        import pyexpat
+
+        parser = pyexpat.ParserCreate("UTF-8", " ")
+        self.parser = parser
+        self._install(parser)
+        # The header's namespace declarations are in force already (domish
+        # keeps them); the replayed header must not declare them again.
+        parser.StartNamespaceDeclHandler = None
+        parser.EndNamespaceDeclHandler = None
+        self.replaying = True
+        self.replayed = False
+        try:
+            parser.Parse(self.header_tag)
+        except self.error:
+            self.replayed = False
+        finally:
+            self.replaying = False
+        if not self.replayed:
+            raise XMLStreamError("internal-server-error", "could not resume parsing the stream")
+        parser.StartNamespaceDeclHandler = self._onStartNamespace
+        parser.EndNamespaceDeclHandler = self._onEndNamespace
+        self.shift = self.bytes_fed - len(self.header_tag)
+
+    # Events --------------------------------------------------------------
+
+    def _position(self):
+        position = self.parser.CurrentByteIndex + self.shift
+        if self.header_tag is None and self.header_start is not None and self.depth >= 1:
+            # The first event after the header's start tag begins where the
+            # tag ends: now the tag is known exactly (its bytes were kept
+            # when it was parsed).
+            self.header_tag = self.header_bytes[: position - self.header_start]
+            self.header_bytes = None
+        return position
 
     def _default(self, data):
         # Expat hands undeclared entity references (and nothing else we let
@@ -104,15 +210,21 @@ class _LimitedElementStream(domish.ExpatElementStream):
             raise XMLStreamError("restricted-xml", "entity references are not allowed in XMPP")
 
     def _start(self, name, attributes):
+        if self.replaying:
+            # Only the header's start tag is replayed: one event.
+            self.replayed = not self.replayed
+            return
+        position = self._position()
         self.depth += 1
         if self.depth > self.max_depth + 1:
             raise XMLStreamError(
                 "policy-violation", f"elements nested deeper than the limit of {self.max_depth}"
             )
-        position = self.parser.CurrentByteIndex
         if self.depth == 1:
             # The header starts the document: where it ends is its size.
             self.check_size(self._tag_end(position), "stream header")
+            self.header_start = position
+            self.header_bytes = self.buffer[position - self.buffer_offset:]
         elif self.depth == 2:
             self.element_start = position
         # Whether the element so far has no content (it may be <empty/>).
@@ -122,8 +234,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
             self.boundary = self._tag_end(position)
 
     def _end(self, name):
+        position = self._position()
         if self.depth == 2:
-            position = self.parser.CurrentByteIndex
             if self.without_content and self._preceded_by(position, b"/>"):
                 # Expat reports an empty element's end just past its "/>".
                 end = position
@@ -140,7 +252,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
         self.without_content = False
         if self.depth == 1:
             # Whitespace between stanzas (keepalives) is not part of any.
-            self.boundary = self.parser.CurrentByteIndex + len(data.encode("utf-8"))
+            self.boundary = self._position() + len(data.encode("utf-8"))
         self._onCdata(data)
 
     def _preceded_by(self, position, marker):
@@ -172,6 +284,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
         keep = max(0, start - self.buffer_offset)
         self.buffer = self.buffer[keep:] + data
         self.buffer_offset += keep
+        if self.parser is None:
+            self._unpark()
         self.bytes_fed += len(data)
         super().parse(data)
         if self.element_start is not None:
@@ -217,8 +331,24 @@ class StreamParser:
         C{<proceed/>} in the same read is ever acted on.
         """
         self.closed = True
-        if self._stream is not None:
-            self._stream.release()
+        self._stream.release()
+
+    def park(self):
+        """
+        Put the expat parser away (about 10 KiB) while the stream is quiet
+        between stanzas; the next L{feed} brings a new one, in the same
+        state.  Not to be called from inside one of the callbacks.
+
+        @return: whether it was put away (not when a stanza or a tag is
+            half-read, before the header, or once closed).
+        """
+        if self.closed:
+            return False
+        return self._stream.park()
+
+    @property
+    def parked(self):
+        return self._stream.parser is None
 
     def _header(self, root):
         if not self.closed:

@@ -9,7 +9,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from tests.support import World, error_condition
+from tests.support import World, error_condition, wait_for
 
 
 class FederationTests(unittest.TestCase):
@@ -136,6 +136,28 @@ class FederationTests(unittest.TestCase):
             received = yield defer.Deferred.fromCoroutine(bob.next())
             bodies.append(str(received.body))
         self.assertEqual(bodies, [f"n{n}" for n in range(50)])
+
+    @defer.inlineCallbacks
+    def test_quiet_streams_park_their_parsers(self):
+        """
+        After a second without traffic, both ends of a stream put their XML
+        parsers away; the next stanzas bring them back and arrive intact.
+        """
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+        alice.message("alice@a.test", "bob@b.test", "first")
+        yield defer.Deferred.fromCoroutine(bob.next())
+        outbound = a.federation._outbound[("a.test", "b.test")]
+        (inbound,) = [s for s in b.federation.streams if s.direction == "inbound" and s.verified]
+        yield wait_for(lambda: inbound._parser.parked and outbound._parser.parked, timeout=5)
+        for n in range(3):
+            alice.message("alice@a.test", "bob@b.test", f"again {n}")
+        bodies = []
+        for n in range(3):
+            received = yield defer.Deferred.fromCoroutine(bob.next())
+            bodies.append((received.uri, str(received.body)))
+        self.assertEqual(bodies, [("jabber:component:accept", f"again {n}") for n in range(3)])
+        self.assertFalse(inbound._parser.parked)
+        self.assertIs(b.federation.streams and inbound in b.federation.streams, True)
 
     @defer.inlineCallbacks
     def test_dead_port_bounces(self):

@@ -523,3 +523,160 @@ class CloseTests(unittest.TestCase):
             if error is not None or recorder.kinds != ["header", "proceed"]:
                 wrong.append((name, error and error.condition, recorder.kinds))
         self.assertEqual(wrong, [])
+
+
+class ParkingRecorder(Recorder):
+    """
+    A L{Recorder} that puts the parser away after every feed it can.
+    """
+
+    def __init__(self, max_stanza_size=LIMIT):
+        super().__init__(max_stanza_size)
+        self.parked = 0
+
+    def feed(self, *chunks):
+        for chunk in chunks:
+            self.parser.feed(chunk)
+            if self.parser.park():
+                self.parked += 1
+                self.assertParked()
+
+    def assertParked(self):
+        assert self.parser.parked, "park() said yes but the parser is still there"
+
+
+class ParkTests(unittest.TestCase):
+    """
+    A quiet stream's expat parser can be put away between stanzas and
+    brought back by the next read, with nothing changed: the same elements,
+    namespaces, limits and errors as without parking.
+    """
+
+    def test_same_elements(self):
+        """
+        Parking after every byte that allows it delivers what one feed does.
+        """
+        data = HEADER + ElementTests.STANZAS + b" <db:result from='remote.example' "
+        data += b"to='local.example'>key</db:result>  " + ElementTests.STANZAS + FOOTER
+        whole = Recorder()
+        whole.feed(data)
+        parked = ParkingRecorder()
+        parked.feed(*bytewise(data))
+        self.assertEqual(parked.kinds, whole.kinds)
+        self.assertEqual(
+            [(e.uri, e.toXml()) for e in parked.elements],
+            [(e.uri, e.toXml()) for e in whole.elements],
+        )
+        self.assertEqual(parked.elements[2].uri, NS_DIALBACK)
+        self.assertEqual(parked.elements[0].body.uri, NS_SERVER)
+        # Between stanzas and after whitespace, not inside anything.
+        self.assertGreaterEqual(parked.parked, 4)
+        self.assertEqual(parked.kinds[-1], "end")
+
+    def test_boundary_cases_with_parking(self):
+        """
+        The size-limit cases come out the same with parking after each feed.
+        """
+        at_limit, over = sized(LIMIT), sized(LIMIT + 1)
+        primed = HEADER + b"<a/>"
+        cases = [
+            [primed, at_limit],
+            [primed] + chunks(at_limit * 2, 300),
+            [primed] + [b" "] * 10 + [at_limit],
+            [primed, over],
+            [primed] + bytewise(over),
+            [primed, sized_empty(LIMIT) + b" <b/>"],
+            [primed, sized_empty(LIMIT + 1)],
+        ]
+        for feeds in cases:
+            plain, parked = Recorder(), ParkingRecorder()
+            plain_error, parked_error = plain.feed_error(*feeds), parked.feed_error(*feeds)
+            self.assertEqual(
+                (parked_error and parked_error.condition, parked.kinds),
+                (plain_error and plain_error.condition, plain.kinds),
+            )
+            self.assertGreaterEqual(parked.parked, 1)
+
+    def test_not_mid_stanza(self):
+        recorder = Recorder()
+        self.assertFalse(recorder.parser.park(), "before any header")
+        recorder.feed(HEADER + b"<message><bo")
+        self.assertFalse(recorder.parser.park(), "inside a stanza")
+        recorder.feed(b"dy>x</body></message><pres")
+        self.assertFalse(recorder.parser.park(), "inside a start tag")
+        recorder.feed(b"ence/>")
+        self.assertTrue(recorder.parser.park())
+        self.assertTrue(recorder.parser.parked)
+        self.assertTrue(recorder.parser.park(), "already parked")
+        recorder.feed(b"<iq type='get' id='1'/>")
+        self.assertFalse(recorder.parser.parked)
+        self.assertEqual(recorder.kinds, ["header", "message", "presence", "iq"])
+
+    def test_nothing_after_the_header(self):
+        """
+        A stream quiet right after its header (as after a SASL restart) can
+        be parked too, in any feeding.
+        """
+        for feeds in ([HEADER], bytewise(HEADER), [DECLARATION, ROOT[:40], ROOT[40:]]):
+            recorder = Recorder()
+            recorder.feed(*feeds)
+            self.assertTrue(recorder.parser.park())
+            recorder.feed(b"<db:result from='remote.example' to='local.example'>k</db:result>")
+            recorder.feed(b"<message><body>x</body></message>" + FOOTER)
+            self.assertEqual(recorder.kinds, ["header", "result", "message", "end"])
+            self.assertEqual(recorder.elements[0].uri, NS_DIALBACK)
+            self.assertEqual(recorder.elements[1].body.uri, NS_SERVER)
+
+    def test_restricted_after_parking(self):
+        recorder = Recorder()
+        recorder.feed(HEADER + b"<a/>")
+        self.assertTrue(recorder.parser.park())
+        error = recorder.feed_error(b"<!-- c --><b/>")
+        self.assertEqual(error.condition, "restricted-xml")
+        self.assertEqual(recorder.kinds, ["header", "a"])
+
+    def test_malformed_after_parking(self):
+        recorder = Recorder()
+        recorder.feed(HEADER + b"<a/>")
+        self.assertTrue(recorder.parser.park())
+        error = recorder.feed_error(b"<b></c>")
+        self.assertEqual(error.condition, "not-well-formed")
+
+    def test_unbound_prefix_after_parking(self):
+        """
+        Only the header's namespace declarations carry over: a prefix the
+        header didn't declare is still unbound.
+        """
+        recorder = Recorder()
+        recorder.feed(HEADER + b"<a/>")
+        self.assertTrue(recorder.parser.park())
+        error = recorder.feed_error(b"<x:b/>")
+        self.assertEqual(error.condition, "not-well-formed")
+
+    def test_header_with_markup_characters(self):
+        """
+        The header is replayed exactly, even with C{>} and entities inside
+        attribute values and declarations on another default namespace.
+        """
+        header = (
+            b"<s:stream xmlns:s='http://etherx.jabber.org/streams' xmlns='jabber:server' "
+            b"xmlns:o='urn:other>x' from='remote.example' to='local.example' "
+            b"version='1.0' id='a&gt;b>c'>"
+        )
+        recorder = Recorder()
+        recorder.feed(header, b" ")
+        self.assertTrue(recorder.parser.park())
+        recorder.feed(b"<message><o:x/></message></s:stream>")
+        self.assertEqual(recorder.kinds, ["header", "message", "end"])
+        (message,) = recorder.elements
+        self.assertEqual(message.uri, NS_SERVER)
+        self.assertEqual(message.firstChildElement().uri, "urn:other>x")
+
+    def test_close_while_parked(self):
+        recorder = Recorder()
+        recorder.feed(HEADER + b"<a/>")
+        self.assertTrue(recorder.parser.park())
+        recorder.parser.close()
+        recorder.feed(b"<b/>")
+        self.assertFalse(recorder.parser.park())
+        self.assertEqual(recorder.kinds, ["header", "a"])

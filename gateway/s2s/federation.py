@@ -26,6 +26,9 @@ from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose
 
 log = Logger()
 
+#: Seconds a stream must have carried nothing before its parser is put away.
+PARK_AFTER = 1.0
+
 
 @dataclass(frozen=True)
 class VerifyRequest:
@@ -140,6 +143,17 @@ class Federation:
         if not self.records_available:
             d = self.records.recent(limit=1)
             d.addCallbacks(self._records_back, lambda failure: None)
+
+    def park_quiet_parsers(self):
+        """
+        Every second: put away the XML parsers of streams that have carried
+        nothing for L{PARK_AFTER} seconds (about 10 KiB each; the next read
+        brings one back).
+        """
+        quiet_since = self.clock.seconds() - PARK_AFTER
+        for stream in self.streams:
+            if stream.last_activity <= quiet_since:
+                stream.park_parser()
 
     def _records_back(self, ignored):
         if not self.records_available:

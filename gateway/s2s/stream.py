@@ -191,6 +191,17 @@ class S2SStream(protocol.Protocol):
         except XMLStreamError as e:
             self.fail(e.condition, e.text)
 
+    def park_parser(self):
+        """
+        Put the parser away while the stream is quiet between stanzas (see
+        L{StreamParser.park}).
+
+        @return: whether it is put away.
+        """
+        if self.closed or self._parser is None:
+            return False
+        return self._parser.park()
+
     def send_header(self, **attributes):
         self.transport.write(header_bytes(attributes))
 
