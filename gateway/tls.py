@@ -19,6 +19,7 @@ gateway builds TLS contexts.
     the TLS layer: deciding who the peer is belongs to the verifiers.
 """
 
+import functools
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -168,6 +169,12 @@ class _ClientCreator:
         return connection
 
 
+@functools.lru_cache(maxsize=1024)
+def _shared_chain(chain):
+    # Streams from the same peer present the same chain: keep one copy.
+    return chain
+
+
 def tls_facts(transport):
     """
     Read the L{TLSFacts} off a transport whose TLS handshake completed.
@@ -179,7 +186,7 @@ def tls_facts(transport):
     if peer is not None and (not chain or chain[0] != peer.public_bytes(der)):
         # A server's view of the chain leaves out the client's own certificate.
         chain.insert(0, peer.public_bytes(der))
-    peer_chain = tuple(chain)
+    peer_chain = _shared_chain(tuple(chain))
     server_name = connection.get_servername()
     return TLSFacts(
         version=connection.get_protocol_version_name(),
