@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := setup.cfg pyproject.toml $(shell find gateway twisted -name '*.py')
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-versus clean
 
 $(VENV)/.installed: $(SOURCES)
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: $(VENV)/.installed $(SCAN_VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/federation.py $(ARGS)
+
+# The gateway and Debian's Prosody side by side (docs/performance.md);
+# needs the prosody package (tools/install-peers installs it).
+bench-versus: $(VENV)/.installed
+	$(PY) bench/versus_prosody.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SCAN_VENV) build *.egg-info _trial_temp
