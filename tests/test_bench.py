@@ -1,0 +1,70 @@
+"""
+The side-by-side benchmark (bench/versus_prosody.py) runs to the end on a
+tiny load against both servers and prints its table.  This checks that the
+harness works (the same TLS, SASL EXTERNAL both ways, dialback, the memory
+phase), not how fast anything is: the figures are for docs/performance.md.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+from twisted.internet import threads
+from twisted.trial import unittest
+
+from tests.interop.peers import require_program
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "bench", "versus_prosody.py")
+
+
+class VersusProsodyTests(unittest.TestCase):
+    timeout = 240
+
+    def run_bench(self, *arguments):
+        return threads.deferToThread(
+            subprocess.run,
+            [sys.executable, SCRIPT, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=220,
+            cwd=REPO,
+        )
+
+    async def test_small_run(self):
+        require_program("prosody", "prosody")
+        done = await self.run_bench(
+            "--repeats", "1", "--messages", "400", "--handshakes", "3", "--streams", "10"
+        )
+        output = done.stdout + done.stderr
+        self.assertEqual(done.returncode, 0, output[-3000:])
+        table = output[output.index("medians of 1 repeat(s)"):]
+        for figure in (
+            "inbound, 1 stream: messages/s",
+            "inbound, 4 streams: messages per CPU-s",
+            "outbound, 1 stream: messages per CPU-s",
+            "outbound, 4 streams: messages/s",
+            "handshakes, SASL EXTERNAL: per second",
+            "handshakes, dialback: CPU ms each",
+        ):
+            row = re.search(re.escape(figure) + r"\s+(\S+)\s+(\S+)\s+(\S+)", table)
+            self.assertIsNotNone(row, f"{figure!r} missing from\n{table}")
+            gateway, prosody, ratio = row.groups()
+            self.assertNotIn("-", (gateway, prosody), f"{figure}: {row.group(0)}")
+            self.assertRegex(ratio, r"^\d+\.\d\dx$")
+        # Ten streams are too few for a steady figure: only that there is one.
+        memory = re.search(r"memory: KiB per idle stream\s+(\S+)\s+(\S+)", table)
+        self.assertIsNotNone(memory, table)
+        for value in memory.groups():
+            float(value.replace(",", ""))
+        # Both servers negotiated TLS 1.3 with the load generator.
+        self.assertEqual(output.count("TLSv1.3"), 4, output[-3000:])
+        # The dialback callbacks Prosody made were answered and valid.
+        callbacks = re.search(r"handshakes, dialback: callbacks made\s+(\S+)\s+(\S+)", table)
+        self.assertEqual(callbacks.groups(), ("0.00", "3.00"))
+
+    async def test_bad_arguments(self):
+        done = await self.run_bench("--servers", "ejabberd")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--servers takes gateway and/or prosody", done.stderr)
