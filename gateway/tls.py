@@ -22,8 +22,7 @@ gateway builds TLS contexts.
 import functools
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
@@ -180,12 +179,13 @@ def tls_facts(transport):
     Read the L{TLSFacts} off a transport whose TLS handshake completed.
     """
     connection = transport.getHandle()
-    der = serialization.Encoding.DER
-    chain = [c.public_bytes(der) for c in connection.get_peer_cert_chain(as_cryptography=True) or ()]
-    peer = connection.get_peer_certificate(as_cryptography=True)
-    if peer is not None and (not chain or chain[0] != peer.public_bytes(der)):
-        # A server's view of the chain leaves out the client's own certificate.
-        chain.insert(0, peer.public_bytes(der))
+    chain = [crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in connection.get_peer_cert_chain() or ()]
+    peer = connection.get_peer_certificate()
+    if peer is not None:
+        peer = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
+        if not chain or chain[0] != peer:
+            # A server's view of the chain leaves out the client's own certificate.
+            chain.insert(0, peer)
     peer_chain = _shared_chain(tuple(chain))
     server_name = connection.get_servername()
     return TLSFacts(

@@ -16,13 +16,14 @@ Negotiation (RFC 6120 sections 4 and 5, XEP-0220), as a state machine:
 
 import base64
 import enum
+import functools
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from gateway.dialback import check_dialback_key
-from gateway.s2s.stream import Input, S2SStream, StreamError
+from gateway.s2s.stream import Input, S2SStream, StreamError, serialise
 from gateway.state import random_stream_id
 from gateway.xmpp import (
     NS_DIALBACK,
@@ -97,6 +98,34 @@ def check_stream_header(root, local_domains):
         except AddressError as e:
             raise StreamError("invalid-from", str(e)) from None
     return to
+
+
+# The features are the same for every stream in the same situation: each
+# variant is serialised once.
+
+
+@functools.lru_cache(maxsize=None)
+def _features_before_tls(required):
+    features = domish.Element((NS_STREAMS, "features"))
+    starttls = features.addElement((NS_TLS, "starttls"))
+    if required:
+        starttls.addElement("required")
+    features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
+    return serialise(features)
+
+
+@functools.lru_cache(maxsize=None)
+def _features_with_tls(offer_external, dialback):
+    features = domish.Element((NS_STREAMS, "features"))
+    if offer_external:
+        mechanisms = features.addElement((NS_SASL, "mechanisms"))
+        mechanisms.addElement("mechanism", content="EXTERNAL")
+    if dialback:
+        features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
+    # XEP-0198: the initiating side may ask for acknowledgements once
+    # authenticated, so that it knows what reached us.
+    features.addElement((NS_SM, "sm"))
+    return serialise(features)
 
 
 def _dialback_element(name, sender, recipient, kind=None, stream_id=None):
@@ -233,13 +262,10 @@ class InboundStream(S2SStream):
         self.local_domain = check_stream_header(root, self.federation.local_domains)
         self.peer_domain_claimed = root.getAttribute("from")
         if self.tls is None:
-            features = domish.Element((NS_STREAMS, "features"))
-            starttls = features.addElement((NS_TLS, "starttls"))
-            if not self.federation.policy.any_plaintext_allowed:
-                starttls.addElement("required")
-            features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
             self.state = InboundState.FEATURES_SENT
-            self.send(features)
+            self.send_bytes(
+                _features_before_tls(required=not self.federation.policy.any_plaintext_allowed)
+            )
         elif self._sasl_done or not self._external_candidate():
             self._send_secure_features(offer_external=False)
         else:
@@ -277,17 +303,8 @@ class InboundStream(S2SStream):
         self._send_secure_features(offer_external=self._external is not None)
 
     def _send_secure_features(self, offer_external):
-        features = domish.Element((NS_STREAMS, "features"))
-        if offer_external:
-            mechanisms = features.addElement((NS_SASL, "mechanisms"))
-            mechanisms.addElement("mechanism", content="EXTERNAL")
-        if not self._sasl_done:
-            features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
-        # XEP-0198: the initiating side may ask for acknowledgements once
-        # authenticated, so that it knows what reached us.
-        features.addElement((NS_SM, "sm"))
         self.state = InboundState.OPEN
-        self.send(features)
+        self.send_bytes(_features_with_tls(offer_external, dialback=not self._sasl_done))
 
     # SASL EXTERNAL (XEP-0178) ----------------------------------------------
 

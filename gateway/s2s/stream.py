@@ -210,6 +210,14 @@ class S2SStream(protocol.Protocol):
             self.last_activity = self.clock.seconds()
             self.transport.write(serialise(element))
 
+    def send_bytes(self, data):
+        """
+        Send a first-level element serialised already (by L{serialise}).
+        """
+        if not self.closed:
+            self.last_activity = self.clock.seconds()
+            self.transport.write(data)
+
     # Dispatch ------------------------------------------------------------
 
     def _on_header(self, root):
