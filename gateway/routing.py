@@ -9,6 +9,8 @@ errors and IQ results, which are logged and not answered.
 
 from twisted.logger import Logger
 
+from gateway.xmlparser import ShallowStanza, expand
+
 from gateway.xmpp import (
     NS_COMPONENT,
     NS_SERVER,
@@ -107,13 +109,21 @@ class Router:
         if recipient_domain in self.local_domains:
             self._deliver_local(stanza, recipient_domain)
         else:
-            self.federation.send(stanza, sender_domain, recipient_domain)
+            self.federation.send(expand(stanza), sender_domain, recipient_domain)
 
     def _deliver_local(self, stanza, domain):
         component = self.components.get(domain)
         if component is None:
             self.bounce(stanza, "service-unavailable", f"the service for {domain} is not connected")
             return
+        if isinstance(stanza, ShallowStanza) and stanza.contained:
+            # The fast path: the stanza's own bytes.  They use no namespace
+            # declared outside them, so on the component's stream what was
+            # in jabber:server is in jabber:component:accept, exactly as the
+            # rewrite below would make it.
+            component.send(stanza.raw)
+            return
+        stanza = expand(stanza)
         rewrite_namespace(stanza, NS_SERVER, NS_COMPONENT)
         component.send(stanza)
 
@@ -122,6 +132,7 @@ class Router:
         Answer undeliverable C{stanza} with error C{condition}, routed back to
         its sender.
         """
+        stanza = expand(stanza)
         if not is_bounceable(stanza):
             log.warn(
                 "not bouncing undeliverable {kind} of type {type} from {sender} to "

@@ -26,6 +26,49 @@ class XMLStreamError(Exception):
         self.text = text
 
 
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+
+
+class ShallowStanza(domish.Element):
+    """
+    A first-level element delivered without its content: its start tag's
+    name and attributes, and its exact bytes.
+
+    @ivar raw: the element's bytes as received (UTF-8, well-formed, within
+        the limits).
+    @ivar contained: whether C{raw} means the same on another stream whose
+        default namespace replaces this stream's (see L{_LimitedElementStream}).
+    @ivar context: the stream header's start tag, to parse C{raw} in.
+    """
+
+    raw = b""
+    contained = False
+    context = None
+
+    def expand(self):
+        """
+        The whole element, parsed from C{raw} in the stream header's
+        namespace context.
+        """
+        elements = []
+        stream = domish.ExpatElementStream()
+        stream.DocumentStartEvent = lambda root: None
+        stream.ElementEvent = elements.append
+        stream.DocumentEndEvent = lambda: None
+        stream.parse(self.context + self.raw)
+        (element,) = elements
+        return element
+
+
+def expand(stanza):
+    """
+    C{stanza} whole: a L{ShallowStanza} expanded, any other element as it is.
+    """
+    if isinstance(stanza, ShallowStanza):
+        return stanza.expand()
+    return stanza
+
+
 def _refuse_comment(*args):
     raise XMLStreamError("restricted-xml", "comments are not allowed in XMPP")
 
@@ -63,10 +106,17 @@ class _LimitedElementStream(domish.ExpatElementStream):
     # domish's own per-stanza byte cap counts per feed call; ours replaces it.
     maxStanzaSize = float("inf")
 
-    def __init__(self, max_stanza_size, max_depth=64):
+    def __init__(self, max_stanza_size, max_depth=64, shallow=frozenset()):
         super().__init__()
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
+        self.shallow = shallow
+        # Inside a stanza delivered shallow: its content is not built.
+        self.skipping = False
+        self.declared = None
+        self.contained = True
+        # Namespace declarations seen since the last first-level element.
+        self.declaring = False
         self.depth = 0
         self.element_start = None
         self.without_content = False
@@ -86,8 +136,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
-        parser.StartNamespaceDeclHandler = self._onStartNamespace
-        parser.EndNamespaceDeclHandler = self._onEndNamespace
+        parser.StartNamespaceDeclHandler = self._start_namespace
+        parser.EndNamespaceDeclHandler = self._end_namespace
         parser.CommentHandler = _refuse_comment
         parser.ProcessingInstructionHandler = _refuse_processing_instruction
         parser.StartDoctypeDeclHandler = _refuse_doctype
@@ -187,8 +237,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
             self.replaying = False
         if not self.replayed:
             raise XMLStreamError("internal-server-error", "could not resume parsing the stream")
-        parser.StartNamespaceDeclHandler = self._onStartNamespace
-        parser.EndNamespaceDeclHandler = self._onEndNamespace
+        parser.StartNamespaceDeclHandler = self._start_namespace
+        parser.EndNamespaceDeclHandler = self._end_namespace
         self.shift = self.bytes_fed - len(self.header_tag)
 
     # Events --------------------------------------------------------------
@@ -229,9 +279,77 @@ class _LimitedElementStream(domish.ExpatElementStream):
             self.element_start = position
         # Whether the element so far has no content (it may be <empty/>).
         self.without_content = True
+        if self.skipping:
+            self._check_contained(name, attributes)
+            return
+        if self.depth == 2:
+            declaring, self.declaring = self.declaring, False
+            if not declaring and self._start_shallow(name, attributes):
+                return
         self._onStartElement(name, attributes)
         if self.depth == 1:
             self.boundary = self._tag_end(position)
+
+    # Shallow stanzas ------------------------------------------------------
+    #
+    # A stanza named in C{shallow} whose start tag declares no namespace is
+    # delivered as a L{ShallowStanza}: its start tag as an element, and its
+    # exact bytes.  Its content is parsed (well-formedness, restricted XML,
+    # size and depth limits hold as for any element) but not built.  Whether
+    # those bytes mean the same on any stream whose default namespace takes
+    # the place of this one's is recorded as C{contained}: every namespace
+    # its content uses must be declared inside it, and it must not declare
+    # the stream's default namespace itself.
+
+    def _start_shallow(self, name, attributes):
+        uri, _, local = name.rpartition(" ")
+        if (uri, local) not in self.shallow:
+            return False
+        self.skipping = True
+        self.declared = set()
+        self.contained = True
+        plain = {}
+        for key, value in attributes.items():
+            if " " in key:
+                attribute_uri, _, attribute = key.rpartition(" ")
+                if attribute_uri != NS_XML:
+                    # A prefix the stream header declared.
+                    self.contained = False
+                plain[(attribute_uri, attribute)] = value
+            else:
+                plain[key] = value
+        self.elementCount = 1
+        self.currElem = ShallowStanza((uri, local), self.defaultNsStack[-1], plain)
+        self.currElem.context = self.header_tag
+        return True
+
+    def _check_contained(self, name, attributes):
+        if not self.contained:
+            return
+        uri = name.rpartition(" ")[0]
+        if uri and uri != self.defaultNsStack[-1] and uri not in self.declared:
+            self.contained = False
+            return
+        for key in attributes:
+            if " " in key:
+                attribute_uri = key.rpartition(" ")[0]
+                if attribute_uri != NS_XML and attribute_uri not in self.declared:
+                    self.contained = False
+                    return
+
+    def _start_namespace(self, prefix, uri):
+        if self.skipping:
+            self.declared.add(uri)
+            if uri == self.defaultNsStack[-1]:
+                self.contained = False
+            return
+        if self.depth == 1:
+            self.declaring = True
+        self._onStartNamespace(prefix, uri)
+
+    def _end_namespace(self, prefix):
+        if not self.skipping:
+            self._onEndNamespace(prefix)
 
     def _end(self, name):
         position = self._position()
@@ -242,18 +360,28 @@ class _LimitedElementStream(domish.ExpatElementStream):
             else:
                 end = self._tag_end(position)
             self.check_size(end - self.element_start)
+            if self.skipping:
+                self.skipping = False
+                stanza = self.currElem
+                stanza.raw = self.buffer[
+                    self.element_start - self.buffer_offset : end - self.buffer_offset
+                ]
+                stanza.contained = self.contained
+                self.declared = None
             self.element_start = None
             self.boundary = end
         self.without_content = False
         self.depth -= 1
-        self._onEndElement(name)
+        if not self.skipping:
+            self._onEndElement(name)
 
     def _text(self, data):
         self.without_content = False
         if self.depth == 1:
             # Whitespace between stanzas (keepalives) is not part of any.
             self.boundary = self._position() + len(data.encode("utf-8"))
-        self._onCdata(data)
+        if not self.skipping:
+            self._onCdata(data)
 
     def _preceded_by(self, position, marker):
         at = position - self.buffer_offset
@@ -311,10 +439,15 @@ class StreamParser:
     @param max_depth: how deeply elements may nest inside a first-level
         element; deeper is a C{policy-violation} (before any recursion over
         the tree can run out of stack).
+    @param shallow: C{(namespace, name)} of the first-level elements to
+        deliver as L{ShallowStanza}s when their start tag declares no
+        namespace: parsed and checked whole, built only as far as the start
+        tag.
     """
 
-    def __init__(self, on_header, on_element, on_end, max_stanza_size, max_depth=64):
-        self._stream = _LimitedElementStream(max_stanza_size, max_depth)
+    def __init__(self, on_header, on_element, on_end, max_stanza_size, max_depth=64,
+                 shallow=frozenset()):
+        self._stream = _LimitedElementStream(max_stanza_size, max_depth, shallow)
         self._stream.DocumentStartEvent = self._header
         self._stream.ElementEvent = self._element
         self._stream.DocumentEndEvent = self._end

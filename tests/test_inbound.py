@@ -15,8 +15,9 @@ from gateway.s2s.inbound import DialbackError, InboundState, InboundStream
 from gateway.tls import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
+from gateway.xmlparser import ShallowStanza, expand
 from gateway.xmlparser import StreamParser
-from gateway.xmpp import error_condition
+from gateway.xmpp import NS_SERVER, error_condition
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
@@ -427,11 +428,22 @@ class ReceivingServerTests(InboundTestCase):
         )
 
     def test_stanza_routed(self):
+        """
+        A stanza is routed as parsed as far as its start tag, with its bytes
+        (see gateway.routing for how those are forwarded).
+        """
         self.authenticate()
-        self.feed(b"<message from='a@remote.example/r' to='b@local.example'><body>hi</body></message>")
+        data = b"<message from='a@remote.example/r' to='b@local.example'><body>hi</body></message>"
+        self.feed(data)
         ((stanza, sender, recipient),) = self.federation.router.routed
         self.assertEqual((sender, recipient), ("remote.example", "local.example"))
-        self.assertEqual(str(stanza.body), "hi")
+        self.assertIsInstance(stanza, ShallowStanza)
+        self.assertEqual((stanza.uri, stanza.name, stanza["id"] if stanza.hasAttribute("id") else None),
+                         (NS_SERVER, "message", None))
+        self.assertEqual((stanza.raw, stanza.contained), (data, True))
+        self.assertEqual(list(stanza.children), [])
+        whole = expand(stanza)
+        self.assertEqual((whole.uri, str(whole.body), whole.body.uri), (NS_SERVER, "hi", NS_SERVER))
         self.assertEqual(self.stream.stanzas_in, 1)
 
     stanza_cases = [

@@ -100,7 +100,9 @@ class FakeComponentStream:
         self.sent = []
 
     def send(self, element):
-        self.sent.append((element, element.toXml()))
+        # Bytes are a stanza forwarded as received (the fast path).
+        xml = element.decode("utf-8") if isinstance(element, bytes) else element.toXml()
+        self.sent.append((element, xml))
 
     @property
     def received(self):

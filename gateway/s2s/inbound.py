@@ -34,6 +34,7 @@ from gateway.xmpp import (
     NS_STREAMS,
     NS_TLS,
     NS_XMPP_STANZAS,
+    STANZA_NAMES,
     AddressError,
     normalise_domain,
     stanza_domains,
@@ -178,6 +179,9 @@ class InboundStream(S2SStream):
 
     direction = "inbound"
     state = InboundState.HEADER
+    # Stanzas are routed by their start tag; the router forwards the bytes
+    # of those it can, and builds the rest (gateway.routing).
+    SHALLOW = frozenset((NS_SERVER, name) for name in STANZA_NAMES)
 
     TRANSITIONS = {
         InboundState.HEADER: {Input.HEADER: "receive_header"},

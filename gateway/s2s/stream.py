@@ -149,6 +149,8 @@ class S2SStream(protocol.Protocol):
     direction = None
     TRANSITIONS = {}
     REFUSAL = {}
+    #: First-level elements delivered as L{gateway.xmlparser.ShallowStanza}s.
+    SHALLOW = frozenset()
     max_depth = 64
     #: Seconds to wait for the peer's part of closing before aborting.
     CLOSE_GRACE = 5.0
@@ -180,6 +182,7 @@ class S2SStream(protocol.Protocol):
             self._on_stream_end,
             self.max_stanza_size,
             self.max_depth,
+            self.SHALLOW,
         )
 
     def dataReceived(self, data):
