@@ -5,8 +5,9 @@ the same certificates and the same TLS.
 
     .venv/bin/python bench/versus_prosody.py [--repeats 3] [--messages 200000]
 
-Each repeat runs every phase against (1) the gateway and (2) Prosody, one
-after the other.  Both serve the domain C{sink.bench} with a component
+Each repeat starts (1) the gateway and (2) Prosody, fresh, and runs each
+phase against one and then the other, so that the figures compared are
+measured seconds apart on this shared machine.  Both serve the domain C{sink.bench} with a component
 attached over XEP-0114, trust the same test CA, and authenticate peers by
 SASL EXTERNAL (XEP-0178) over TLS 1.3.  This process plays everything
 else: the remote servers C{pN.peers.bench} (one wildcard certificate), the
@@ -797,49 +798,80 @@ def _round_robin(lists):
         yield [items[i] for items in lists if i < len(items)]
 
 
-async def run_server(reactor, server_class, folder, pki, dns_port, remote, options):
-    secret = secrets.token_hex(16)
-    server = server_class(folder, pki, dns_port, secret, options.streams)
-    remote.server_port = server.s2s_port
-    remote.problems.clear()
-    print(f"\n== {server.name}: s2s {LOOPBACK}:{server.s2s_port}, "
-          f"components {LOOPBACK}:{server.component_port}")
-    await server.start(reactor)
+async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, options):
+    """
+    Start every server, then run each phase against each in turn, so that
+    the figures compared were measured seconds apart.
+    """
+    runs = []
     results = {}
-    sink = None
     try:
-        print(f"   {server.name} pid {server.pid}")
-        sink = await attach_component(reactor, server, secret)
-        run = Run(reactor, server, remote, sink, options)
+        for server_class in server_classes:
+            secret = secrets.token_hex(16)
+            server = server_class(folder, pki, dns_port, secret, options.streams)
+            print(f"\n== {server.name}: s2s {LOOPBACK}:{server.s2s_port}, "
+                  f"components {LOOPBACK}:{server.component_port}")
+            await server.start(reactor)
+            run = Run(reactor, server, remote, None, options)
+            runs.append(run)
+            print(f"   {server.name} pid {server.pid}")
+            run.sink = await attach_component(reactor, server, secret)
+            results[server.name] = {}
+
+        async def phase(key, measure, describe):
+            for run in runs:
+                remote.server_port = run.server.s2s_port
+                remote.problems.clear()
+                r = await measure(run)
+                results[run.server.name][key] = r
+                print(f"   {run.server.name:<8} {describe(r)}")
+
         for streams in (1, 4):
             if options.messages:
-                r = await run.inbound(streams, options.messages)
-                results[f"in{streams}"] = r
-                print(f"   inbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
-                      f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
-                      f"bench {100 * r['own_share']:.0f}%, {r['tls']}")
+                await phase(
+                    f"in{streams}",
+                    lambda run, streams=streams: run.inbound(streams, options.messages),
+                    lambda r, streams=streams: (
+                        f"inbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
+                        f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
+                        f"bench {100 * r['own_share']:.0f}%, {r['tls']}"
+                    ),
+                )
         for streams in (1, 4):
             if options.messages:
-                r = await run.outbound(streams, options.messages)
-                results[f"out{streams}"] = r
-                print(f"   outbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
-                      f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
-                      f"bench {100 * r['own_share']:.0f}%")
+                await phase(
+                    f"out{streams}",
+                    lambda run, streams=streams: run.outbound(streams, options.messages),
+                    lambda r, streams=streams: (
+                        f"outbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
+                        f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
+                        f"bench {100 * r['own_share']:.0f}%"
+                    ),
+                )
         for method in ("external", "dialback"):
             if options.handshakes:
-                r = await run.handshakes(options.handshakes, method)
-                results[f"hs_{method}"] = r
-                print(f"   handshakes ({method}): {r['rate']:.1f}/s, median {r['median_ms']:.1f} ms, "
-                      f"{r['cpu_ms']:.1f} ms CPU each, {r['callbacks']} dialback callbacks")
+                await phase(
+                    f"hs_{method}",
+                    lambda run, method=method: run.handshakes(options.handshakes, method),
+                    lambda r, method=method: (
+                        f"handshakes ({method}): {r['rate']:.1f}/s, median {r['median_ms']:.1f} ms, "
+                        f"{r['cpu_ms']:.1f} ms CPU each, {r['callbacks']} dialback callbacks"
+                    ),
+                )
         if options.streams:
-            r = await run.memory(options.streams)
-            results["memory"] = r
-            print(f"   memory: {r['kib_per_stream']:.1f} KiB per idle stream "
-                  f"({options.streams} streams, RSS {r['rss_mib']:.0f} MiB)")
+            await phase(
+                "memory",
+                lambda run: run.memory(options.streams),
+                lambda r: (
+                    f"memory: {r['kib_per_stream']:.1f} KiB per idle stream "
+                    f"({options.streams} streams, RSS {r['rss_mib']:.0f} MiB)"
+                ),
+            )
     finally:
-        if sink is not None:
-            sink.close()
-        await server.stop(reactor)
+        for run in runs:
+            if run.sink is not None:
+                run.sink.close()
+            await run.server.stop(reactor)
     return results
 
 
@@ -939,12 +971,11 @@ async def main(reactor, options):
         servers = [{"gateway": Gateway, "prosody": Prosody}[name] for name in options.servers]
         for repeat in range(1, options.repeats + 1):
             print(f"\n#### repeat {repeat}/{options.repeats}")
-            results = {}
-            for server_class in servers:
-                results[server_class.name] = await run_server(
-                    reactor, server_class, folder, (sink_certificate, sink_key, ca_file),
-                    dns_server.port, remote, options,
-                )
+            results = await run_repeat(
+                reactor, servers, os.path.join(folder, f"repeat-{repeat}"),
+                (sink_certificate, sink_key, ca_file),
+                dns_server.port, remote, options,
+            )
             repeats.append(results)
             print_table(f"repeat {repeat}:", [results])
     except BenchError as e:
