@@ -9,6 +9,8 @@ condition to answer with.  RFC 6120 section 11.1 restricted XML (comments,
 processing instructions, DTDs, entity declarations) is refused here.
 """
 
+import pyexpat
+
 from twisted.words.xish import domish
 
 
@@ -105,6 +107,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
 
     # domish's own per-stanza byte cap counts per feed call; ours replaces it.
     maxStanzaSize = float("inf")
+    error = pyexpat.error
 
     def __init__(self, max_stanza_size, max_depth=64, shallow=frozenset()):
         super().__init__()
@@ -125,11 +128,15 @@ class _LimitedElementStream(domish.ExpatElementStream):
         self.buffer_offset = 0
         self.boundary = 0
         self.shift = 0
-        self.replaying = False
-        self.replayed = False
-        self.header_start = None
-        self.header_bytes = None
+        # While the header is replayed: 1, then 2 once its start tag is seen.
+        self.replaying = 0
+        # The header's position and the bytes from there, until the exact
+        # extent of its start tag is known.
+        self.header_pending = None
         self.header_tag = None
+        # Kept below 30 attributes (with domish's), so that instances share
+        # their dictionary's keys: a parked stream is mostly this object.
+        del self.error
         self._install(self.parser)
 
     def _install(self, parser):
@@ -200,15 +207,15 @@ class _LimitedElementStream(domish.ExpatElementStream):
         if self.parser is None:
             return True
         if (
-            self.header_tag is None
-            and self.header_bytes is not None
+            self.header_pending is not None
             and self.depth == 1
             and self.boundary == self.bytes_fed
         ):
             # Nothing came after the header: it ends where the bytes fed do
             # (its first ">" is the last byte fed, and expat has read it all).
-            self.header_tag = self.header_bytes[: self.bytes_fed - self.header_start]
-            self.header_bytes = None
+            start, data = self.header_pending
+            self.header_tag = data[: self.bytes_fed - start]
+            self.header_pending = None
         if not self.parkable():
             return False
         self._uninstall()
@@ -218,8 +225,6 @@ class _LimitedElementStream(domish.ExpatElementStream):
         return True
 
     def _unpark(self):
-        import pyexpat
-
         parser = pyexpat.ParserCreate("UTF-8", " ")
         self.parser = parser
         self._install(parser)
@@ -227,15 +232,15 @@ class _LimitedElementStream(domish.ExpatElementStream):
         # keeps them); the replayed header must not declare them again.
         parser.StartNamespaceDeclHandler = None
         parser.EndNamespaceDeclHandler = None
-        self.replaying = True
-        self.replayed = False
+        self.replaying = 1
         try:
             parser.Parse(self.header_tag)
+            replayed = self.replaying == 2
         except self.error:
-            self.replayed = False
+            replayed = False
         finally:
-            self.replaying = False
-        if not self.replayed:
+            self.replaying = 0
+        if not replayed:
             raise XMLStreamError("internal-server-error", "could not resume parsing the stream")
         parser.StartNamespaceDeclHandler = self._start_namespace
         parser.EndNamespaceDeclHandler = self._end_namespace
@@ -245,12 +250,13 @@ class _LimitedElementStream(domish.ExpatElementStream):
 
     def _position(self):
         position = self.parser.CurrentByteIndex + self.shift
-        if self.header_tag is None and self.header_start is not None and self.depth >= 1:
+        if self.header_pending is not None and self.depth >= 1:
             # The first event after the header's start tag begins where the
             # tag ends: now the tag is known exactly (its bytes were kept
             # when it was parsed).
-            self.header_tag = self.header_bytes[: position - self.header_start]
-            self.header_bytes = None
+            start, data = self.header_pending
+            self.header_tag = data[: position - start]
+            self.header_pending = None
         return position
 
     def _default(self, data):
@@ -262,7 +268,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
     def _start(self, name, attributes):
         if self.replaying:
             # Only the header's start tag is replayed: one event.
-            self.replayed = not self.replayed
+            self.replaying += 1
             return
         position = self._position()
         self.depth += 1
@@ -273,8 +279,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
         if self.depth == 1:
             # The header starts the document: where it ends is its size.
             self.check_size(self._tag_end(position), "stream header")
-            self.header_start = position
-            self.header_bytes = self.buffer[position - self.buffer_offset:]
+            self.header_pending = (position, self.buffer[position - self.buffer_offset:])
         elif self.depth == 2:
             self.element_start = position
         # Whether the element so far has no content (it may be <empty/>).
