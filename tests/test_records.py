@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
@@ -673,6 +674,30 @@ class SQLiteRecordStoreTests(RecordStoreTestsMixin, unittest.TestCase):
         self.assertEqual(batches, [3, 2])
         self.assertEqual(fired, list(range(5)))
         self.assertEqual(len(await store.recent()), 5)
+
+    @deferred_test
+    async def test_read_sees_what_waits_for_a_batch(self):
+        """
+        A listing includes every record added before it, even one waiting
+        while another batch is being written.
+        """
+        store = self.store()
+        gate = threading.Event()
+        original_insert = store._insert_many
+
+        def insert(transaction, rows):
+            gate.wait(10)
+            return original_insert(transaction, rows)
+
+        self.patch(store, "_insert_many", insert)
+        first = store.add(make_record(time=MAY_DAY))
+        # The first batch is now being written (held at the gate).
+        await deferLater(reactor, BATCH_DELAY * 3, lambda: None)
+        second = store.add(make_record(time=MAY_DAY + 1))
+        listed = store.recent()
+        gate.set()
+        self.assertEqual(len(await listed), 2)
+        await defer.gatherResults([first, second])
 
     @deferred_test
     async def test_batch_failure(self):

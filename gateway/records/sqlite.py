@@ -188,6 +188,7 @@ class SQLiteRecordStore:
         )
         self._requested = False
         self._waiting = []
+        self._last_added = None
         self._writing = False
         self._gathering = None
         self._drained = []
@@ -222,6 +223,7 @@ class SQLiteRecordStore:
         if self._close_requested or self._closing or self._pool_state() == "stopped":
             return self._run(self._pool.runInteraction, self._insert_many, [row])
         written = defer.Deferred()
+        self._last_added = written
         self._waiting.append((row, written))
         if not self._writing:
             # Gather what arrives in the next moment into the same batch.
@@ -273,13 +275,30 @@ class SQLiteRecordStore:
             limit = check_limit(limit)
         except ValueError:
             return defer.fail()
+
+        def read(ignored=None):
+            return self._run(
+                self._pool.runInteraction,
+                self._select,
+                query,
+                (*parameters, -1 if limit is None else limit),
+            )
+
+        last = self._last_added
+        if last is None or last.called:
+            return read()
+        # Every record added before this read is in it: wait for the last
+        # one's batch (started now, without its gathering delay).
         self._write_now()
-        return self._run(
-            self._pool.runInteraction,
-            self._select,
-            query,
-            (*parameters, -1 if limit is None else limit),
-        )
+        written = defer.Deferred()
+
+        def settled(result):
+            written.callback(None)
+            return result
+
+        last.addBoth(settled)
+        written.addCallback(read)
+        return written
 
     def close(self):
         if self._closed:
