@@ -224,6 +224,37 @@ class _LimitedElementStream(domish.ExpatElementStream):
         self.buffer_offset = self.bytes_fed
         return True
 
+    def freeze(self):
+        """
+        What a parked stream needs to go on, compactly: everything else is
+        the same for every stream between stanzas.
+        """
+        return (
+            self.max_stanza_size,
+            self.max_depth,
+            self.shallow,
+            self.bytes_fed,
+            self.header_tag,
+            tuple(self.defaultNsStack),
+        )
+
+    @classmethod
+    def thaw(cls, frozen):
+        """
+        A parked stream again, from L{freeze}'s state; its expat parser is
+        made by the first L{parse}.
+        """
+        max_stanza_size, max_depth, shallow, bytes_fed, header_tag, namespaces = frozen
+        stream = cls(max_stanza_size, max_depth, shallow)
+        stream._uninstall()
+        stream.parser = None
+        stream.documentStarted = 1
+        stream.defaultNsStack = list(namespaces)
+        stream.depth = 1
+        stream.bytes_fed = stream.boundary = stream.buffer_offset = bytes_fed
+        stream.header_tag = header_tag
+        return stream
+
     def _unpark(self):
         parser = pyexpat.ParserCreate("UTF-8", " ")
         self.parser = parser
@@ -460,6 +491,7 @@ class StreamParser:
         self._on_element = on_element
         self._on_end = on_end
         self._max = max_stanza_size
+        self._frozen = None
         self.closed = False
 
     def close(self):
@@ -469,7 +501,9 @@ class StreamParser:
         C{<proceed/>} in the same read is ever acted on.
         """
         self.closed = True
-        self._stream.release()
+        self._frozen = None
+        if self._stream is not None:
+            self._stream.release()
 
     def park(self):
         """
@@ -482,11 +516,33 @@ class StreamParser:
         """
         if self.closed:
             return False
-        return self._stream.park()
+        if self._stream is None:
+            return True
+        if not self._stream.park():
+            return False
+        # Keep only what resuming needs (a tuple, not the whole object).
+        self._frozen = self._stream.freeze()
+        self._stream = None
+        return True
 
     @property
     def parked(self):
-        return self._stream.parser is None
+        return self._stream is None or self._stream.parser is None
+
+    @property
+    def buffered(self):
+        """
+        How many bytes of the stream are held, not yet parsed into elements.
+        """
+        return 0 if self._stream is None else len(self._stream.buffer)
+
+    def _thaw(self):
+        stream = _LimitedElementStream.thaw(self._frozen)
+        self._frozen = None
+        stream.DocumentStartEvent = self._header
+        stream.ElementEvent = self._element
+        stream.DocumentEndEvent = self._end
+        self._stream = stream
 
     def _header(self, root):
         if not self.closed:
@@ -508,6 +564,8 @@ class StreamParser:
         """
         if self.closed:
             return
+        if self._stream is None:
+            self._thaw()
         try:
             self._stream.parse(data)
         except XMLStreamError:

@@ -260,7 +260,7 @@ def parser_buffer(stream):
     """
     How many bytes the stream's parser holds (its internal buffer).
     """
-    return len(stream._parser._stream.buffer)
+    return stream._parser.buffered
 
 
 class FuzzInboundTests(unittest.TestCase):

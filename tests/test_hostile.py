@@ -651,7 +651,7 @@ class LimitTests(HostileTestCase):
         self.assertTrue(await self.in_thread(peer.still_open, 0.5))
         stream = self.stream_of(peer)
         # Internals, for want of a better window: what the parser holds.
-        self.assertLessEqual(len(stream._parser._stream.buffer), LIMIT + ONE_READ)
+        self.assertLessEqual(stream._parser.buffered, LIMIT + ONE_READ)
         await self.federation_works("after a megabyte of whitespace")
         await self.in_thread(peer.send, b"<message from='x@evil.test' to='y@a.test'/>")
         condition, text = await self.closed_with(peer)

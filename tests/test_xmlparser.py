@@ -672,6 +672,25 @@ class ParkTests(unittest.TestCase):
         self.assertEqual(message.uri, NS_SERVER)
         self.assertEqual(message.firstChildElement().uri, "urn:other>x")
 
+    def test_parked_state_is_compact(self):
+        """
+        Parked, the parser keeps a small tuple instead of its element
+        stream, and picks up exactly where it was.
+        """
+        recorder = Recorder()
+        recorder.feed(HEADER + b"<a/>")
+        self.assertTrue(recorder.parser.park())
+        self.assertIsNone(recorder.parser._stream)
+        self.assertEqual(recorder.parser.buffered, 0)
+        recorder.feed(b"<b/><c>" + b"x" * 10)
+        # What this read brought (the buffer is trimmed before each read).
+        self.assertEqual(recorder.parser.buffered, len(b"<b/><c>") + 10)
+        recorder.feed(b"</c>" + sized(LIMIT))
+        self.assertEqual(recorder.kinds, ["header", "a", "b", "c", "message"])
+        self.assertTrue(recorder.parser.park())
+        error = recorder.feed_error(sized(LIMIT + 1))
+        self.assertEqual(error.condition, "policy-violation")
+
     def test_close_while_parked(self):
         recorder = Recorder()
         recorder.feed(HEADER + b"<a/>")
