@@ -4,6 +4,7 @@ stream for each C{(local domain, peer domain)} pair, the queue of stanzas
 waiting for a stream to come up, and dialback verification requests.
 """
 
+import functools
 import ipaddress
 import itertools
 import weakref
@@ -28,6 +29,13 @@ log = Logger()
 
 #: Seconds a stream must have carried nothing before its parser is put away.
 PARK_AFTER = 1.0
+
+
+@functools.lru_cache(maxsize=512)
+def _certificate_dict(der):
+    # Every record of a peer's streams shows the same certificate: one dict
+    # (records are read, never changed).
+    return CertificateSummary.from_der(der).as_dict()
 
 
 @dataclass(frozen=True)
@@ -271,7 +279,7 @@ class Federation:
         certificate = None
         if tls is not None and tls.peer_chain:
             try:
-                certificate = CertificateSummary.from_der(tls.peer_chain[0]).as_dict()
+                certificate = _certificate_dict(tls.peer_chain[0])
             except ValueError:
                 certificate = None
         evidence = result.evidence
