@@ -472,14 +472,8 @@ def check_pkix(chain, domain, store, now, allow_cn_id=False):
 
 def _check_pkix(chain, domain, store, now, allow_cn_id=False):
     """
-    Decide whether the presented C{chain} authenticates C{domain} by PKIX.
+    L{check_pkix}, also returning the validated path (for the cache).
 
-    @param chain: the DER certificates the peer presented, its own first.
-    @param domain: the XMPP domain claimed (U-labels or A-labels).
-    @param store: the trust anchors, a L{Store}.
-    @param now: the validation time, a datetime (naive means UTC).
-    @param allow_cn_id: accept the subject CN as a last resort, for a
-        certificate without DNS, SRV, URI or XmppAddr names.
     @return: C{(verdict, validated chain or None)}.
     """
     if not chain:
