@@ -20,7 +20,6 @@ dnspython builds and parses the messages, since twisted.names knows no TLSA.
 Answers are cached for their TTL.
 """
 
-import collections
 import ipaddress
 import struct
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from gateway.cache import ExpiringCache
 
 log = Logger()
 
@@ -171,8 +172,7 @@ class DNSClient:
         self.servers = list(servers) or system_servers()
         self.timeout = timeout
         self.trust_ad = trust_ad
-        self._cache = collections.OrderedDict()
-        self._cache_size = cache_size
+        self._cache = ExpiringCache(cache_size)
         self._pending = {}
 
     def query(self, name, rrtype):
@@ -183,13 +183,9 @@ class DNSClient:
             L{DNSError} when no resolver answered.
         """
         key = (name.lower().rstrip("."), rrtype.upper())
-        cached = self._cache.get(key)
+        cached = self._cache.get(key, self.reactor.seconds())
         if cached is not None:
-            expires, answer = cached
-            if expires > self.reactor.seconds():
-                self._cache.move_to_end(key)
-                return defer.succeed(answer)
-            del self._cache[key]
+            return defer.succeed(cached)
         waiters = self._pending.get(key)
         if waiters is None:
             # Concurrent questions for the same name share one query.
@@ -207,9 +203,7 @@ class DNSClient:
             return None
         ttl = outcome.ttl if not outcome.bogus else FAILURE_CACHE_TTL
         if ttl > 0:
-            self._cache[key] = (self.reactor.seconds() + ttl, outcome)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(key, outcome, self.reactor.seconds() + ttl)
         for waiter in waiters:
             waiter.callback(outcome)
         return None

@@ -57,7 +57,6 @@ L{posh_document}) and the fetching (L{POSHClient}).  The HTTPS client:
 
 import base64
 import binascii
-import collections
 import datetime
 import hashlib
 import hmac
@@ -94,6 +93,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from zope.interface import implementer
 
 from gateway import __version__
+from gateway.cache import ExpiringCache
 from gateway.dns import lookup_addresses
 from gateway.verifiers.pkix import (
     IdentityError,
@@ -688,7 +688,7 @@ class POSHClient:
         self.negative_cache = negative_cache
         self.port = port
         self.cache_entries = cache_entries
-        self._cache = collections.OrderedDict()
+        self._cache = ExpiringCache(cache_entries)
         self._waiters = {}
 
     async def fetch(self, domain):
@@ -701,13 +701,9 @@ class POSHClient:
             key = _a_label(domain)
         except _Outcome as e:
             return POSHResult(e.status, posh_url(domain), reason=e.reason)
-        cached = self._cache.get(key)
+        cached = self._cache.get(key, self.reactor.seconds())
         if cached is not None:
-            until, result = cached
-            if until > self.reactor.seconds():
-                self._cache.move_to_end(key)
-                return replace(result, cached=True)
-            del self._cache[key]
+            return replace(cached, cached=True)
         waiter = defer.Deferred()
         waiters = self._waiters.get(key)
         if waiters is not None:
@@ -742,10 +738,7 @@ class POSHClient:
             url=result.url, status=result.status, reason=result.reason, keep=keep,
         )
         if keep > 0:
-            self._cache[domain] = (self.reactor.seconds() + keep, result)
-            self._cache.move_to_end(domain)
-            while len(self._cache) > self.cache_entries:
-                self._cache.popitem(last=False)
+            self._cache.put(domain, result, self.reactor.seconds() + keep)
         return result
 
     async def _fetch(self, domain):

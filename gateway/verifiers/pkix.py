@@ -34,7 +34,6 @@ Two steps, each a pure function:
      Domains are compared in A-label form, lower case.
 """
 
-import collections
 import datetime
 import ipaddress
 import os
@@ -61,6 +60,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway.cache import ExpiringCache
 from gateway.certificates import (
     issued_by,
     common_names,
@@ -671,7 +671,10 @@ class PKIXVerifier:
         self.store = store
         self.allow_cn_id = allow_cn_id
         self._now = _now_function(clock)
-        self.cache = ResultCache(cache_size)
+        # Verdicts of chains already checked: a peer that connects again
+        # with the same chain costs no new path validation.  The trust store
+        # is read once at start, so it can't change under the cache.
+        self.cache = ExpiringCache(cache_size)
 
     def verify(self, request, allow_cn_id=None):
         """
@@ -693,7 +696,6 @@ class PKIXVerifier:
             verdict = Verdict.failed(NAME, f"internal error: {e.__class__.__name__}: {e}")
         return defer.succeed(verdict)
 
-
     def _check(self, chain, domain, allow_cn_id):
         if not chain:
             return check_pkix(chain, domain, self.store, self._now(), allow_cn_id)
@@ -709,49 +711,8 @@ class PKIXVerifier:
             end = min(c.not_valid_after_utc for c in validated)
         else:
             start, end = now, now + datetime.timedelta(seconds=FAILURE_TTL)
-        self.cache.put(key, verdict, start, end)
+        self.cache.put(key, verdict, end, since=start)
         return verdict
-
-
-class ResultCache:
-    """
-    The verdicts of chains already checked, so that a peer that connects
-    again with the same chain costs no new path validation: keyed by the
-    chain's DER, the domain and whether CN-IDs count; a verdict is reused
-    only within the validity window it was given (for a verified chain,
-    the window in which every certificate of its path is valid), and the
-    least recently used is forgotten first.  The trust store is read once
-    at start, so it can't change under the cache.
-    """
-
-    def __init__(self, size):
-        self.size = size
-        self._entries = collections.OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self):
-        return len(self._entries)
-
-    def get(self, key, now):
-        entry = self._entries.get(key)
-        if entry is not None:
-            verdict, start, end = entry
-            if start <= now < end:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return verdict
-            del self._entries[key]
-        self.misses += 1
-        return None
-
-    def put(self, key, verdict, start, end):
-        if self.size <= 0:
-            return
-        self._entries[key] = (verdict, start, end)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
 
 
 @implementer(IDomainVerifierFactory)
