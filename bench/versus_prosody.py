@@ -634,7 +634,9 @@ class Run:
         server_cpu = finished["server_cpu"] - cpu0
         return {
             "rate": count / elapsed,
-            "per_cpu": count / server_cpu if server_cpu > 0 else float("inf"),
+            # None when the run was shorter than the kernel's CPU accounting
+            # tick: a figure that can't be measured is not printed.
+            "per_cpu": count / server_cpu if server_cpu > 0 else None,
             "cpu_per_10k": 10000 * server_cpu / count,
             "server_share": server_cpu / elapsed,
             "own_share": (finished["own_cpu"] - own0) / elapsed,
