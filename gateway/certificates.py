@@ -292,6 +292,18 @@ def _summarise(cls, der):
     return cls._from_der(der)
 
 
+@functools.lru_cache(maxsize=512)
+def certificate_dict(der):
+    """
+    L{CertificateSummary.as_dict} of the DER certificate C{der}: one dict
+    per certificate seen recently, shared by the records and status views of
+    every stream that presented it (they read it; none may change it).
+
+    @raise ValueError: when C{der} is not a certificate.
+    """
+    return CertificateSummary.from_der(der).as_dict()
+
+
 def issued_by(certificate, issuer):
     """
     Whether the certificate C{issuer} names and signed C{certificate} (both

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from twisted.logger import Logger
 
-from gateway.certificates import CertificateSummary
+from gateway.certificates import certificate_dict
 
 log = Logger()
 
@@ -217,7 +217,7 @@ class StatusSource:
         if stream.tls is None or not stream.tls.peer_chain:
             return None
         try:
-            return CertificateSummary.from_der(stream.tls.peer_chain[0]).as_dict()
+            return certificate_dict(stream.tls.peer_chain[0])
         except ValueError:
             return None
 

@@ -4,7 +4,6 @@ stream for each C{(local domain, peer domain)} pair, the queue of stanzas
 waiting for a stream to come up, and dialback verification requests.
 """
 
-import functools
 import ipaddress
 import itertools
 import weakref
@@ -14,7 +13,7 @@ from twisted.internet import defer, error as internet_error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
-from gateway.certificates import CertificateSummary
+from gateway.certificates import CertificateSummary, certificate_dict
 from gateway.dns import DNSLookupFailed, ServiceNotOffered, resolve_addresses, resolve_targets
 from gateway.flow import Valve
 from gateway.records.memory import MemoryRecordStore
@@ -29,13 +28,6 @@ log = Logger()
 
 #: Seconds a stream must have carried nothing before its parser is put away.
 PARK_AFTER = 1.0
-
-
-@functools.lru_cache(maxsize=512)
-def _certificate_dict(der):
-    # Every record of a peer's streams shows the same certificate: one dict
-    # (records are read, never changed).
-    return CertificateSummary.from_der(der).as_dict()
 
 
 @dataclass(frozen=True)
@@ -279,7 +271,7 @@ class Federation:
         certificate = None
         if tls is not None and tls.peer_chain:
             try:
-                certificate = _certificate_dict(tls.peer_chain[0])
+                certificate = certificate_dict(tls.peer_chain[0])
             except ValueError:
                 certificate = None
         evidence = result.evidence
