@@ -98,11 +98,10 @@ class _LimitedElementStream(domish.ExpatElementStream):
     after every read: no element can make the gateway buffer more than the
     limit plus one read.
 
-    Between stanzas, a quiet stream's expat parser (about 10 KiB) can be
-    put away (L{park}); the next read makes a new one, given the stream
-    header's exact start tag first (without events) so that it parses what
-    follows in the same namespace context.  Byte positions stay those of
-    the whole stream: C{shift} maps the new parser's onto them.
+    Between stanzas (L{parkable}), a quiet stream can be put away as a
+    small tuple (L{freeze}) and made again (L{thaw}) with a new expat parser
+    given the stream header's exact start tag first.  Byte positions stay
+    those of the whole stream: C{shift} maps the new parser's onto them.
     """
 
     # domish's own per-stanza byte cap counts per feed call; ours replaces it.
@@ -167,9 +166,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
     )
 
     def _uninstall(self):
-        if self.parser is not None:
-            for name in self._HANDLERS:
-                setattr(self.parser, name, None)
+        for name in self._HANDLERS:
+            setattr(self.parser, name, None)
 
     def release(self):
         """
@@ -188,24 +186,9 @@ class _LimitedElementStream(domish.ExpatElementStream):
     def parkable(self):
         """
         Whether the stream is between stanzas with every byte fed accounted
-        for (nothing half-parsed inside expat) and its header known exactly.
+        for (nothing half-parsed inside expat) and its header known exactly,
+        so that L{freeze} says all there is to say.
         """
-        return (
-            self.parser is not None
-            and self.depth == 1
-            and self.currElem is None
-            and self.header_tag is not None
-            and self.boundary == self.bytes_fed
-        )
-
-    def park(self):
-        """
-        Let go of the expat parser if L{parkable}.
-
-        @return: whether it is let go (now or before).
-        """
-        if self.parser is None:
-            return True
         if (
             self.header_pending is not None
             and self.depth == 1
@@ -216,13 +199,12 @@ class _LimitedElementStream(domish.ExpatElementStream):
             start, data = self.header_pending
             self.header_tag = data[: self.bytes_fed - start]
             self.header_pending = None
-        if not self.parkable():
-            return False
-        self._uninstall()
-        self.parser = None
-        self.buffer = b""
-        self.buffer_offset = self.bytes_fed
-        return True
+        return (
+            self.depth == 1
+            and self.currElem is None
+            and self.header_tag is not None
+            and self.boundary == self.bytes_fed
+        )
 
     def freeze(self):
         """
@@ -241,24 +223,25 @@ class _LimitedElementStream(domish.ExpatElementStream):
     @classmethod
     def thaw(cls, frozen):
         """
-        A parked stream again, from L{freeze}'s state; its expat parser is
-        made by the first L{parse}.
+        A parked stream again, from L{freeze}'s state, with a new expat
+        parser given the stream header's start tag (without events) so that
+        it parses what follows in the same namespace context.
+
+        @raise XMLStreamError: C{internal-server-error} if the header does
+            not parse again (it parsed before: it can't happen).
         """
         max_stanza_size, max_depth, shallow, bytes_fed, header_tag, namespaces = frozen
         stream = cls(max_stanza_size, max_depth, shallow)
-        stream._uninstall()
-        stream.parser = None
         stream.documentStarted = 1
         stream.defaultNsStack = list(namespaces)
         stream.depth = 1
         stream.bytes_fed = stream.boundary = stream.buffer_offset = bytes_fed
         stream.header_tag = header_tag
+        stream._replay_header()
         return stream
 
-    def _unpark(self):
-        parser = pyexpat.ParserCreate("UTF-8", " ")
-        self.parser = parser
-        self._install(parser)
+    def _replay_header(self):
+        parser = self.parser
         # The header's namespace declarations are in force already (domish
         # keeps them); the replayed header must not declare them again.
         parser.StartNamespaceDeclHandler = None
@@ -448,8 +431,6 @@ class _LimitedElementStream(domish.ExpatElementStream):
         keep = max(0, start - self.buffer_offset)
         self.buffer = self.buffer[keep:] + data
         self.buffer_offset += keep
-        if self.parser is None:
-            self._unpark()
         self.bytes_fed += len(data)
         super().parse(data)
         if self.element_start is not None:
@@ -518,16 +499,17 @@ class StreamParser:
             return False
         if self._stream is None:
             return True
-        if not self._stream.park():
+        if not self._stream.parkable():
             return False
         # Keep only what resuming needs (a tuple, not the whole object).
         self._frozen = self._stream.freeze()
+        self._stream.release()
         self._stream = None
         return True
 
     @property
     def parked(self):
-        return self._stream is None or self._stream.parser is None
+        return self._stream is None
 
     @property
     def buffered(self):
@@ -564,9 +546,9 @@ class StreamParser:
         """
         if self.closed:
             return
-        if self._stream is None:
-            self._thaw()
         try:
+            if self._stream is None:
+                self._thaw()
             self._stream.parse(data)
         except XMLStreamError:
             if self.closed:
