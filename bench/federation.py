@@ -605,7 +605,6 @@ class GatewayProcess:
         self.config_file = config_file
         self.log_file = os.path.join(folder, "gateway.log")
         self.process = None
-        self.ticks = os.sysconf("SC_CLK_TCK")
 
     def start(self):
         env = dict(os.environ)
@@ -633,22 +632,15 @@ class GatewayProcess:
 
     def cpu(self):
         """
-        The gateway's user + system CPU seconds so far (/proc/PID/stat).
+        The gateway's user + system CPU seconds so far.
         """
-        with open(f"/proc/{self.pid}/stat", "rb") as f:
-            stat = f.read()
-        fields = stat[stat.rindex(b")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / self.ticks
+        return process_cpu(self.pid)
 
     def rss_mib(self):
         try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
+            return process_rss_kib(self.pid) / 1024
         except OSError:
-            pass
-        return float("nan")
+            return float("nan")
 
     def log_lines(self):
         try:
@@ -694,6 +686,29 @@ async def bounded(reactor, d, seconds, what):
         return await d
     except defer.TimeoutError:
         raise BenchError(f"{what}: nothing within {seconds:.1f} s") from None
+
+
+def process_cpu(pid):
+    """
+    Process C{pid}'s user + system CPU seconds so far (/proc/PID/stat).
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_kib(pid):
+    """
+    Process C{pid}'s resident memory in KiB (/proc/PID/status).
+
+    @raise OSError: when the process is gone.
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise OSError(f"process {pid} has no resident memory (a zombie?)")
 
 
 def own_cpu():

@@ -56,6 +56,8 @@ from federation import (  # noqa: E402
     attributes,
     bounded,
     own_cpu,
+    process_cpu,
+    process_rss_kib,
     sleep,
     stream_error,
 )
@@ -452,24 +454,6 @@ class Remote:
 
 
 # The servers under test ---------------------------------------------------------
-
-
-def process_cpu(pid):
-    """
-    User + system CPU seconds of process C{pid} so far (/proc/PID/stat).
-    """
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def process_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for process {pid}")
 
 
 class Gateway:
