@@ -27,7 +27,15 @@ Phases, per server:
     TLS, SASL EXTERNAL, stream restart, a first message counted by the
     component, close), then M with dialback instead of SASL EXTERNAL;
   - memory: resident memory per idle authenticated s2s stream, holding
-    K (default 1,000) inbound streams from K remote domains at once.
+    K (default 1,000) inbound streams from K remote domains at once, on
+    servers started afresh for it.
+
+The remote servers offer (and accept) the key exchange groups of
+Prosody's OpenSSL 3.0, so that both servers negotiate the same TLS; each
+phase prints what was negotiated and the run stops if the two differ.  Two
+more phases run against the gateway alone, with a peer offering the
+post-quantum hybrid X25519MLKEM768 first, as OpenSSL 3.5 and later do:
+SASL EXTERNAL handshakes, and memory per idle stream.
 
 It prints one table per repeat and a final table of medians with the
 ratio gateway/Prosody of each figure (the median of the per-repeat
@@ -63,14 +71,18 @@ from federation import (  # noqa: E402
 )
 
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
-from twisted.internet import defer, protocol, ssl, task  # noqa: E402
+from OpenSSL import SSL  # noqa: E402
+from OpenSSL._util import lib as _openssl  # noqa: E402
+from twisted.internet import defer, protocol, task  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: E402
-from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
+from twisted.internet.interfaces import (  # noqa: E402
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
 from zope.interface import implementer  # noqa: E402
 
 from gateway.dialback import check_dialback_key, dialback_key  # noqa: E402
-from gateway.state import LocalIdentity  # noqa: E402
-from gateway.tls import TLSProfile  # noqa: E402
 from tests.dnsserver import LoopbackDNSServer  # noqa: E402
 from tests.interop.peers import package_version  # noqa: E402
 from tests.interop.prosody import ProsodyServer  # noqa: E402
@@ -84,6 +96,17 @@ PHASE_TIMEOUT = 600.0
 STALL_SECONDS = 30.0
 BOTH_EKUS = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
 
+# The key exchange groups the remote servers offer and accept, in order.
+# "classic" is what a peer on OpenSSL 3.0 (Prosody's, on Debian 12) offers:
+# with it both servers negotiate the same TLS.  "hybrid" is what a peer on
+# OpenSSL 3.5 or later offers first: the post-quantum hybrid
+# X25519MLKEM768, which the gateway's OpenSSL negotiates and Prosody's
+# cannot; its phases run against the gateway alone.
+GROUPS = {
+    "classic": "X25519:P-256:X448:P-521:P-384",
+    "hybrid": "X25519MLKEM768:X25519:P-256:X448:P-521:P-384",
+}
+
 
 def peer_domain(n):
     return f"p{n}.{PEERS}"
@@ -91,6 +114,64 @@ def peer_domain(n):
 
 def s2s_header(sender, recipient, stream_id=None):
     return fed.s2s_header(sender, recipient, stream_id)
+
+
+# TLS of the remote side -------------------------------------------------------------
+
+
+def tls_context(certificate_file, key_file, groups, ca_file=None):
+    """
+    A context presenting the wildcard identity and offering (or, on the
+    server side, accepting) only C{groups}, in that order.  Either way,
+    both servers under test end up with the same TLS (checked per phase).  With
+    C{ca_file}: a client's, checking the server's chain; without: a
+    server's, asking for the client's certificate and taking any.
+    """
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.use_certificate_chain_file(certificate_file)
+    context.use_privatekey_file(key_file)
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    if ca_file is not None:
+        context.load_verify_locations(ca_file)
+        context.set_verify(SSL.VERIFY_PEER)
+    else:
+        context.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+        # The server picks the cipher, by OpenSSL's default order (Prosody,
+        # as a client, lists AES-128 first; the gateway AES-256).
+        context.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
+    # pyOpenSSL has no call for the groups; OpenSSL's own does it.
+    if _openssl.SSL_CTX_set1_curves_list(context._context, groups.encode("ascii")) != 1:
+        raise BenchError(f"this OpenSSL does not know every group of {groups}")
+    return context
+
+
+@implementer(IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator)
+class TLSCreator:
+    def __init__(self, context, server_name=None):
+        self.context = context
+        self.server_name = server_name
+
+    def clientConnectionForTLS(self, protocol):
+        connection = SSL.Connection(self.context, None)
+        connection.set_tlsext_host_name(self.server_name.encode("idna"))
+        connection.set_connect_state()
+        return connection
+
+    def serverConnectionForTLS(self, protocol):
+        return SSL.Connection(self.context, None)
+
+
+def negotiated(connection):
+    """
+    What a TLS connection negotiated: C{"TLSv1.3 TLS_AES_256_GCM_SHA384
+    x25519"}.
+    """
+    return " ".join((
+        connection.get_protocol_version_name(),
+        connection.get_cipher_name() or "?",
+        connection.get_group_name() or "?",
+    ))
 
 
 # The remote servers, as originating servers (streams into the server) ------------
@@ -106,16 +187,17 @@ class Originating(protocol.Protocol):
     @ivar authenticated: fires with this protocol once authenticated.
     """
 
-    def __init__(self, remote, domain, method):
+    def __init__(self, remote, domain, method, groups):
         self.remote = remote
         self.domain = domain
         self.method = method
+        self.groups = groups
         self.state = "connecting"
         self.buffer = b""
         self.tail = b""
         self.stream_id = None
         self.problem = None
-        self.tls_version = None
+        self.tls = None
         self.authenticated = defer.Deferred()
         self.lost = defer.Deferred()
 
@@ -125,7 +207,7 @@ class Originating(protocol.Protocol):
         self.transport.write(s2s_header(self.domain, SINK))
 
     def handshakeCompleted(self):
-        self.tls_version = self.transport.getHandle().get_protocol_version_name()
+        self.tls = negotiated(self.transport.getHandle())
         self.state = "header after TLS"
         self.transport.write(s2s_header(self.domain, SINK))
 
@@ -185,7 +267,7 @@ class Originating(protocol.Protocol):
             if b"<proceed" in self.buffer:
                 self.buffer = b""
                 self.state = "TLS handshake"
-                self.transport.startTLS(self.remote.client_tls)
+                self.transport.startTLS(self.remote.client_tls[self.groups])
             elif b"<failure" in self.buffer:
                 self._fail("the server refused STARTTLS")
             return False
@@ -314,6 +396,7 @@ class Receiving(protocol.Protocol):
                 self.transport.startTLS(self.remote.server_tls)
             return False
         if state == "header after TLS":
+            self.remote.outbound_tls.add(negotiated(self.transport.getHandle()))
             external = b""
             if self.transport.getPeerCertificate() is not None:
                 external = (
@@ -392,28 +475,25 @@ class Remote:
     dialback secret, the TLS contexts, the delivery counter.
     """
 
-    def __init__(self, reactor, ca, certificate_file, key_file):
+    def __init__(self, reactor, ca_file, certificate_file, key_file):
         self.reactor = reactor
         self.secret = secrets.token_hex(32)
-        with open(certificate_file, "rb") as f:
-            chain = f.read()
-        with open(key_file, "rb") as f:
-            key = f.read()
-        ca_certificate = ssl.Certificate.loadPEM(ca.pem)
-        identity = ssl.PrivateCertificate.loadPEM(chain + key)
-        self.client_tls = ssl.optionsForClientTLS(
-            SINK,
-            trustRoot=ca_certificate,
-            clientCertificate=identity,
-            extraCertificateOptions={"extraCertChain": [ca_certificate.original]},
+        # Streams into the server: its certificate is checked against the
+        # CA (not its name: this is the load generator); one creator per
+        # choice of key exchange groups.
+        self.client_tls = {
+            name: TLSCreator(tls_context(certificate_file, key_file, groups, ca_file), SINK)
+            for name, groups in GROUPS.items()
+        }
+        # Streams from the server: TLS 1.2+, asks for the client's
+        # certificate and takes any (it offers SASL EXTERNAL when one came;
+        # this side is the benchmark's sink, not a server whose checks are
+        # measured); the classic groups, so that both servers' outbound
+        # streams negotiate the same TLS.
+        self.server_tls = TLSCreator(
+            tls_context(certificate_file, key_file, GROUPS["classic"])
         )
-        # The remote domains' listener uses the gateway's TLS profile (TLS
-        # 1.2+, asks for the client's certificate and takes any: it offers
-        # SASL EXTERNAL when one came; this side is the benchmark's sink,
-        # not a server whose checks are measured).
-        self.server_tls = TLSProfile(
-            [LocalIdentity(PEERS, certificate_file, key_file, "")]
-        ).server_creator()
+        self.outbound_tls = set()
         self.delivered = 0
         self.target = None
         self.on_target = None
@@ -434,8 +514,8 @@ class Remote:
             on_target, self.on_target = self.on_target, None
             on_target()
 
-    async def establish(self, domain, method="external", timeout=30.0):
-        factory = protocol.Factory.forProtocol(lambda: Originating(self, domain, method))
+    async def establish(self, domain, method="external", timeout=30.0, groups="classic"):
+        factory = protocol.Factory.forProtocol(lambda: Originating(self, domain, method, groups))
         factory.noisy = False
         endpoint = TCP4ClientEndpoint(self.reactor, LOOPBACK, self.server_port, timeout=timeout)
         started = time.monotonic()
@@ -630,7 +710,7 @@ class Run:
         what = f"inbound throughput over {streams} stream(s)"
         domains = [peer_domain(n) for n in range(1, streams + 1)]
         clients = [await self.remote.establish(d) for d in domains]
-        versions = {c.tls_version for c in clients}
+        tls = {c.tls for c in clients}
         batches, _ = message_batches(
             count, [f"u@{d}" for d in domains], [f"sink@{SINK}"] * streams
         )
@@ -651,7 +731,7 @@ class Run:
             pump.start()
         await self.wait_until(lambda: "time" in finished, lambda: sink.count - base, what)
         result = self.result(count, finished, cpu0, own0, t0)
-        result["tls"] = ",".join(sorted(v or "?" for v in versions))
+        result["tls"] = ", ".join(sorted(t or "?" for t in tls))
         for c in clients:
             c.close()
         for c in clients:
@@ -667,6 +747,7 @@ class Run:
         what = f"outbound throughput over {streams} stream(s)"
         domains = [peer_domain(n) for n in range(1, streams + 1)]
         remote, sink = self.remote, self.sink
+        remote.outbound_tls.clear()
         # Set up the streams: one message to each remote domain.
         base = remote.delivered
         sink.transport.write(b"".join(
@@ -701,20 +782,23 @@ class Run:
         await sleep(self.reactor, 0.2)
         if remote.delivered - base != count:
             raise BenchError(f"{what}: the remote side counted {remote.delivered - base}, not {count}")
+        result["tls"] = ", ".join(sorted(remote.outbound_tls))
         return result
 
-    async def handshakes(self, count, method):
-        what = f"handshakes ({method})"
+    async def handshakes(self, count, method, groups="classic"):
+        what = f"handshakes ({method}, {groups} groups)"
         domain = peer_domain(0)
         sink = self.sink
         latencies = []
+        tls = set()
         callbacks0 = sum(self.remote.callbacks.values())
         cpu0, own0 = process_cpu(self.server.pid), own_cpu()
         t0 = time.perf_counter()
         for n in range(count):
             self.check_alive(what)
             started = time.perf_counter()
-            client = await self.remote.establish(domain, method)
+            client = await self.remote.establish(domain, method, groups=groups)
+            tls.add(client.tls)
             arrived = defer.Deferred()
             sink.target, sink.on_target = sink.count + 1, lambda: arrived.callback(None)
             client.transport.write(
@@ -739,10 +823,11 @@ class Run:
             "cpu_ms": 1000 * server_cpu / count,
             "own_share": (own_cpu() - own0) / elapsed,
             "callbacks": sum(self.remote.callbacks.values()) - callbacks0,
+            "tls": ", ".join(sorted(t or "?" for t in tls)),
         }
 
-    async def memory(self, count):
-        what = f"memory with {count} idle streams"
+    async def memory(self, count, groups="classic"):
+        what = f"memory with {count} idle streams ({groups} groups)"
         batch = 20
 
         async def open_streams(first, number):
@@ -751,7 +836,7 @@ class Run:
                 self.check_alive(what)
                 opened += await defer.gatherResults([
                     defer.Deferred.fromCoroutine(
-                        self.remote.establish(peer_domain(100000 + n), timeout=60)
+                        self.remote.establish(peer_domain(100000 + n), timeout=60, groups=groups)
                     )
                     for n in range(start, min(first + number, start + batch))
                 ])
@@ -772,7 +857,8 @@ class Run:
         for s in warm + streams:
             s.close()
         await defer.DeferredList([s.lost for s in warm + streams])
-        return {"kib_per_stream": (after - before) / count, "rss_mib": after / 1024}
+        tls = ", ".join(sorted({s.tls or "?" for s in warm + streams}))
+        return {"kib_per_stream": (after - before) / count, "rss_mib": after / 1024, "tls": tls}
 
 
 def _round_robin(lists):
@@ -791,26 +877,48 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
     """
     runs = []
     results = {}
+
+    async def start(server_class, where):
+        secret = secrets.token_hex(16)
+        server = server_class(where, pki, dns_port, secret, options.streams)
+        print(f"\n== {server.name}: s2s {LOOPBACK}:{server.s2s_port}, "
+              f"components {LOOPBACK}:{server.component_port}")
+        run = Run(reactor, server, remote, None, options)
+        runs.append(run)
+        await server.start(reactor)
+        print(f"   {server.name} pid {server.pid}")
+        run.sink = await attach_component(reactor, server, secret)
+        results.setdefault(server.name, {})
+
+    async def restart(names, where):
+        # Memory is measured on servers started for it: what earlier phases
+        # allocated and freed would otherwise be reused by the new streams
+        # without showing in the resident size.
+        for run in [r for r in runs if r.server.name in names]:
+            await stop(run)
+            runs.remove(run)
+            await start(type(run.server), where)
+
     try:
         for server_class in server_classes:
-            secret = secrets.token_hex(16)
-            server = server_class(folder, pki, dns_port, secret, options.streams)
-            print(f"\n== {server.name}: s2s {LOOPBACK}:{server.s2s_port}, "
-                  f"components {LOOPBACK}:{server.component_port}")
-            await server.start(reactor)
-            run = Run(reactor, server, remote, None, options)
-            runs.append(run)
-            print(f"   {server.name} pid {server.pid}")
-            run.sink = await attach_component(reactor, server, secret)
-            results[server.name] = {}
+            await start(server_class, folder)
 
-        async def phase(key, measure, describe):
+        async def phase(key, measure, describe, only=None):
+            negotiated_by = {}
             for run in runs:
+                if only is not None and run.server.name != only:
+                    continue
                 remote.server_port = run.server.s2s_port
                 remote.problems.clear()
                 r = await measure(run)
                 results[run.server.name][key] = r
-                print(f"   {run.server.name:<8} {describe(r)}")
+                negotiated_by[run.server.name] = r["tls"]
+                print(f"   {run.server.name:<8} {describe(r)}; {r['tls']}")
+            if len(set(negotiated_by.values())) > 1:
+                raise BenchError(
+                    f"{key}: the servers did not negotiate the same TLS: "
+                    + "; ".join(f"{name}: {tls}" for name, tls in negotiated_by.items())
+                )
 
         for streams in (1, 4):
             if options.messages:
@@ -820,7 +928,7 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
                     lambda r, streams=streams: (
                         f"inbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
                         f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
-                        f"bench {100 * r['own_share']:.0f}%, {r['tls']}"
+                        f"bench {100 * r['own_share']:.0f}%"
                     ),
                 )
         for streams in (1, 4):
@@ -834,31 +942,55 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
                         f"bench {100 * r['own_share']:.0f}%"
                     ),
                 )
+
+        def describe_handshakes(method):
+            return lambda r: (
+                f"handshakes ({method}): {r['rate']:.1f}/s, median {r['median_ms']:.1f} ms, "
+                f"{r['cpu_ms']:.1f} ms CPU each, {r['callbacks']} dialback callbacks"
+            )
+
+        def describe_memory(r):
+            return (
+                f"memory: {r['kib_per_stream']:.1f} KiB per idle stream "
+                f"({options.streams} streams, RSS {r['rss_mib']:.0f} MiB)"
+            )
+
         for method in ("external", "dialback"):
             if options.handshakes:
                 await phase(
                     f"hs_{method}",
                     lambda run, method=method: run.handshakes(options.handshakes, method),
-                    lambda r, method=method: (
-                        f"handshakes ({method}): {r['rate']:.1f}/s, median {r['median_ms']:.1f} ms, "
-                        f"{r['cpu_ms']:.1f} ms CPU each, {r['callbacks']} dialback callbacks"
-                    ),
+                    describe_handshakes(method),
                 )
-        if options.streams:
+        # What a peer on OpenSSL 3.5 or later would negotiate with the
+        # gateway (Prosody's OpenSSL has no such group).
+        if options.handshakes:
             await phase(
-                "memory",
-                lambda run: run.memory(options.streams),
-                lambda r: (
-                    f"memory: {r['kib_per_stream']:.1f} KiB per idle stream "
-                    f"({options.streams} streams, RSS {r['rss_mib']:.0f} MiB)"
-                ),
+                "hs_external_hybrid",
+                lambda run: run.handshakes(options.handshakes, "external", "hybrid"),
+                describe_handshakes("external"),
+                only="gateway",
+            )
+        if options.streams:
+            await restart({"gateway", "Prosody"}, os.path.join(folder, "memory"))
+            await phase("memory", lambda run: run.memory(options.streams), describe_memory)
+            await restart({"gateway"}, os.path.join(folder, "memory-hybrid"))
+            await phase(
+                "memory_hybrid",
+                lambda run: run.memory(options.streams, "hybrid"),
+                describe_memory,
+                only="gateway",
             )
     finally:
         for run in runs:
-            if run.sink is not None:
-                run.sink.close()
-            await run.server.stop(reactor)
+            await stop(run)
     return results
+
+
+async def stop(run):
+    if run.sink is not None:
+        run.sink.close()
+    await run.server.stop(run.reactor)
 
 
 # (key, label, unit, value from a result, higher is better)
@@ -879,6 +1011,12 @@ FIGURES = [
     ("hs_dialback", "handshakes, dialback: CPU ms each", lambda r: r["cpu_ms"], False),
     ("hs_dialback", "handshakes, dialback: callbacks made", lambda r: r["callbacks"], None),
     ("memory", "memory: KiB per idle stream", lambda r: r["kib_per_stream"], False),
+    ("hs_external_hybrid", "hybrid key exchange, handshakes: per second",
+     lambda r: r["rate"], True),
+    ("hs_external_hybrid", "hybrid key exchange, handshakes: CPU ms each",
+     lambda r: r["cpu_ms"], False),
+    ("memory_hybrid", "hybrid key exchange, memory: KiB per idle stream",
+     lambda r: r["kib_per_stream"], False),
 ]
 
 
@@ -948,7 +1086,7 @@ async def main(reactor, options):
         peers_certificate, peers_key = ca.write_identity(
             pki_folder, PEERS, [f"*.{PEERS}"], eku=BOTH_EKUS
         )
-        remote = Remote(reactor, ca, peers_certificate, peers_key)
+        remote = Remote(reactor, ca_file, peers_certificate, peers_key)
         remote_port = remote.listen()
         dns_server = LoopbackDNSServer(reactor)
         for n in range(0, 5):
