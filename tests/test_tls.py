@@ -1,7 +1,8 @@
 """
-The TLS profile, checked from outside with Python's own TLS client over a
-real loopback connection: versions, cipher suites, compression,
-certificate selection by stream C{to} and by SNI.
+The TLS profile, checked from outside with Python's own TLS client (and
+pyOpenSSL's, for the key exchange groups) over a real loopback connection:
+versions, cipher suites, key exchange groups, compression, certificate
+selection by stream C{to} and by SNI.
 """
 
 import socket
@@ -173,3 +174,42 @@ class TLSProfileTests(unittest.TestCase):
                 direct_tls_handshake, self.gateway.direct_tls_port, client_context(), name
             )
             self.assertEqual(certificate_names(der), [name])
+
+    @defer.inlineCallbacks
+    def test_key_exchange_groups(self):
+        """
+        The key exchange groups are OpenSSL's defaults: a peer whose OpenSSL
+        offers the post-quantum hybrid X25519MLKEM768 gets it; one that
+        offers only X25519 (OpenSSL 3.0's first choice) gets X25519.
+        """
+        hybrid = yield threads.deferToThread(
+            direct_tls_group, self.gateway.direct_tls_port, None
+        )
+        self.assertEqual(hybrid, "X25519MLKEM768")
+        classic = yield threads.deferToThread(
+            direct_tls_group, self.gateway.direct_tls_port, b"X25519:P-256"
+        )
+        self.assertEqual(classic.lower(), "x25519")
+
+
+def direct_tls_group(port, groups):
+    """
+    Do a direct TLS handshake with the OpenSSL that pyOpenSSL uses (the
+    standard library's may be too old for the hybrid), offering C{groups}
+    (L{None}: its defaults), and say which group was negotiated.
+    """
+    from OpenSSL import SSL
+    from OpenSSL._util import lib
+
+    context = SSL.Context(SSL.TLS_METHOD)
+    if groups is not None:
+        # pyOpenSSL has no call for the groups.
+        assert lib.SSL_CTX_set1_curves_list(context._context, groups) == 1
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        # pyOpenSSL wants a blocking socket (the test's timeout bounds it).
+        raw.settimeout(None)
+        connection = SSL.Connection(context, raw)
+        connection.set_tlsext_host_name(b"a.test")
+        connection.set_connect_state()
+        connection.do_handshake()
+        return connection.get_group_name()
