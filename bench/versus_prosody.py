@@ -920,28 +920,12 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
                     + "; ".join(f"{name}: {tls}" for name, tls in negotiated_by.items())
                 )
 
-        for streams in (1, 4):
-            if options.messages:
-                await phase(
-                    f"in{streams}",
-                    lambda run, streams=streams: run.inbound(streams, options.messages),
-                    lambda r, streams=streams: (
-                        f"inbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
-                        f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
-                        f"bench {100 * r['own_share']:.0f}%"
-                    ),
-                )
-        for streams in (1, 4):
-            if options.messages:
-                await phase(
-                    f"out{streams}",
-                    lambda run, streams=streams: run.outbound(streams, options.messages),
-                    lambda r, streams=streams: (
-                        f"outbound, {streams} stream(s): {r['rate']:,.0f} msg/s, "
-                        f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
-                        f"bench {100 * r['own_share']:.0f}%"
-                    ),
-                )
+        def describe_throughput(direction, streams):
+            return lambda r: (
+                f"{direction}, {streams} stream(s): {r['rate']:,.0f} msg/s, "
+                f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
+                f"bench {100 * r['own_share']:.0f}%"
+            )
 
         def describe_handshakes(method):
             return lambda r: (
@@ -955,6 +939,19 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
                 f"({options.streams} streams, RSS {r['rss_mib']:.0f} MiB)"
             )
 
+        if options.messages:
+            for key, direction, measure in (
+                ("in", "inbound", Run.inbound),
+                ("out", "outbound", Run.outbound),
+            ):
+                for streams in (1, 4):
+                    await phase(
+                        f"{key}{streams}",
+                        lambda run, measure=measure, streams=streams: measure(
+                            run, streams, options.messages
+                        ),
+                        describe_throughput(direction, streams),
+                    )
         for method in ("external", "dialback"):
             if options.handshakes:
                 await phase(
