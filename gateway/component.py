@@ -10,11 +10,12 @@ L{gateway.routing.Router}.
 
 import hmac
 
-
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.words.protocols.jabber import error, xmlstream
+from twisted.words.protocols.jabber import error, jid, xmlstream
 from wokkel.component import ListenComponentAuthenticator
+
+from gateway.jid import AddressError, bare_domain
 
 log = Logger()
 
@@ -34,19 +35,29 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
         self.router = router
 
     def streamStarted(self, rootElement):
+        # The domain is read here, in canonical form (gateway.jid), not by
+        # Twisted's JID, whose IDNA2003 nameprep reads some domains as others
+        # (straße.de as strasse.de).
+        to = rootElement.attributes.pop("to", None)
         xmlstream.ListenAuthenticator.streamStarted(self, rootElement)
         if rootElement.defaultUri != self.namespace:
             self.xmlstream.sendStreamError(error.StreamError("invalid-namespace"))
             return
-        entity = self.xmlstream.thisEntity
-        if entity is None:
+        if not to:
             self.xmlstream.sendStreamError(error.StreamError("improper-addressing"))
             return
-        if entity.user or entity.resource or entity.host not in self.secrets:
+        rootElement["to"] = to
+        try:
+            domain = bare_domain(to)
+        except AddressError as e:
+            self.xmlstream.sendStreamError(error.StreamError("host-unknown", text=str(e)))
+            return
+        if domain not in self.secrets:
             self.xmlstream.sendStreamError(
-                error.StreamError("host-unknown", text=f"{entity.full()} is not a local domain")
+                error.StreamError("host-unknown", text=f"{domain} is not a local domain")
             )
             return
+        self.xmlstream.thisEntity = jid.JID(tuple=(None, domain, None))
         self.xmlstream.sendHeader()
         self.xmlstream.addOnetimeObserver("/*", self.onElement)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet.endpoints import serverFromString
 
-from gateway.xmpp import AddressError, normalise_domain
+from gateway.jid import AddressError, bare_domain
 
 #: The configuration used when no file is given: one local domain,
 #: C{localhost}, on loopback, with a certificate and component secret made
@@ -224,8 +224,13 @@ class PolicyConfig:
         """
         Return the L{DomainPolicy} that applies to peer C{domain}: an exact
         match first, else the longest C{*.suffix} pattern it falls under,
-        else the default.
+        else the default.  Patterns are canonical (L{gateway.jid}), and so is
+        C{domain} before it is looked up, whichever way it is spelt.
         """
+        try:
+            domain = bare_domain(domain)
+        except AddressError:
+            return self.default
         best = None
         for pattern, policy in self.domains:
             if pattern == domain:
@@ -444,29 +449,45 @@ def parse_config(text, path, base, known_verifiers=None):
 
 def _domain_name(reader, name, domain=None):
     """
-    Check that C{domain} (by default the key C{name} itself) is a domain in
-    canonical form; errors name the key C{name}.
+    The canonical form (L{gateway.jid.canonical_domain}) of C{domain}, by
+    default the key C{name} itself; errors name the key C{name}.
     """
     domain = name if domain is None else domain
     try:
-        canonical = normalise_domain(domain)
+        return bare_domain(domain)
     except AddressError as e:
         raise ConfigError(reader.path, reader.key(f'"{name}"'), str(e)) from None
-    if canonical != domain:
-        raise ConfigError(
-            reader.path,
-            reader.key(f'"{name}"'),
-            f"write the domain in its canonical form, {canonical!r}",
-        )
-    return canonical
+
+
+def _canonical_keys(reader, canonical_name):
+    """
+    The keys of C{reader}'s table with what each names in canonical form,
+    in order.  Two keys naming the same domain (C{"bücher.example"} and
+    C{"xn--bcher-kva.example"}, C{"Example.org"} and C{"example.org."}) are
+    an error naming both: which of their settings would apply is not for
+    the order of a file to decide.
+    """
+    seen = {}
+    keys = []
+    for name in list(reader.table):
+        canonical = canonical_name(reader, name)
+        if canonical in seen:
+            other = reader.key(f'"{seen[canonical]}"')
+            raise ConfigError(
+                reader.path,
+                reader.key(f'"{name}"'),
+                f"names the same domain ({canonical}) as {other}; keep one of them",
+            )
+        seen[canonical] = name
+        keys.append((name, canonical))
+    return keys
 
 
 def _domains(reader, base):
     if not reader.table:
         raise ConfigError(reader.path, "domains", "at least one local domain is required")
     domains = []
-    for name in list(reader.table):
-        canonical = _domain_name(reader, name)
+    for name, canonical in _canonical_keys(reader, _domain_name):
         table = reader.table_of(name, f'"{name}"')
         certificate = table.path_value("certificate", base)
         key = table.path_value("key", base)
@@ -677,8 +698,7 @@ def _domain_policy(reader, default, known_verifiers):
 
 def _policy_pattern(reader, name):
     if name.startswith("*."):
-        _domain_name(reader, name, name[2:])
-        return name
+        return "*." + _domain_name(reader, name, name[2:])
     return _domain_name(reader, name)
 
 
@@ -688,8 +708,7 @@ def _policy(reader, base, known_verifiers):
     default = _domain_policy(reader, DomainPolicy(), known_verifiers)
     reader.finish()
     domains = []
-    for name in list(overrides.table):
-        pattern = _policy_pattern(overrides, name)
+    for name, pattern in _canonical_keys(overrides, _policy_pattern):
         table = overrides.table_of(name, f'"{name}"')
         domains.append((pattern, _domain_policy(table, default, known_verifiers)))
         table.finish()

@@ -26,6 +26,7 @@ from twisted.names.hosts import searchFileForAll
 from twisted.python.filepath import FilePath
 
 from gateway.dnsclient import DNSClient, DNSError
+from gateway.jid import canonical_domain
 
 DEFAULT_PORT = 5269
 
@@ -140,7 +141,9 @@ async def resolve_targets(client, domain, rng=random):
     @raise ServiceNotOffered: when the domain's SRV says so.
     @raise DNSLookupFailed: when an SRV lookup is bogus or unanswered.
     """
-    ascii_domain = domain.encode("idna").decode("ascii")
+    # IDNA2008 A-labels (gateway.jid), not Python's IDNA2003 codec, which
+    # would look up straße.de as strasse.de.
+    ascii_domain = canonical_domain(domain)
     direct, direct_secure = await _srv(client, f"_xmpps-server._tcp.{ascii_domain}")
     starttls, starttls_secure = await _srv(client, f"_xmpp-server._tcp.{ascii_domain}")
     if not direct and not starttls:

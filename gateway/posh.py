@@ -67,7 +67,6 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
@@ -95,6 +94,7 @@ from zope.interface import implementer
 from gateway import __version__
 from gateway.cache import ExpiringCache
 from gateway.dns import lookup_addresses
+from gateway.jid import AddressError, canonical_domain
 from gateway.verifiers.pkix import (
     IdentityError,
     PathError,
@@ -424,10 +424,9 @@ def posh_url(domain):
 
 
 def _a_label(domain):
-    name = domain[:-1] if domain.endswith(".") else domain
     try:
-        return idna.encode(name, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError) as e:
+        return canonical_domain(domain)
+    except AddressError as e:
         raise _Outcome(ERROR, f"{domain!r} is not a domain name: {e}") from None
 
 

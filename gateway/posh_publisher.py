@@ -18,11 +18,11 @@ Two ways:
 import argparse
 import sys
 
-import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.web import resource, server
 
+from gateway.jid import AddressError, canonical_domain
 from gateway.posh import WELL_KNOWN_PATH, posh_document
 
 #: The default C{expires} of the command, as C{[posh] expires}'s.
@@ -42,10 +42,9 @@ def certificate_der(path):
 
 
 def _host_key(name):
-    name = name.rstrip(".")
     try:
-        return idna.encode(name, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError):
+        return canonical_domain(name)
+    except AddressError:
         return name.lower()
 
 

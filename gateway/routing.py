@@ -9,15 +9,13 @@ errors and IQ results, which are logged and not answered.
 
 from twisted.logger import Logger
 
+from gateway.jid import AddressError, parse_jid
 from gateway.xmlparser import ShallowStanza, expand
-
 from gateway.xmpp import (
     NS_COMPONENT,
     NS_SERVER,
-    AddressError,
     error_response,
     is_bounceable,
-    parse_jid,
     rewrite_namespace,
 )
 
@@ -49,15 +47,19 @@ class Router:
     def route_from_component(self, stanza, component_domain):
         """
         Route a stanza a component sent.  Its C{from} must be in the
-        component's domain; its C{to} may be local or remote.
+        component's domain; its C{to} may be local or remote.  Both go on
+        with their domains in canonical form (L{gateway.jid}).
         """
         rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
+        if not stanza.getAttribute("from"):
+            self._refuse_from_component(stanza, component_domain, "bad-request", "no from address")
+            return
         try:
             sender = parse_jid(stanza.getAttribute("from"))
         except AddressError as e:
-            self._refuse_from_component(stanza, component_domain, "bad-request", f"from: {e}")
+            self._refuse_from_component(stanza, component_domain, "jid-malformed", f"from: {e}")
             return
-        if sender.host != component_domain:
+        if sender.domain != component_domain:
             self._refuse_from_component(
                 stanza,
                 component_domain,
@@ -70,31 +72,47 @@ class Router:
         except AddressError as e:
             self._refuse_from_component(stanza, component_domain, "jid-malformed", f"to: {e}")
             return
-        self.deliver(stanza, sender.host, recipient.host)
+        if not sender.canonical:
+            stanza["from"] = sender.full()
+        if not recipient.canonical:
+            stanza["to"] = recipient.full()
+        self.deliver(stanza, sender.domain, recipient.domain)
 
     def _refuse_from_component(self, stanza, component_domain, condition, text):
-        if not is_bounceable(stanza):
-            log.warn(
-                "component {domain} sent an undeliverable {kind} error/result: {text}",
-                domain=component_domain,
-                kind=stanza.name,
-                text=text,
-            )
-            return
-        reply = error_response(stanza, condition, text)
-        try:
-            sender = parse_jid(stanza.getAttribute("from"))
-        except AddressError:
-            sender = None
         # The error goes back on the component's own stream, addressed to the
-        # sender only when that is an address of the component's.
-        reply["to"] = sender.full() if sender and sender.host == component_domain else component_domain
-        try:
-            parse_jid(reply.getAttribute("from"))
-        except AddressError:
-            # Answer from the gateway itself rather than echo a bad address.
-            reply.attributes.pop("from", None)
-        self._deliver_local(reply, component_domain)
+        # sender only when that is a well-formed address of the component's,
+        # and from the address it was sent to only when that is well-formed
+        # (else from the gateway itself, rather than echo a bad address).
+        sender = _well_formed(stanza.getAttribute("from"))
+        recipient = _well_formed(stanza.getAttribute("to"))
+        self._answer(
+            stanza,
+            condition,
+            text,
+            reply_from=recipient.full() if recipient else None,
+            reply_to=sender.full() if sender and sender.domain == component_domain
+            else component_domain,
+            deliver=lambda reply: self._deliver_local(reply, component_domain),
+        )
+
+    def refuse_from_s2s(self, stanza, sender_domain, recipient_domain, condition, text):
+        """
+        Answer a stanza that an s2s peer authenticated for C{(sender_domain,
+        recipient_domain)} sent, but that can't be routed (say a malformed
+        localpart), with error C{condition}.  The answer goes from
+        C{recipient_domain} to the sender, or to the sender's domain when its
+        address is malformed.
+        """
+        sender = _well_formed(stanza.getAttribute("from"))
+        recipient = _well_formed(stanza.getAttribute("to"))
+        self._answer(
+            stanza,
+            condition,
+            text,
+            reply_from=recipient.full() if recipient else recipient_domain,
+            reply_to=sender.full() if sender else sender_domain,
+            deliver=lambda reply: self.deliver(reply, recipient_domain, sender_domain),
+        )
 
     def route_from_s2s(self, stanza, sender_domain, recipient_domain):
         """
@@ -133,9 +151,35 @@ class Router:
         its sender.
         """
         stanza = expand(stanza)
+        sender = _well_formed(stanza.getAttribute("from"))
+        recipient = _well_formed(stanza.getAttribute("to"))
+        if is_bounceable(stanza) and (sender is None or recipient is None):
+            log.warn(
+                "cannot bounce a {kind} with a malformed address ({condition})",
+                kind=stanza.name,
+                condition=condition,
+            )
+            return
+        self._answer(
+            stanza,
+            condition,
+            text,
+            reply_from=recipient and recipient.full(),
+            reply_to=sender and sender.full(),
+            deliver=lambda reply: self.deliver(reply, recipient.domain, sender.domain),
+        )
+
+    def _answer(self, stanza, condition, text, reply_from, reply_to, deliver):
+        """
+        Send the error C{condition} answering C{stanza} (RFC 6120 section
+        8.3) with the given addresses (well-formed and canonical; no C{from}
+        when C{reply_from} is L{None}), unless C{stanza} is one that is never
+        answered.
+        """
+        stanza = expand(stanza)
         if not is_bounceable(stanza):
             log.warn(
-                "not bouncing undeliverable {kind} of type {type} from {sender} to "
+                "not answering undeliverable {kind} of type {type} from {sender} to "
                 "{recipient} ({condition}): errors and results are not answered",
                 kind=stanza.name,
                 type=stanza.getAttribute("type"),
@@ -148,10 +192,19 @@ class Router:
         if self.metrics is not None:
             self.metrics.stanzas_bounced.labels(condition).inc()
         reply = error_response(stanza, condition, text)
-        try:
-            sender = parse_jid(reply.getAttribute("from")).host
-            recipient = parse_jid(reply.getAttribute("to")).host
-        except AddressError:
-            log.warn("cannot bounce a stanza with a malformed address ({condition})", condition=condition)
-            return
-        self.deliver(reply, sender, recipient)
+        if reply_from is None:
+            reply.attributes.pop("from", None)
+        else:
+            reply["from"] = reply_from
+        reply["to"] = reply_to
+        deliver(reply)
+
+
+def _well_formed(value):
+    """
+    The address C{value} parsed, or L{None} when it is missing or malformed.
+    """
+    try:
+        return parse_jid(value)
+    except AddressError:
+        return None

@@ -29,6 +29,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from gateway.jid import canonical_domain
+
 TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
 _OPTIONS = (
@@ -159,7 +161,8 @@ class _ServerCreator:
 class _ClientCreator:
     def __init__(self, context, server_name):
         self._context = context
-        self._server_name = server_name.encode("idna")
+        # Domains are canonical (gateway.jid): lower-case A-labels already.
+        self._server_name = canonical_domain(server_name).encode("ascii")
 
     def clientConnectionForTLS(self, protocol):
         connection = SSL.Connection(self._context, None)

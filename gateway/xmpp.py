@@ -1,13 +1,10 @@
 """
-XMPP names and small pure helpers over stanzas: namespaces, addresses,
-error responses (RFC 6120 section 8.3) and namespace rewriting between
+XMPP names and small pure helpers over stanzas: namespaces, error
+responses (RFC 6120 section 8.3) and namespace rewriting between
 component and server streams.
 """
 
-import functools
-
 from twisted.words.protocols.jabber import error as jabber_error
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from twisted.words.xish import domish
 
 NS_STREAMS = "http://etherx.jabber.org/streams"
@@ -22,85 +19,6 @@ NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_SM = "urn:xmpp:sm:3"
 
 STANZA_NAMES = frozenset(("message", "presence", "iq"))
-
-
-class AddressError(ValueError):
-    """
-    A JID or domain does not follow RFC 7622.
-    """
-
-
-def parse_jid(value):
-    """
-    Parse C{value} as a JID (see L{_parse_jid}), remembering the most
-    recent results: stringprep is by far the dearest part of routing a
-    stanza, and the same few addresses recur.
-
-    @raise AddressError: when it is missing or malformed.
-    @rtype: L{JID}
-    """
-    if not value or not isinstance(value, str):
-        raise AddressError("missing address")
-    return _parse_jid(value)
-
-
-@functools.lru_cache(maxsize=8192)
-def _parse_jid(value):
-    """
-    Parse C{value} as a JID (RFC 7622): an optional localpart before the
-    first C{@}, the domainpart, an optional resourcepart after the first
-    C{/}; each part present must be non-empty, and the domainpart a valid
-    host name of non-empty labels.
-
-    @raise AddressError: when it is missing or malformed.
-    @rtype: L{JID}
-    """
-    if not value or not isinstance(value, str):
-        raise AddressError("missing address")
-    bare, slash, resource = value.partition("/")
-    local, at, domain = bare.partition("@") if "@" in bare else (None, "", bare)
-    if at and not local:
-        raise AddressError(f"{value!r} has an empty localpart")
-    if slash and not resource:
-        raise AddressError(f"{value!r} has an empty resourcepart")
-    if domain.endswith("."):
-        domain = domain[:-1]
-    if not domain or "" in domain.split("."):
-        raise AddressError(f"{value!r} has an empty domain label")
-    if any(len(part.encode("utf-8")) > 1023 for part in (local or "", domain, resource)):
-        raise AddressError(f"{value!r} has a part longer than 1023 bytes")
-    try:
-        return JID(tuple=(local or None, domain, resource or None))
-    except (InvalidFormat, UnicodeError, ValueError, IndexError) as e:
-        raise AddressError(f"{value!r} is malformed: {e}") from None
-
-
-def normalise_domain(value):
-    """
-    Return the canonical form of the XMPP domain C{value} (a domainpart
-    alone: no localpart, no resourcepart), or raise L{AddressError}.
-    """
-    if not isinstance(value, str) or not value:
-        raise AddressError("empty domain")
-    address = parse_jid(value)
-    if address.user is not None or address.resource is not None:
-        raise AddressError(f"{value!r} is not a bare domain")
-    domain = address.host.rstrip(".")
-    if not domain or len(domain.encode("utf-8")) > 1023:
-        raise AddressError(f"{value!r} is not a valid domain")
-    return domain
-
-
-def stanza_domains(stanza):
-    """
-    Return the domains of the C{from} and C{to} addresses of C{stanza}.
-
-    @raise AddressError: when either is missing or malformed.
-    @rtype: L{tuple} of (L{str}, L{str})
-    """
-    sender = parse_jid(stanza.getAttribute("from"))
-    recipient = parse_jid(stanza.getAttribute("to"))
-    return sender.host, recipient.host
 
 
 def is_bounceable(stanza):

@@ -755,16 +755,23 @@ ERROR_CASES = [
     ErrorCase("no_domains", 'state_dir = "state"\n', "domains", "at least one local domain is required"),
     ErrorCase("empty_domains", "[domains]\n", "domains", "at least one local domain is required"),
     ErrorCase(
-        "domain_not_canonical",
-        '[domains."Example.ORG"]\n',
-        'domains."Example.ORG"',
-        "write the domain in its canonical form, 'example.org'",
+        "domain_twice",
+        '[domains."example.org"]\n[domains."Example.ORG."]\n',
+        'domains."Example.ORG."',
+        'names the same domain (example.org) as domains."example.org"; keep one of them',
     ),
     ErrorCase(
-        "domain_trailing_dot",
-        '[domains."example.org."]\n',
-        'domains."example.org."',
-        "write the domain in its canonical form, 'example.org'",
+        "domain_twice_a_label",
+        '[domains."xn--bcher-kva.example"]\n[domains."B\u00fccher.example"]\n',
+        'domains."B\u00fccher.example"',
+        'names the same domain (xn--bcher-kva.example) as domains."xn--bcher-kva.example";'
+        " keep one of them",
+    ),
+    ErrorCase(
+        "domain_not_idna2008",
+        '[domains."\u2603.example"]\n',
+        'domains."\u2603.example"',
+        "'\u2603.example' is not a valid domain: Codepoint U+2603 at position 1 of '\u2603' not allowed",
     ),
     ErrorCase(
         "domain_with_localpart",
@@ -961,10 +968,19 @@ ERROR_CASES = [
         "must be a boolean, not a string",
     ),
     ErrorCase(
-        "policy_domain_not_canonical",
-        D + '[policy.domains."Legacy.Example"]\nrequire_tls = false\n',
-        'policy.domains."Legacy.Example"',
-        "write the domain in its canonical form, 'legacy.example'",
+        "policy_domain_twice",
+        D + '[policy.domains."xn--bcher-kva.example"]\nrequire_dane = true\n'
+        '[policy.domains."B\u00fccher.Example."]\nrequire_tls = false\n',
+        'policy.domains."B\u00fccher.Example."',
+        'names the same domain (xn--bcher-kva.example) as policy.domains."xn--bcher-kva.example";'
+        " keep one of them",
+    ),
+    ErrorCase(
+        "policy_pattern_twice",
+        D + '[policy.domains."*.example.org"]\nrequire_tls = false\n'
+        '[policy.domains."*.EXAMPLE.org"]\nrequire_tls = false\n',
+        'policy.domains."*.EXAMPLE.org"',
+        'names the same domain (*.example.org) as policy.domains."*.example.org"; keep one of them',
     ),
     ErrorCase(
         "policy_domain_with_localpart",
@@ -1216,6 +1232,59 @@ class TrustPolicyTests(unittest.TestCase):
         for domain, verifiers in cases.items():
             self.assertEqual(policy.for_domain(domain).verifiers, verifiers, domain)
 
+    def test_spellings_of_one_domain(self):
+        """
+        Regression: a policy written for one spelling of a domain holds for
+        every other (U-label or A-label, any case, a final dot, fullwidth
+        dots), so a peer can't escape pins, C{require_dane}, C{decisive} or
+        C{on_certificate_change = "refuse"} by claiming the other spelling.
+        The same holds under a C{*.} pattern.
+        """
+        pin = "sha256:" + "ab" * 32
+        strict = (
+            "verifiers = ['dane', 'pkix']\nrequire_dane = true\ndecisive = ['dane']\n"
+            f"pins = ['{pin}']\non_certificate_change = 'refuse'\n"
+        )
+        spellings = [
+            "b\u00fccher.example",
+            "B\u00dcCHER.Example.",
+            "bu\u0308cher.example",
+            "xn--bcher-kva.example",
+            "XN--BCHER-KVA.EXAMPLE",
+            "b\u00fccher\uff0eexample",
+            "b\u00fccher\u3002example\u3002",
+        ]
+        for written in ("b\u00fccher.example", "xn--bcher-kva.example", "B\u00fccher.Example."):
+            config = self.parse(f"[policy.domains.'{written}']\n{strict}")
+            ((pattern, _),) = config.policy.domains
+            self.assertEqual(pattern, "xn--bcher-kva.example", written)
+            for claimed in spellings:
+                policy = config.policy.for_domain(claimed)
+                self.assertEqual(
+                    (policy.require_dane, policy.decisive, policy.on_certificate_change,
+                     len(policy.pins)),
+                    (True, ("dane",), "refuse", 1),
+                    (written, claimed),
+                )
+        config = self.parse(f"[policy.domains.'*.B\u00fccher.example']\n{strict}")
+        self.assertEqual(config.policy.domains[0][0], "*.xn--bcher-kva.example")
+        for claimed in ("xmpp.b\u00fccher.example", "XMPP.xn--bcher-kva.example."):
+            self.assertTrue(config.policy.for_domain(claimed).require_dane, claimed)
+        # IDNA2008: straße.de and strasse.de are two domains, as in DNS.
+        config = self.parse(f"[policy.domains.'stra\u00dfe.de']\n{strict}")
+        self.assertTrue(config.policy.for_domain("xn--strae-oqa.de").require_dane)
+        self.assertFalse(config.policy.for_domain("strasse.de").require_dane)
+
+    def test_local_domains_canonical(self):
+        """
+        Local domains may be written in any spelling; the gateway knows each
+        by its canonical form.
+        """
+        config = parse_config(
+            '[domains."B\u00fccher.Example."]\n[domains."EXAMPLE.org"]\n', "p.toml", "/nonexistent"
+        )
+        self.assertEqual(config.domain_names, {"xn--bcher-kva.example", "example.org"})
+
     def test_override_inherits(self):
         config = self.parse(
             "[policy]\nallow_cn_id = true\nverifiers = ['pkix']\n"
@@ -1250,8 +1319,9 @@ class TrustPolicyTests(unittest.TestCase):
              "needs require_tls = true: an unauthenticated peer is only better than nothing over TLS"),
             ("[policy]\nverifier_timeout = 0\n", "policy.verifier_timeout", "must be greater than 0, not 0"),
             ("[policy]\nallow_cn_id = 'yes'\n", "policy.allow_cn_id", "must be a boolean, not a string"),
-            ("[policy.domains.'*.Example.org']\n", 'policy.domains."*.Example.org"',
-             "write the domain in its canonical form, 'example.org'"),
+            ("[policy.domains.'*.exa mple.org']\n", 'policy.domains."*.exa mple.org"',
+             "'exa mple.org' is not a valid domain: Codepoint U+0020 at position 4 of 'exa mple'"
+             " not allowed"),
             ("[policy.domains.'x.example']\nverifiers = ['nope']\n",
              'policy.domains."x.example".verifiers',
              "unknown verifier 'nope' (known: dane, dialback, pinned, pkix)"),

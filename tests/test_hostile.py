@@ -24,7 +24,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from gateway.xmlparser import StreamParser, XMLStreamError
+from gateway.xmlparser import ShallowStanza, StreamParser, XMLStreamError
 from gateway.xmpp import NS_DIALBACK, NS_STREAMS, NS_XMPP_STREAMS, error_condition
 from tests.support import World, wait_for
 from tests.test_inbound import HEADER as UNIT_HEADER
@@ -984,27 +984,41 @@ class AddressingTests(InboundTestCase):
         self.negotiate_tls()
         self.authenticate()
 
+    # What decides the stream (RFC 6120 section 4.9.3) is the domain pair:
+    # a missing address or domainpart, a recipient not served here, a pair
+    # not authenticated.  Anything else wrong costs only the stanza.
     cases = [
         (b"<message from='' to='b@local.example'/>", "improper-addressing"),
         (b"<message from='a@remote.example' to=''/>", "improper-addressing"),
         (b"<presence/>", "improper-addressing"),
         (b"<iq type='get' id='1'/>", "improper-addressing"),
-        (b"<message from='@remote.example' to='b@local.example'/>", "improper-addressing"),
-        (b"<message from='a@remote.example/' to='b@local.example'/>", "improper-addressing"),
         (b"<message from='a@remote..example' to='b@local.example'/>", "improper-addressing"),
         (b"<message from='a@remote.example' to='b@.local.example'/>", "improper-addressing"),
-        (b"<message from='a&lt;b@remote.example' to='b@local.example'/>", "improper-addressing"),
-        (b"<message from='a b@remote.example' to='b@local.example'/>", "improper-addressing"),
-        (
-            b"<message from='" + b"x" * 1024 + b"@remote.example' to='b@local.example'/>",
-            "improper-addressing",
-        ),
-        (b"<message from='a@remote.example' to='b@local.example/" + b"r" * 1024 + b"'/>",
-         "improper-addressing"),
+        (b"<message from='a@remote.example' to='b@local.example@x'/>", "improper-addressing"),
         # Addressed to the peer's own domain, or a domain nobody verified.
         (b"<message from='a@remote.example' to='b@remote.example'/>", "host-unknown"),
         (b"<message from='a@remote.example.evil' to='b@local.example'/>", "invalid-from"),
+        # IDNA2008: straße.de is not strasse.de, whatever IDNA2003 said.
+        (b"<message from='a@stra\xc3\x9fe.example' to='b@local.example'/>", "invalid-from"),
+        # A malformed localpart or resourcepart: one stanza refused.
+        (b"<message from='@remote.example' to='b@local.example'/>", "jid-malformed"),
+        (b"<message from='a@remote.example/' to='b@local.example'/>", "jid-malformed"),
+        (b"<message from='a&lt;b@remote.example' to='b@local.example'/>", "jid-malformed"),
+        (b"<message from='a b@remote.example' to='b@local.example'/>", "jid-malformed"),
+        (b"<message from='a@remote.example' to='b:c@local.example'/>", "jid-malformed"),
+        (b"<message from='a@remote.example/r&#x85;' to='b@local.example'/>", "jid-malformed"),
+        (
+            b"<message from='" + b"x" * 1024 + b"@remote.example' to='b@local.example'/>",
+            "jid-malformed",
+        ),
+        (b"<message from='a@remote.example' to='b@local.example/" + b"r" * 1024 + b"'/>",
+         "jid-malformed"),
+        # Well-formed, whatever the script: routed.
         (b"<message from='remote.example.' to='b@local.example'/>", None),
+        ("<message from='room@remote.example/\U0001F98A fox' to='b@local.example'/>".encode(), None),
+        ("<message from='room@remote.example/Ali \u0639\u0644\u064a' to='b@local.example'/>"
+         .encode(), None),
+        ("<message from='room@remote.example/e\u0301\u0327' to='b@local.example'/>".encode(), None),
         # Not a jabber:server stanza.
         (b"<message xmlns='jabber:client' from='a@remote.example' to='b@local.example'/>",
          "unsupported-stanza-type"),
@@ -1015,24 +1029,56 @@ class AddressingTests(InboundTestCase):
         for data, condition in self.cases:
             self.authenticated_stream()
             self.feed(data)
+            router = self.federation.router
             if condition is None:
-                # A trailing dot is the same domain (RFC 7622 section 3.2).
                 self.assertFalse(self.transport.disconnecting, data)
-                self.assertEqual(len(self.federation.router.routed), 1, data)
+                self.assertEqual(len(router.routed), 1, data)
+                continue
+            if condition == "jid-malformed":
+                self.assertFalse(self.transport.disconnecting, data)
+                self.assertEqual(router.routed, [], data)
+                ((_, sender, recipient, refused_with),) = router.refused
+                self.assertEqual(
+                    (sender, recipient, refused_with),
+                    ("remote.example", "local.example", "jid-malformed"),
+                    data,
+                )
+                # The stream goes on: the next stanza is routed.
+                self.feed(b"<message from='a@remote.example' to='b@local.example'/>")
+                self.assertEqual(len(router.routed), 1, data)
+                self.assertFalse(self.transport.disconnecting, data)
                 continue
             self.assertEqual(self.stream_error(), condition, data)
-            self.assertEqual(self.federation.router.routed, [], data)
+            self.assertEqual(router.routed, [], data)
+            self.assertEqual(router.refused, [], data)
 
     def test_case_and_dot_insensitive_domains(self):
         """
-        Domains are compared after normalisation: upper case and a trailing
-        dot name the same verified pair.
+        Domains are compared in canonical form: upper case and a trailing dot
+        name the same verified pair, and the stanza goes on with its
+        addresses rewritten to that form.
         """
         self.authenticated_stream()
         self.feed(b"<message from='a@REMOTE.example' to='b@Local.Example.'/>")
         self.assertFalse(self.transport.disconnecting)
-        ((_, sender, recipient),) = self.federation.router.routed
+        ((stanza, sender, recipient),) = self.federation.router.routed
         self.assertEqual((sender, recipient), ("remote.example", "local.example"))
+        self.assertEqual(
+            (stanza["from"], stanza["to"]), ("a@remote.example", "b@local.example")
+        )
+        self.assertNotIsInstance(stanza, ShallowStanza)
+
+    def test_canonical_addresses_keep_their_bytes(self):
+        """
+        A stanza whose addresses are canonical already goes on as the bytes
+        it came in, emoji and all.
+        """
+        self.authenticated_stream()
+        data = "<message from='room@remote.example/\U0001F98A' to='b@local.example'><body>\u0639</body></message>"
+        self.feed(data.encode())
+        ((stanza, _, _),) = self.federation.router.routed
+        self.assertIsInstance(stanza, ShallowStanza)
+        self.assertEqual(stanza.raw, data.encode())
 
 
 class OutOfPlaceTests(InboundTestCase):

@@ -46,9 +46,13 @@ class FakeTLSProfile:
 class FakeRouter:
     def __init__(self):
         self.routed = []
+        self.refused = []
 
     def route_from_s2s(self, stanza, sender, recipient):
         self.routed.append((stanza, sender, recipient))
+
+    def refuse_from_s2s(self, stanza, sender_domain, recipient_domain, condition, text):
+        self.refused.append((stanza, sender_domain, recipient_domain, condition))
 
 
 class FakeFederation:

@@ -23,8 +23,10 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from gateway.dialback import check_dialback_key
+from gateway.jid import AddressError, bare_domain, jid_domain, parse_jid
 from gateway.s2s.stream import Input, S2SStream, StreamError, serialise
 from gateway.state import random_stream_id
+from gateway.xmlparser import expand
 from gateway.xmpp import (
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
@@ -35,9 +37,6 @@ from gateway.xmpp import (
     NS_TLS,
     NS_XMPP_STANZAS,
     STANZA_NAMES,
-    AddressError,
-    normalise_domain,
-    stanza_domains,
 )
 
 log = Logger()
@@ -70,7 +69,8 @@ def check_stream_header(root, local_domains):
     """
     Check an inbound stream header (RFC 6120 section 4.7).
 
-    @return: the local domain the header is addressed to.
+    @return: the local domain the header is addressed to, and the peer
+        domain it names (or L{None}), both canonical.
     @raise StreamError: C{invalid-namespace}, C{unsupported-version},
         C{host-unknown} or C{invalid-from}.
     """
@@ -87,7 +87,7 @@ def check_stream_header(root, local_domains):
         raise StreamError("unsupported-version", "XMPP version 1.0 is required")
     to = root.getAttribute("to")
     try:
-        to = normalise_domain(to)
+        to = bare_domain(to)
     except AddressError:
         raise StreamError("host-unknown", "the stream header names no domain we serve") from None
     if to not in local_domains:
@@ -95,10 +95,10 @@ def check_stream_header(root, local_domains):
     sender = root.getAttribute("from")
     if sender is not None:
         try:
-            normalise_domain(sender)
+            sender = bare_domain(sender)
         except AddressError as e:
             raise StreamError("invalid-from", str(e)) from None
-    return to
+    return to, sender
 
 
 # The features are the same for every stream in the same situation: each
@@ -255,16 +255,26 @@ class InboundStream(S2SStream):
 
     def receive_header(self, root):
         self.stream_id = random_stream_id()
-        to = root.getAttribute("to")
+        # The answering header names the domains in canonical form, and only
+        # a domain served here as ours.
+        try:
+            to = bare_domain(root.getAttribute("to"))
+        except AddressError:
+            to = None
+        try:
+            sender = bare_domain(root.getAttribute("from"))
+        except AddressError:
+            sender = None
         self.send_header(
             **{
                 "from": to if to in self.federation.local_domains else None,
-                "to": root.getAttribute("from"),
+                "to": sender,
                 "id": self.stream_id,
             }
         )
-        self.local_domain = check_stream_header(root, self.federation.local_domains)
-        self.peer_domain_claimed = root.getAttribute("from")
+        self.local_domain, self.peer_domain_claimed = check_stream_header(
+            root, self.federation.local_domains
+        )
         if self.tls is None:
             self.state = InboundState.FEATURES_SENT
             self.send_bytes(
@@ -276,7 +286,7 @@ class InboundStream(S2SStream):
             # XEP-0178: offer EXTERNAL only when the certificate verified for
             # the domain the header names; the verifiers decide that first.
             self.state = InboundState.CHECKING
-            peer = normalise_domain(self.peer_domain_claimed)
+            peer = self.peer_domain_claimed
             d = self.federation.verify_peer("inbound", self.local_domain, peer, self)
             self._pending[("external", peer)] = d
             d.addCallback(self._external_checked, peer)
@@ -285,10 +295,6 @@ class InboundStream(S2SStream):
     def _external_candidate(self):
         peer = self.peer_domain_claimed
         if not peer or not self.tls.peer_chain:
-            return False
-        try:
-            peer = normalise_domain(peer)
-        except AddressError:
             return False
         return peer not in self.federation.local_domains
 
@@ -329,6 +335,11 @@ class InboundStream(S2SStream):
             except (ValueError, UnicodeDecodeError):
                 self._sasl_failure("incorrect-encoding")
                 return
+            try:
+                authzid = bare_domain(authzid)
+            except AddressError:
+                self._sasl_failure("invalid-authzid")
+                return
         if authzid != peer:
             self._sasl_failure("invalid-authzid")
             return
@@ -365,8 +376,8 @@ class InboundStream(S2SStream):
         if element.getAttribute("type") is not None:
             raise StreamError("unsupported-stanza-type", "a typed db:result is not a request")
         try:
-            originating = normalise_domain(element.getAttribute("from"))
-            receiving = normalise_domain(element.getAttribute("to"))
+            originating = bare_domain(element.getAttribute("from"))
+            receiving = bare_domain(element.getAttribute("to"))
         except AddressError as e:
             raise StreamError("improper-addressing", f"db:result: {e}") from None
         if receiving not in self.federation.local_domains:
@@ -441,8 +452,8 @@ class InboundStream(S2SStream):
 
     def receive_db_verify(self, element):
         try:
-            asking = normalise_domain(element.getAttribute("from"))
-            authoritative = normalise_domain(element.getAttribute("to"))
+            asking = bare_domain(element.getAttribute("from"))
+            authoritative = bare_domain(element.getAttribute("to"))
         except AddressError as e:
             raise StreamError("improper-addressing", f"db:verify: {e}") from None
         stream_id = element.getAttribute("id")
@@ -470,23 +481,51 @@ class InboundStream(S2SStream):
     # Stanzas --------------------------------------------------------------
 
     def receive_stanza(self, stanza):
+        """
+        Route a stanza from an authenticated domain pair (RFC 6120 section
+        8.1.1.2; XEP-0220 section 2.1.3).
+
+        What decides the stream is the pair of domains: a C{from} or C{to}
+        missing or without a domainpart (C{improper-addressing}), a C{to}
+        not served here (C{host-unknown}), a pair not authenticated on this
+        stream (C{invalid-from}) end it, as RFC 6120 section 4.9.3 says.
+        A malformed localpart or resourcepart costs only that stanza: it is
+        answered with C{jid-malformed} and the stream goes on.  Addresses
+        not written in canonical form are rewritten before the stanza goes
+        on, so that nothing downstream reads another domain in them.
+        """
+        raw_from = stanza.getAttribute("from")
+        raw_to = stanza.getAttribute("to")
         try:
-            sender, recipient = stanza_domains(stanza)
+            sender_domain = jid_domain(raw_from)
+            recipient_domain = jid_domain(raw_to)
         except AddressError as e:
             raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
-        self._require_tls_for(sender)
-        if recipient not in self.federation.local_domains:
-            raise StreamError("host-unknown", f"{recipient} is not served here")
-        if (sender, recipient) not in self.verified:
+        self._require_tls_for(sender_domain)
+        if recipient_domain not in self.federation.local_domains:
+            raise StreamError("host-unknown", f"{recipient_domain} is not served here")
+        if (sender_domain, recipient_domain) not in self.verified:
             if not self.verified:
                 raise StreamError("not-authorized", "stanzas before authentication")
             raise StreamError(
-                "invalid-from", f"{sender} is not authenticated for {recipient} on this stream"
+                "invalid-from",
+                f"{sender_domain} is not authenticated for {recipient_domain} on this stream",
             )
         self.stanzas_in += 1
-        self.federation.router.route_from_s2s(stanza, sender, recipient)
         if self.sm_handled is not None:
             self.sm_handled += 1
+        router = self.federation.router
+        try:
+            sender = parse_jid(raw_from)
+            recipient = parse_jid(raw_to)
+        except AddressError as e:
+            router.refuse_from_s2s(stanza, sender_domain, recipient_domain, "jid-malformed", str(e))
+            return
+        if not (sender.canonical and recipient.canonical):
+            stanza = expand(stanza)
+            stanza["from"] = sender.full()
+            stanza["to"] = recipient.full()
+        router.route_from_s2s(stanza, sender_domain, recipient_domain)
 
     # Stream management (XEP-0198), as the receiving side --------------------
 

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from gateway.dialback import dialback_key
+from gateway.jid import AddressError, bare_domain
 from gateway.s2s.stream import Input, S2SStream, StreamError
 from gateway.xmpp import (
     NS_COMPONENT,
@@ -339,7 +340,11 @@ class OutboundStream(S2SStream):
 
     def _dialback_answer(self, element):
         kind = element.getAttribute("type")
-        if element.getAttribute("from") != self.peer_domain or element.getAttribute("to") != self.local_domain:
+        try:
+            pair = (bare_domain(element.getAttribute("from")), bare_domain(element.getAttribute("to")))
+        except AddressError:
+            pair = None
+        if pair != (self.peer_domain, self.local_domain):
             raise StreamError("invalid-from", "the dialback answer is for another domain pair")
         if kind == "error":
             condition = error_condition(element)

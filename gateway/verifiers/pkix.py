@@ -42,7 +42,6 @@ import ssl
 import warnings
 from dataclasses import dataclass
 
-import idna
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import hashes
@@ -61,6 +60,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.cache import ExpiringCache
+from gateway.jid import AddressError, canonical_domain
 from gateway.certificates import (
     issued_by,
     common_names,
@@ -345,9 +345,9 @@ def reference_domain(domain):
     else:
         raise IdentityError(f"{domain!r} is an IP address; PKIX checks domain names only")
     try:
-        a_label = idna.encode(name, uts46=True).decode("ascii").lower()
+        a_label = canonical_domain(name)
         DNS_ID(a_label)
-    except (idna.IDNAError, UnicodeError, ValueError) as e:
+    except (AddressError, ValueError) as e:
         raise IdentityError(f"{domain!r} is not a valid domain name: {e}") from None
     return a_label
 
