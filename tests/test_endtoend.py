@@ -123,6 +123,62 @@ class FederationTests(unittest.TestCase):
         self.assertEqual(len(outbound), 1)
 
     @defer.inlineCallbacks
+    def test_international_addresses(self):
+        """
+        Two gateways, one serving an internationalised domain: occupant
+        nicknames with emoji (ZWJ sequences too), mixed-direction and
+        combining-mark resourceparts cross both ways as written, and every
+        spelling of the domain (U-label, upper case, A-label) reaches the
+        same component, with the address rewritten to the canonical A-label
+        form.  One stream each way carries all of it.
+        """
+        from tests.support import TestComponent
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        b = yield defer.Deferred.fromCoroutine(
+            world.gateway("xn--bcher-kva.test", trust_ca=True)
+        )
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        # The component names its domain in U-label form, in upper case.
+        bob = TestComponent("B\u00dcCHER.test", "secret-for-xn--bcher-kva.test")
+        yield bob.connect(b.component_port)
+        self.addCleanup(bob.disconnect)
+        cases = [
+            ("room@a.test/\U0001F468\u200d\U0001F469\u200d\U0001F467 family",
+             "bob@B\u00fccher.Test/\U0001F4F1", "bob@xn--bcher-kva.test/\U0001F4F1"),
+            ("room@a.test/Ali \u0639\u0644\u064a", "bob@xn--bcher-kva.test",
+             "bob@xn--bcher-kva.test"),
+            ("room@a.test/e\u0301\u0327 marks", "Bob@BU\u0308CHER.test.",
+             "Bob@xn--bcher-kva.test"),
+        ]
+        for n, (sender, recipient, arrives_as) in enumerate(cases):
+            alice.message(sender, recipient, f"to bob {n}", f"a{n}")
+            received = yield defer.Deferred.fromCoroutine(bob.next())
+            self.assertEqual(
+                (received["from"], received["to"], str(received.body)),
+                (sender, arrives_as, f"to bob {n}"),
+            )
+            # bob answers from the U-label spelling of its domain.
+            reply_from = arrives_as.replace("xn--bcher-kva.test", "b\u00fccher.test")
+            bob.message(reply_from, sender, f"to alice {n}", f"b{n}")
+            received = yield defer.Deferred.fromCoroutine(alice.next())
+            self.assertEqual(
+                (received["from"], received["to"], str(received.body)),
+                (arrives_as, sender, f"to alice {n}"),
+            )
+        for service, pair in ((a, ("xn--bcher-kva.test", "a.test")),
+                              (b, ("a.test", "xn--bcher-kva.test"))):
+            inbound = [s for s in service.federation.streams if s.direction == "inbound"]
+            self.assertEqual([s.verified for s in inbound], [{pair}])
+            records = yield service.records.for_peer(pair[0])
+            self.assertEqual(
+                sorted((r.direction, r.local_domain) for r in records if r.authenticated),
+                [("inbound", pair[1]), ("outbound", pair[1])],
+            )
+        self.assertEqual((a.router.bounced, b.router.bounced), (0, 0))
+
+    @defer.inlineCallbacks
     def test_many_messages_in_order(self):
         """
         Stanzas queued while the stream is set up, and sent after, all

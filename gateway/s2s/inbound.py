@@ -496,11 +496,20 @@ class InboundStream(S2SStream):
         """
         raw_from = stanza.getAttribute("from")
         raw_to = stanza.getAttribute("to")
+        malformed = None
         try:
-            sender_domain = jid_domain(raw_from)
-            recipient_domain = jid_domain(raw_to)
+            sender = parse_jid(raw_from)
+            recipient = parse_jid(raw_to)
         except AddressError as e:
-            raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
+            # Whose stanza is it?  Only a malformed domainpart leaves no answer.
+            malformed = e
+            try:
+                sender_domain = jid_domain(raw_from)
+                recipient_domain = jid_domain(raw_to)
+            except AddressError as e:
+                raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
+        else:
+            sender_domain, recipient_domain = sender.domain, recipient.domain
         self._require_tls_for(sender_domain)
         if recipient_domain not in self.federation.local_domains:
             raise StreamError("host-unknown", f"{recipient_domain} is not served here")
@@ -515,11 +524,10 @@ class InboundStream(S2SStream):
         if self.sm_handled is not None:
             self.sm_handled += 1
         router = self.federation.router
-        try:
-            sender = parse_jid(raw_from)
-            recipient = parse_jid(raw_to)
-        except AddressError as e:
-            router.refuse_from_s2s(stanza, sender_domain, recipient_domain, "jid-malformed", str(e))
+        if malformed is not None:
+            router.refuse_from_s2s(
+                stanza, sender_domain, recipient_domain, "jid-malformed", str(malformed)
+            )
             return
         if not (sender.canonical and recipient.canonical):
             stanza = expand(stanza)

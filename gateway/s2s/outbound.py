@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from gateway.dialback import dialback_key
-from gateway.jid import AddressError, bare_domain
+from gateway.jid import AddressError, bare_domain, parse_jid
 from gateway.s2s.stream import Input, S2SStream, StreamError
 from gateway.xmpp import (
     NS_COMPONENT,
@@ -115,6 +115,7 @@ class OutboundStream(S2SStream):
             Input.SM_ENABLED: "receive_sm_enabled",
             Input.SM_FAILED: "receive_sm_failed",
             Input.SM_ACK: "receive_sm_ack",
+            Input.STANZA: "receive_error_reply",
         },
     }
     REFUSAL = {}
@@ -386,6 +387,35 @@ class OutboundStream(S2SStream):
         self.close()
 
     # Stanzas -------------------------------------------------------------
+
+    def receive_error_reply(self, stanza):
+        """
+        An error stanza the peer sent back on the stream we opened.
+
+        Streams between servers carry stanzas one way (RFC 6120 section
+        4.4), but some servers (ejabberd among them) answer a stanza they
+        can't take, say one whose address their stringprep refuses, on the
+        stream it came in on.  The answer is routed like one on the peer's
+        own stream: it is from the domain this stream verified, to ours, and
+        an error is never answered, so nothing can loop.  Anything else is
+        still refused.
+        """
+        if stanza.getAttribute("type") != "error":
+            raise StreamError(
+                "policy-violation", "only error replies are accepted on a stream we opened"
+            )
+        try:
+            sender, recipient = parse_jid(stanza.getAttribute("from")), parse_jid(stanza.getAttribute("to"))
+        except AddressError as e:
+            raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
+        if (sender.domain, recipient.domain) != (self.peer_domain, self.local_domain):
+            raise StreamError(
+                "invalid-from", f"this stream is from {self.peer_domain} to {self.local_domain}"
+            )
+        self.stanzas_in += 1
+        if not (sender.canonical and recipient.canonical):
+            stanza["from"], stanza["to"] = sender.full(), recipient.full()
+        self.federation.router.route_from_s2s(stanza, sender.domain, recipient.domain)
 
     def send_stanza(self, stanza):
         """

@@ -60,7 +60,10 @@ class InteropCases:
 
     async def exchange(self, gateway_component, peer_component):
         gateway_component.message("alice@gw.test/a", f"bob@{self.PEER}", "to the peer", "g1")
-        received = await peer_component.next(timeout=30)
+        try:
+            received = await peer_component.next(timeout=30)
+        except defer.TimeoutError:
+            self.fail(f"nothing reached the peer's component\n{self.describe()}")
         self.assertEqual(
             (received["from"], received["to"], str(received.body)),
             ("alice@gw.test/a", f"bob@{self.PEER}", "to the peer"),
@@ -95,6 +98,65 @@ class InteropCases:
             self.assertEqual(record.method, "pkix", self.describe())
             self.assertEqual(record.evidence["authenticated_by"], "SASL EXTERNAL", self.describe())
             self.assertIn(record.tls_version, ("TLSv1.2", "TLSv1.3"))
+
+    #: Group-chat occupant nicknames as the live network writes them, in
+    #: forms the peer servers' own stringprep leaves as they are (NFKC, no
+    #: characters it maps to nothing, no mixed-direction strings, which
+    #: RFC 3920 resourceprep refuses).
+    NICKNAMES = ("\U0001F98A fox", "\u0639\u0644\u064a", "q\u0323\u0303 marks", "\U0001FACE")
+    #: Nicknames the peer server itself refuses (its stringprep knows only
+    #: Unicode 3.2): they come back to the sender as errors, and the streams
+    #: stay up.
+    REFUSED_NICKNAMES = ()
+    #: The error the peer server answers them with.
+    REFUSED_CONDITION = None
+
+    @defer.inlineCallbacks
+    def test_international_nicknames(self):
+        """
+        Occupant addresses with emoji, right-to-left and combining-mark
+        resourceparts cross the gateway both ways, unchanged, on the streams
+        already up: none of them closes a stream.
+        """
+        peer = yield defer.Deferred.fromCoroutine(self.start_peer("ca", secure_auth=True))
+        gateway, mine = yield defer.Deferred.fromCoroutine(
+            self.gateway(certificate_options=BOTH_EKUS)
+        )
+        yield defer.Deferred.fromCoroutine(self.exchange(mine, peer))
+        for number, nickname in enumerate(self.NICKNAMES):
+            mine.message(f"room@gw.test/{nickname}", f"bob@{self.PEER}", nickname, f"g{number}")
+            try:
+                received = yield defer.Deferred.fromCoroutine(peer.next(timeout=30))
+            except defer.TimeoutError:
+                self.fail(f"{nickname!r} did not arrive\n{self.describe()}")
+            self.assertEqual(
+                (received["from"], received.getAttribute("type"), str(received.body)),
+                (f"room@gw.test/{nickname}", "chat", nickname),
+                self.describe(),
+            )
+            peer.message(f"room@{self.PEER}/{nickname}", "alice@gw.test/a", nickname, f"p{number}")
+            received = yield defer.Deferred.fromCoroutine(mine.next(timeout=30))
+            self.assertEqual(
+                (received["from"], received.getAttribute("type"), str(received.body)),
+                (f"room@{self.PEER}/{nickname}", "chat", nickname),
+                self.describe(),
+            )
+        for number, nickname in enumerate(self.REFUSED_NICKNAMES):
+            mine.message(f"room@gw.test/{nickname}", f"bob@{self.PEER}", nickname, f"r{number}")
+            answer = yield defer.Deferred.fromCoroutine(mine.next(timeout=30))
+            self.assertEqual(
+                (answer["id"], answer["type"], answer["to"], error_condition(answer)),
+                (f"r{number}", "error", f"room@gw.test/{nickname}", self.REFUSED_CONDITION),
+                self.describe(),
+            )
+        yield defer.Deferred.fromCoroutine(self.exchange(mine, peer))
+        # One stream each way carried it all.
+        records = yield gateway.records.for_peer(self.PEER)
+        self.assertEqual(
+            sorted(r.direction for r in records if r.authenticated),
+            ["inbound", "outbound"],
+            self.describe(),
+        )
 
     @defer.inlineCallbacks
     def test_dialback_with_self_signed_peer(self):

@@ -18,6 +18,11 @@ SECRET = "ejabberd-component-secret"
 class EjabberdTests(InteropCases, unittest.TestCase):
     PEER = "svc.ejabberd.test"
     SERVER = "ejabberd"
+    # ejabberd's stringprep refuses code points unassigned in Unicode 3.2,
+    # such as most emoji: it answers bad-request, on the same stream.
+    NICKNAMES = ("\u0639\u0644\u064a", "q\u0323\u0303 marks", "\u2603 snow")
+    REFUSED_NICKNAMES = ("\U0001F98A fox", "\U0001FACE")
+    REFUSED_CONDITION = "bad-request"
 
     def setUp(self):
         require_ejabberd()
