@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from twisted.logger import Logger
 
 from gateway.certificates import certificate_dict
+from gateway.jid import AddressError, bare_domain
 
 log = Logger()
 
@@ -291,6 +292,14 @@ class StatusSource:
         return [self._peer(domain, records) for domain, records in sorted(history.items())]
 
     async def peer(self, domain):
+        """
+        The history of peer C{domain}, in any spelling of it (records are
+        kept under its canonical form), or L{None} when it has none.
+        """
+        try:
+            domain = bare_domain(domain)
+        except AddressError:
+            return None
         records = await self.records.for_peer(domain, limit=None)
         if not records:
             return None

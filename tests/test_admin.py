@@ -408,6 +408,10 @@ class PeersTests(unittest.TestCase):
             self.assertTrue(verification["cipher"])
             self.assertEqual(verification["local_domain"], "a.test")
 
+        # Any spelling of the domain finds the same history.
+        spelt = (yield defer.Deferred.fromCoroutine(http(a, "/api/peers/B.TEST."))).json()
+        self.assertEqual(spelt, detail)
+
         missing = yield defer.Deferred.fromCoroutine(http(a, "/api/peers/nobody.test"))
         self.assertEqual(missing.code, 404)
         self.assertEqual(missing.json(), {"error": "no records for nobody.test"})

@@ -166,6 +166,58 @@ class OutboundStreamTests(unittest.TestCase):
         self.assertEqual((message.uri, message.name, str(message.body)),
                          ("jabber:server", "message", "hi"))
 
+    def test_dialback_answer_in_another_spelling(self):
+        """
+        The dialback answer may name the domains in any spelling of them.
+        """
+        self.connect()
+        self.through_tls()
+        self.feed(b"<db:result from='REMOTE.example.' to='Local.Example' type='valid'/>")
+        self.assertEqual(self.outcomes, [self.stream])
+
+    def test_error_replies_on_our_stream(self):
+        """
+        An error stanza the peer sends back on our stream, from its domain to
+        ours, is routed (ejabberd answers that way); the stream goes on.
+        """
+        routed = []
+        self.connect()
+        self.federation.router = type(
+            "Router", (), {"route_from_s2s": lambda self, *args: routed.append(args)}
+        )()
+        self.through_tls()
+        self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+        self.feed(
+            b"<message type='error' id='m1' from='u@Remote.Example' to='a@local.example/\xf0\x9f\xa6\x8a'>"
+            b"<error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+            b"</error></message>"
+        )
+        ((stanza, sender, recipient),) = routed
+        self.assertEqual(
+            (stanza["id"], stanza["from"], stanza["to"], sender, recipient),
+            ("m1", "u@remote.example", "a@local.example/\U0001F98A", "remote.example",
+             "local.example"),
+        )
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_other_stanzas_on_our_stream_refused(self):
+        """
+        Anything but an error from the peer's domain to ours is refused.
+        """
+        for data, condition in [
+            (b"<message from='u@remote.example' to='a@local.example'/>", "policy-violation"),
+            (b"<message type='error' from='u@evil.example' to='a@local.example'/>", "invalid-from"),
+            (b"<message type='error' from='u@remote.example' to='a@other.example'/>",
+             "invalid-from"),
+            (b"<message type='error' from='u@remote..example' to='a@local.example'/>",
+             "improper-addressing"),
+        ]:
+            self.connect()
+            self.through_tls()
+            self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+            self.feed(data)
+            self.assertEqual(self.stream_error(), condition, data)
+
     def test_key_refused(self):
         self.connect()
         self.through_tls()
