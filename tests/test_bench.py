@@ -92,3 +92,26 @@ class VersusProsodyTests(unittest.TestCase):
         done = await self.run_bench("--servers", "ejabberd")
         self.assertEqual(done.returncode, 2)
         self.assertIn("--servers takes gateway and/or prosody", done.stderr)
+
+
+class InboundPathTests(unittest.TestCase):
+    """
+    bench/inbound_path.py runs every kind of stanza through the real inbound
+    path and prints a figure for each (it fails when a stanza is lost).
+    """
+
+    async def test_small_run(self):
+        done = await threads.deferToThread(
+            subprocess.run,
+            [sys.executable, os.path.join(REPO, "bench", "inbound_path.py"),
+             "--messages", "300", "--repeats", "2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        figures = re.findall(r"^  (.+?)\s+CPU per 10,000 stanzas: best ([\d.]+) s", done.stdout, re.M)
+        self.assertEqual([kind for kind, _ in figures], ["ascii", "emoji nickname", "rewritten domain"])
+        for _, best in figures:
+            self.assertGreater(float(best), 0)
