@@ -2,15 +2,20 @@
 Finding where a peer domain's s2s service lives (RFC 6120 section 3.2,
 XEP-0368), and whether DNSSEC vouched for it (RFC 7673).
 
-  1. SRV C{_xmpps-server._tcp.<domain>} (direct TLS) and
-     C{_xmpp-server._tcp.<domain>} (STARTTLS); direct TLS targets come
-     first when present.  Within each, RFC 2782 order: priority, then a
-     weighted random pick.
+  1. SRV C{_xmpps-server._tcp.<domain>} (direct TLS, XEP-0368) and
+     C{_xmpp-server._tcp.<domain>} (STARTTLS), merged into one RFC 2782
+     order: by priority, then a weighted random pick; at equal priority
+     the direct TLS targets come first (no STARTTLS round trips, and a
+     multiplexer in front of the server can route on ALPN).
   2. A single SRV record with target C{.} means the service is decidedly
      not offered.
   3. No SRV records at all: the domain itself, port 5269.
-  4. A bogus SRV answer (or no answer at all) aborts: RFC 7673 section 3.1
-     forbids falling back to the domain when the SRV lookup failed.
+  4. A bogus C{_xmpp-server} answer (or none at all, or a REFUSED or
+     similar) aborts: RFC 7673 section 3.1 forbids falling back to the
+     domain when the SRV lookup failed.  The direct TLS records are
+     optional: a failed look-up for them counts as none, unless bogus.
+     Bogus means a SERVFAIL from a resolver trusted to validate
+     (C{dns.trust_ad}); from any other it is a failure like REFUSED.
 
 Addresses are looked up with the same client (AAAA, then A; C{/etc/hosts}
 first), so the gateway never depends on the machine's own resolver when
@@ -33,9 +38,15 @@ DEFAULT_PORT = 5269
 
 class DNSLookupFailed(Exception):
     """
-    A lookup that decides where to connect failed: bogus (SERVFAIL) or
-    unanswered.
+    A lookup that decides where to connect failed: bogus, unanswered,
+    refused.
+
+    @ivar bogus: whether DNSSEC validation said so (rather than no answer).
     """
+
+    def __init__(self, message, bogus=False):
+        super().__init__(message)
+        self.bogus = bogus
 
 
 class ServiceNotOffered(Exception):
@@ -66,10 +77,16 @@ class Target:
 class Addresses:
     """
     The addresses of a host, and whether every answer was secure.
+
+    @ivar bogus: whether an answer was bogus; then the host must not be
+        used at all (RFC 7673 section 3.2), whatever the other answer says.
+    @ivar problems: why answers are missing (failures, timeouts), for logs.
     """
 
     addresses: tuple
     secure: bool
+    bogus: bool = False
+    problems: tuple = ()
 
 
 def make_resolver(dns_config, reactor=None):
@@ -115,13 +132,27 @@ def order_srv(records, rng=random):
     return ordered
 
 
-async def _srv(client, name):
+async def _srv(client, name, optional=False):
+    """
+    The SRV records at C{name} as C{(priority, weight, port, target)}, and
+    whether the answer was secure.
+
+    @param optional: a failed look-up (not bogus) is no records, not an error.
+    @raise DNSLookupFailed: when the answer is bogus, or (unless
+        C{optional}) when there is none.
+    """
     try:
         answer = await client.query(name, "SRV")
     except DNSError as e:
+        if optional:
+            return [], False
         raise DNSLookupFailed(f"{name}: {e}") from None
     if answer.bogus:
-        raise DNSLookupFailed(f"{name}: the answer is bogus (SERVFAIL)")
+        raise DNSLookupFailed(f"{name}: the answer is bogus (DNSSEC validation failed)", True)
+    if answer.failed:
+        if optional:
+            return [], False
+        raise DNSLookupFailed(f"{name}: the resolver answered {answer.rcode}")
     records = [
         (
             rr.priority,
@@ -134,31 +165,49 @@ async def _srv(client, name):
     return records, answer.secure
 
 
+def merge_srv(direct, starttls, rng=random):
+    """
+    One order for direct TLS and STARTTLS SRV records (XEP-0368 section 3):
+    ascending priority; within a priority, the direct TLS records first,
+    each kind in RFC 2782 weighted order.
+
+    @param direct: C{(priority, weight, port, target)} of C{_xmpps-server}.
+    @param starttls: the same of C{_xmpp-server}.
+    @return: C{(record, direct_tls)} pairs, in the order to try them.
+    """
+    ordered = []
+    for priority in sorted({record[0] for record in direct + starttls}):
+        for records, direct_tls in ((direct, True), (starttls, False)):
+            group = [record for record in records if record[0] == priority]
+            ordered.extend((record, direct_tls) for record in order_srv(group, rng))
+    return ordered
+
+
 async def resolve_targets(client, domain, rng=random):
     """
     Return the L{Target}s to try for peer C{domain}, in order.
 
     @raise ServiceNotOffered: when the domain's SRV says so.
-    @raise DNSLookupFailed: when an SRV lookup is bogus or unanswered.
+    @raise DNSLookupFailed: when the C{_xmpp-server} lookup fails, or either
+        is bogus.
     """
     # IDNA2008 A-labels (gateway.jid), not Python's IDNA2003 codec, which
     # would look up straße.de as strasse.de.
     ascii_domain = canonical_domain(domain)
-    direct, direct_secure = await _srv(client, f"_xmpps-server._tcp.{ascii_domain}")
+    direct, direct_secure = await _srv(client, f"_xmpps-server._tcp.{ascii_domain}", optional=True)
     starttls, starttls_secure = await _srv(client, f"_xmpp-server._tcp.{ascii_domain}")
     if not direct and not starttls:
         return [Target(ascii_domain, DEFAULT_PORT, srv=False, srv_secure=starttls_secure)]
     if all(record[3] == "" for record in direct + starttls):
         raise ServiceNotOffered(domain)
-    targets = [
-        Target(record[3], record[2], True, srv_secure=direct_secure)
-        for record in order_srv(direct, rng) if record[3]
+    return [
+        Target(
+            record[3], record[2], direct_tls,
+            srv_secure=direct_secure if direct_tls else starttls_secure,
+        )
+        for record, direct_tls in merge_srv(direct, starttls, rng)
+        if record[3]
     ]
-    targets += [
-        Target(record[3], record[2], False, srv_secure=starttls_secure)
-        for record in order_srv(starttls, rng) if record[3]
-    ]
-    return targets
 
 
 HOSTS = FilePath(b"/etc/hosts")
@@ -181,20 +230,29 @@ async def lookup_addresses(client, host):
         return Addresses(tuple(dict.fromkeys(ordered)), True)
     addresses = []
     secure = True
+    bogus = False
+    problems = []
     for rrtype in ("AAAA", "A"):
         try:
             answer = await client.query(host, rrtype)
-        except DNSError:
+        except DNSError as e:
             secure = False
+            problems.append(f"{rrtype}: {e}")
             continue
         if answer.bogus:
             secure = False
+            bogus = True
+            problems.append(f"{rrtype}: bogus (DNSSEC validation failed)")
+            continue
+        if answer.failed:
+            secure = False
+            problems.append(f"{rrtype}: the resolver answered {answer.rcode}")
             continue
         secure = secure and answer.secure
         for rr in answer.records:
             if rr.address not in addresses:
                 addresses.append(rr.address)
-    return Addresses(tuple(addresses), secure and bool(addresses))
+    return Addresses(tuple(addresses), secure and bool(addresses), bogus, tuple(problems))
 
 
 async def resolve_addresses(client, host):

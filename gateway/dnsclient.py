@@ -11,9 +11,13 @@ does not validate signatures itself.  Answers are one of:
   - secure or insecure data (NOERROR with records);
   - nonexistence (NXDOMAIN, or NOERROR without records: NODATA), secure or
     not — a secure denial is authenticated by the resolver;
-  - bogus: SERVFAIL, which a validating resolver answers when validation
-    fails (and also for plain failures: the two can't be told apart from
-    outside, so both are treated as bogus).
+  - bogus: SERVFAIL from a resolver trusted to validate (C{trust_ad}),
+    which answers it when validation fails (and also for plain failures:
+    the two can't be told apart from outside, so both are treated as
+    bogus);
+  - failed: any other answer that is no answer (SERVFAIL from a resolver
+    not trusted to validate, REFUSED, NOTIMP, FORMERR): not data, not
+    nonexistence, and not a DNSSEC verdict.
 
 Twisted moves the bytes (UDP, then TCP when the answer is truncated);
 dnspython builds and parses the messages, since twisted.names knows no TLSA.
@@ -69,10 +73,22 @@ class DNSAnswer:
     records: tuple = ()
     secure: bool = False
     ttl: int = 0
+    validated: bool = False
 
     @property
     def bogus(self):
-        return self.rcode == "SERVFAIL"
+        """
+        SERVFAIL from a resolver trusted to validate (C{validated}).
+        """
+        return self.rcode == "SERVFAIL" and self.validated
+
+    @property
+    def failed(self):
+        """
+        No answer at all, and not a DNSSEC verdict: SERVFAIL from a resolver
+        not trusted to validate, REFUSED, and the like.
+        """
+        return self.rcode not in ("NOERROR", "NXDOMAIN") and not self.bogus
 
     @property
     def nonexistent(self):
@@ -86,6 +102,8 @@ class DNSAnswer:
         """
         if self.bogus:
             return "bogus"
+        if self.failed:
+            return self.rcode
         if self.nonexistent:
             return "nonexistent (secure)" if self.secure else "nonexistent (insecure)"
         if self.rcode != "NOERROR":
@@ -201,7 +219,7 @@ class DNSClient:
             for waiter in waiters:
                 waiter.errback(outcome)
             return None
-        ttl = outcome.ttl if not outcome.bogus else FAILURE_CACHE_TTL
+        ttl = FAILURE_CACHE_TTL if outcome.bogus or outcome.failed else outcome.ttl
         if ttl > 0:
             self._cache.put(key, outcome, self.reactor.seconds() + ttl)
         for waiter in waiters:
@@ -275,7 +293,9 @@ class DNSClient:
             )
         else:
             ttl = FAILURE_CACHE_TTL
-        return DNSAnswer(name, rrtype, rcode, tuple(records), secure, min(ttl, MAX_CACHE_TTL))
+        return DNSAnswer(
+            name, rrtype, rcode, tuple(records), secure, min(ttl, MAX_CACHE_TTL), self.trust_ad
+        )
 
 
 def _answers(response, query):

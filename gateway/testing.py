@@ -22,10 +22,12 @@ class FakeDNSClient:
 
     A name with no records of any type is NXDOMAIN; a name with records of
     other types is NODATA; the security of a negative answer is given with
-    L{deny}.
+    L{deny}.  Like a validating resolver trusted for its AD bit (C{dns.trust_ad}),
+    unless made with C{trust_ad=False}: then SERVFAIL is a failure, not bogus.
     """
 
-    def __init__(self):
+    def __init__(self, trust_ad=True):
+        self.trust_ad = trust_ad
         self.records = {}
         self.secure = {}
         self.failures = {}
@@ -46,6 +48,13 @@ class FakeDNSClient:
     def bogus(self, name, rrtype):
         self.failures[(name.lower().rstrip("."), rrtype.upper())] = "SERVFAIL"
 
+    def fail(self, name, rrtype, rcode):
+        """
+        Answer C{rcode} (C{"REFUSED"}, C{"SERVFAIL"}, ...) for C{rrtype} at
+        C{name}.
+        """
+        self.failures[(name.lower().rstrip("."), rrtype.upper())] = rcode
+
     def unreachable(self, name, rrtype):
         self.failures[(name.lower().rstrip("."), rrtype.upper())] = DNSError("no answer")
 
@@ -56,10 +65,12 @@ class FakeDNSClient:
         if isinstance(failure, Exception):
             return defer.fail(failure)
         if failure is not None:
-            return defer.succeed(DNSAnswer(key[0], key[1], failure))
+            return defer.succeed(DNSAnswer(key[0], key[1], failure, validated=self.trust_ad))
         records = tuple(self.records.get(key, ()))
         known = any(k[0] == key[0] for k in self.records)
         rcode = "NOERROR" if records or known else "NXDOMAIN"
         return defer.succeed(
-            DNSAnswer(key[0], key[1], rcode, records, self.secure.get(key, False), 60)
+            DNSAnswer(
+                key[0], key[1], rcode, records, self.secure.get(key, False), 60, self.trust_ad
+            )
         )

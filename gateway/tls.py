@@ -65,6 +65,7 @@ class TLSFacts:
     cipher: str
     peer_chain: tuple = ()
     server_name: str | None = None
+    alpn: str | None = None
 
 
 def _accept_any_certificate(connection, certificate, errno, depth, ok):
@@ -83,6 +84,19 @@ def _base_context():
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)
     context.set_verify(SSL.VERIFY_PEER, _accept_any_certificate)
     return context
+
+
+#: XEP-0368 section 4: the ALPN protocol of direct TLS s2s, on which TLS
+#: multiplexers (sslh, nginx stream, HAProxy) route.
+ALPN_XMPP_SERVER = b"xmpp-server"
+
+
+def _select_alpn(connection, offered):
+    # Take xmpp-server when it is offered; with anything else (or nothing)
+    # go on without ALPN rather than fail the handshake.
+    if ALPN_XMPP_SERVER in offered:
+        return ALPN_XMPP_SERVER
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def _load_identity(context, certificate_file, key_file):
@@ -110,6 +124,7 @@ class TLSProfile:
             server = _base_context()
             _load_identity(server, identity.certificate_file, identity.key_file)
             server.set_tlsext_servername_callback(self._select_by_sni)
+            server.set_alpn_select_callback(_select_alpn)
             self._server_contexts[identity.domain] = server
             client = _base_context()
             _load_identity(client, identity.certificate_file, identity.key_file)
@@ -140,12 +155,17 @@ class TLSProfile:
             context = self._server_contexts[self._default_domain]
         return _ServerCreator(context)
 
-    def client_creator(self, local_domain, peer_domain):
+    def client_creator(self, local_domain, peer_domain, direct_tls=False):
         """
         A connection creator for an outbound stream from C{local_domain} to
-        C{peer_domain}, sending SNI.
+        C{peer_domain}, sending SNI, and for direct TLS (XEP-0368) the ALPN
+        protocol C{xmpp-server}.
         """
-        return _ClientCreator(self._client_contexts[local_domain], peer_domain)
+        return _ClientCreator(
+            self._client_contexts[local_domain],
+            peer_domain,
+            (ALPN_XMPP_SERVER,) if direct_tls else (),
+        )
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -159,14 +179,17 @@ class _ServerCreator:
 
 @implementer(IOpenSSLClientConnectionCreator)
 class _ClientCreator:
-    def __init__(self, context, server_name):
+    def __init__(self, context, server_name, alpn=()):
         self._context = context
         # Domains are canonical (gateway.jid): lower-case A-labels already.
         self._server_name = canonical_domain(server_name).encode("ascii")
+        self._alpn = list(alpn)
 
     def clientConnectionForTLS(self, protocol):
         connection = SSL.Connection(self._context, None)
         connection.set_tlsext_host_name(self._server_name)
+        if self._alpn:
+            connection.set_alpn_protos(self._alpn)
         connection.set_connect_state()
         return connection
 
@@ -191,9 +214,11 @@ def tls_facts(transport):
             chain.insert(0, peer)
     peer_chain = _shared_chain(tuple(chain))
     server_name = connection.get_servername()
+    alpn = connection.get_alpn_proto_negotiated()
     return TLSFacts(
         version=connection.get_protocol_version_name(),
         cipher=connection.get_cipher_name(),
         peer_chain=peer_chain,
         server_name=server_name.decode("ascii", "replace") if server_name else None,
+        alpn=alpn.decode("ascii", "replace") if alpn else None,
     )

@@ -161,9 +161,11 @@ class DANETests(unittest.TestCase):
         a.message("x@alpha.test", "y@peer.test", "no", "n1")
         bounce = yield defer.Deferred.fromCoroutine(a.next(timeout=20))
         self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        # alpha answers the peer's key "invalid": XEP-0220 makes the peer
+        # bounce with internal-server-error.
         p.message("y@peer.test", "x@alpha.test", "no", "n2")
         bounce = yield defer.Deferred.fromCoroutine(p.next(timeout=20))
-        self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        self.assertEqual(error_condition(bounce), "internal-server-error")
         records = yield alpha.records.for_peer("peer.test")
         self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
         for record in records:
@@ -176,7 +178,9 @@ class DANETests(unittest.TestCase):
     def test_bogus_tlsa_refused(self):
         """
         A TLSA answer whose signature doesn't validate (SERVFAIL from the
-        validating resolver) refuses the peer.
+        validating resolver) refuses the peer: outbound, its only target is
+        skipped before connecting (RFC 7673 section 3.2), so nothing reaches
+        it and the bounce says why; inbound, the chain refuses it.
         """
         alpha, a, peer, p = yield defer.Deferred.fromCoroutine(
             self.refused_by_alpha({"signer": "ldns"}, "3 1 1 " + "00" * 32, bogus_tlsa=True)
@@ -184,6 +188,15 @@ class DANETests(unittest.TestCase):
         a.message("x@alpha.test", "y@peer.test", "no", "n1")
         bounce = yield defer.Deferred.fromCoroutine(a.next(timeout=20))
         self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        self.assertIn("TLSA records at _", str(bounce.error.text))
+        self.assertIn("are bogus", str(bounce.error.text))
+        self.assertEqual((yield alpha.records.for_peer("peer.test")), [])
+        self.assertEqual(
+            [s for s in alpha.federation.streams if s.direction == "outbound"], []
+        )
+        p.message("y@peer.test", "x@alpha.test", "no", "n2")
+        bounce = yield defer.Deferred.fromCoroutine(p.next(timeout=20))
+        self.assertEqual(error_condition(bounce), "internal-server-error")
         (record,) = yield alpha.records.for_peer("peer.test")
         self.assertFalse(record.authenticated)
         self.assertIn("bogus", record.reason)

@@ -13,13 +13,16 @@ from twisted.trial import unittest
 from gateway.config import DNSConfig
 from gateway.dns import (
     DEFAULT_PORT,
+    DNSLookupFailed,
     ServiceNotOffered,
     Target,
+    lookup_addresses,
     make_resolver,
     order_srv,
     resolve_addresses,
     resolve_targets,
 )
+from gateway.testing import FakeDNSClient
 from tests.dnsserver import LoopbackDNSServer
 
 
@@ -165,17 +168,17 @@ class ResolveTargetsTests(ResolverTestsMixin, unittest.TestCase):
         self.assertEqual(
             targets,
             [
-                Target("direct1.peer.test", 5270, True),
-                Target("direct2.peer.test", 5271, True),
                 Target("starttls1.peer.test", 5269, False),
+                Target("direct1.peer.test", 5270, True),
                 Target("starttls2.peer.test", 5268, False),
+                Target("direct2.peer.test", 5271, True),
             ],
         )
 
     def test_direct_tls_first(self):
         """
-        C{_xmpps-server} targets (direct TLS) come before C{_xmpp-server}
-        ones, each group in priority order.
+        C{_xmpps-server} (direct TLS) and C{_xmpp-server} targets are merged
+        by priority (XEP-0368); at equal priority direct TLS comes first.
         """
         return defer.Deferred.fromCoroutine(self._direct_tls_first())
 
@@ -338,3 +341,88 @@ class ResolveAddressesTests(ResolverTestsMixin, unittest.TestCase):
         An internationalised host name is looked up in its A-label form.
         """
         return defer.Deferred.fromCoroutine(self._idn())
+
+
+class DNSFailureTests(unittest.TestCase):
+    """
+    What each kind of DNS failure means for finding a peer (RFC 7673
+    section 3): bogus only from a resolver trusted to validate, an optional
+    look-up that fails is no records, other failures are errors of their
+    own, and a host with a bogus address answer is not used.
+    """
+
+    def targets(self, client, domain="peer.test"):
+        return defer.Deferred.fromCoroutine(resolve_targets(client, domain, random.Random(0)))
+
+    def with_starttls(self, trust_ad=True):
+        client = FakeDNSClient(trust_ad=trust_ad)
+        client.add("_xmpp-server._tcp.peer.test", "SRV", "0 0 5269 xmpp.peer.test.")
+        return client
+
+    @defer.inlineCallbacks
+    def test_optional_direct_tls_failure_is_no_records(self):
+        """
+        A SERVFAIL from an untrusted resolver, a REFUSED or a timeout on the
+        optional C{_xmpps-server} look-up leaves the STARTTLS targets.
+        """
+        for fail in (
+            lambda c: c.fail("_xmpps-server._tcp.peer.test", "SRV", "REFUSED"),
+            lambda c: c.unreachable("_xmpps-server._tcp.peer.test", "SRV"),
+        ):
+            client = self.with_starttls()
+            fail(client)
+            self.assertEqual(
+                (yield self.targets(client)), [Target("xmpp.peer.test", 5269, False)]
+            )
+        client = self.with_starttls(trust_ad=False)
+        client.bogus("_xmpps-server._tcp.peer.test", "SRV")
+        self.assertEqual((yield self.targets(client)), [Target("xmpp.peer.test", 5269, False)])
+
+    @defer.inlineCallbacks
+    def test_bogus_direct_tls_aborts(self):
+        """
+        A bogus C{_xmpps-server} answer from a trusted validating resolver
+        aborts, as a bogus C{_xmpp-server} does.
+        """
+        for name in ("_xmpps-server._tcp.peer.test", "_xmpp-server._tcp.peer.test"):
+            client = self.with_starttls()
+            client.bogus(name, "SRV")
+            failure = yield self.assertFailure(self.targets(client), DNSLookupFailed)
+            self.assertTrue(failure.bogus)
+            self.assertIn("bogus", str(failure))
+
+    @defer.inlineCallbacks
+    def test_failed_srv_is_no_fallback(self):
+        """
+        REFUSED, or SERVFAIL from a resolver not trusted to validate, on
+        C{_xmpp-server} is an error naming what the resolver said, not "no
+        records" (which would fall back to the domain on port 5269), and not
+        bogus.
+        """
+        for rcode, trust_ad in (("REFUSED", True), ("SERVFAIL", False), ("NOTIMP", True)):
+            client = FakeDNSClient(trust_ad=trust_ad)
+            client.fail("_xmpp-server._tcp.peer.test", "SRV", rcode)
+            failure = yield self.assertFailure(self.targets(client), DNSLookupFailed)
+            self.assertFalse(failure.bogus)
+            self.assertIn(f"answered {rcode}", str(failure))
+
+    @defer.inlineCallbacks
+    def test_bogus_addresses(self):
+        """
+        A bogus AAAA answer marks the host bogus even when its A answer is
+        fine; a REFUSED one only leaves that family out.
+        """
+        client = FakeDNSClient()
+        client.add("xmpp.peer.test", "A", "192.0.2.1", secure=True)
+        client.bogus("xmpp.peer.test", "AAAA")
+        addresses = yield defer.Deferred.fromCoroutine(lookup_addresses(client, "xmpp.peer.test"))
+        self.assertEqual((addresses.addresses, addresses.bogus, addresses.secure),
+                         (("192.0.2.1",), True, False))
+        client = FakeDNSClient()
+        client.add("xmpp.peer.test", "A", "192.0.2.1", secure=True)
+        client.fail("xmpp.peer.test", "AAAA", "REFUSED")
+        addresses = yield defer.Deferred.fromCoroutine(lookup_addresses(client, "xmpp.peer.test"))
+        self.assertEqual((addresses.addresses, addresses.bogus, addresses.secure),
+                         (("192.0.2.1",), False, False))
+        self.assertEqual(addresses.problems, ("AAAA: the resolver answered REFUSED",))
+

@@ -55,6 +55,19 @@ class DNSClientTests(unittest.TestCase):
         self.assertEqual((answer.rcode, answer.bogus, answer.status), ("SERVFAIL", True, "bogus"))
 
     @defer.inlineCallbacks
+    def test_servfail_untrusted_is_a_failure(self):
+        """
+        From a resolver not trusted to validate, SERVFAIL says nothing about
+        DNSSEC: a failure, not bogus.
+        """
+        self.server.authority.fail("broken.test")
+        answer = yield self.client(trust_ad=False).query("broken.test", "A")
+        self.assertEqual(
+            (answer.rcode, answer.bogus, answer.failed, answer.status),
+            ("SERVFAIL", False, True, "SERVFAIL"),
+        )
+
+    @defer.inlineCallbacks
     def test_ad_believed_only_when_trusted(self):
         """
         An AD bit makes an answer secure only when the resolver is trusted

@@ -219,24 +219,39 @@ class OutboundStreamTests(unittest.TestCase):
             self.assertEqual(self.stream_error(), condition, data)
 
     def test_key_refused(self):
+        """
+        XEP-0220 section 2.1.1: after C{type='invalid'} what waited is
+        returned with C{internal-server-error}, and no other address of the
+        peer is tried (its domain has answered).
+        """
         self.connect()
         self.through_tls()
         self.feed(b"<db:result from='remote.example' to='local.example' type='invalid'/>")
         (failure,) = self.outcomes
         failure.trap(NegotiationFailure)
-        self.assertEqual(failure.value.condition, "remote-server-not-found")
+        self.assertEqual(
+            (failure.value.condition, failure.value.final), ("internal-server-error", True)
+        )
         self.assertTrue(self.transport.disconnecting)
 
     def test_dialback_error(self):
-        self.connect()
-        self.through_tls()
-        self.feed(
-            b"<db:result from='remote.example' to='local.example' type='error'>"
-            b"<error type='wait'><remote-server-timeout "
-            b"xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
-        )
-        (failure,) = self.outcomes
-        self.assertEqual(failure.value.condition, "remote-server-timeout")
+        """
+        XEP-0220 section 2.1.1: after a dialback error, whatever its
+        condition, what waited is returned with C{remote-server-timeout}.
+        """
+        for condition in (b"item-not-found", b"remote-connection-failed", b"forbidden"):
+            self.connect()
+            self.through_tls()
+            self.feed(
+                b"<db:result from='remote.example' to='local.example' type='error'>"
+                b"<error type='cancel'><" + condition + b" "
+                b"xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
+            )
+            (failure,) = self.outcomes
+            self.assertEqual(
+                (failure.value.condition, failure.value.final), ("remote-server-timeout", True)
+            )
+            self.assertIn(condition.decode(), failure.value.text)
 
     def test_answer_for_another_pair(self):
         self.connect()

@@ -106,9 +106,11 @@ class VerificationTests(unittest.TestCase):
         alice.message("alice@a.test", "bob@b.test", "no", "a1")
         bounce = yield defer.Deferred.fromCoroutine(alice.next())
         self.assertEqual((bounce["id"], error_condition(bounce)), ("a1", "remote-server-not-found"))
+        # a answers b's key "invalid": XEP-0220 makes b bounce with
+        # internal-server-error.
         bob.message("bob@b.test", "alice@a.test", "no", "b1")
         bounce = yield defer.Deferred.fromCoroutine(bob.next())
-        self.assertEqual((bounce["id"], error_condition(bounce)), ("b1", "remote-server-not-found"))
+        self.assertEqual((bounce["id"], error_condition(bounce)), ("b1", "internal-server-error"))
         records = yield records_of(a, "b.test")
         self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
         for record in records:

@@ -14,7 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, w
 from twisted.logger import Logger
 
 from gateway.certificates import CertificateSummary, certificate_dict
-from gateway.dns import DNSLookupFailed, ServiceNotOffered, resolve_addresses, resolve_targets
+from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
 from gateway.flow import Valve
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord
@@ -22,12 +22,18 @@ from gateway.status import Continuity, GatewayMetrics, Warnings
 from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
-from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose
+from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage
+from gateway.verifiers.dane import DANELookupFailed, target_tlsa
+from gateway.verifiers.tlsa import usable
 
 log = Logger()
 
 #: Seconds a stream must have carried nothing before its parser is put away.
 PARK_AFTER = 1.0
+
+
+def _skipped(where, why):
+    return (Stage.DNS, "remote-server-not-found", f"{where}: skipped, {why}")
 
 
 @dataclass(frozen=True)
@@ -521,11 +527,13 @@ class Federation:
         d.addTimeout(self.authentication_timeout, self.clock)
 
         def failed(failure):
+            # XEP-0220 section 2.4: whatever went wrong in step 3, the
+            # initiating server hears remote-server-not-found.
             if failure.check(NegotiationFailure):
-                raise DialbackError(failure.value.condition, failure.value.text)
+                raise DialbackError("remote-server-not-found", failure.value.text)
             if failure.check(defer.TimeoutError):
                 raise DialbackError(
-                    "remote-server-timeout", "the authoritative server did not answer in time"
+                    "remote-server-not-found", "the authoritative server did not answer in time"
                 )
             return failure
 
@@ -536,63 +544,116 @@ class Federation:
     async def _open_stream(self, local_domain, peer_domain, purpose, verify_request=None):
         """
         Find the peer's s2s service, connect, and negotiate a stream for
-        C{purpose}, trying each target and address in turn.
+        C{purpose}, trying each target and address in turn (RFC 6120 section
+        3.2.1, RFC 7673 section 3.4): any failure before the stream is
+        authenticated moves on to the next address, then the next target,
+        except an answer the peer's domain gave for itself (a dialback
+        verdict).  A target whose address or TLSA answers are bogus is
+        skipped; one with usable, secure TLSA records is reached over TLS
+        only, whatever the policy allows.
 
         @return: the authenticated L{OutboundStream} (L{Purpose.DIALBACK})
             or whether the key is valid (L{Purpose.VERIFY}).
-        @raise NegotiationFailure: when no stream could be negotiated.
+        @raise NegotiationFailure: when every target is spent, with the
+            condition of the failure that got furthest.
         """
         policy = self.policy.for_domain(peer_domain)
         try:
             targets = await resolve_targets(self.resolver, peer_domain)
         except ServiceNotOffered:
             raise NegotiationFailure(
-                "remote-server-not-found", f"{peer_domain} publishes no s2s service"
+                "remote-server-not-found", f"{peer_domain} publishes no s2s service", stage=Stage.DNS
             ) from None
         except DNSLookupFailed as e:
             raise NegotiationFailure(
-                "remote-server-not-found", f"DNS lookup for {peer_domain} failed: {e}"
+                "remote-server-not-found", f"DNS lookup for {peer_domain} failed: {e}",
+                stage=Stage.DNS,
             ) from None
-        problems = []
+        dane_applies = "dane" in policy.verifiers or policy.require_dane
+        failures = []
         for target in targets:
-            addresses = await resolve_addresses(self.resolver, target.host)
-            if not addresses:
-                problems.append(f"{target.host}: no address")
-            for address in addresses:
-                attempt_tls = True
-                while True:
-                    try:
-                        stream = await self._connect(
-                            address, target, local_domain, peer_domain, purpose,
-                            verify_request, attempt_tls,
-                        )
-                    except internet_error.ConnectingCancelledError:
-                        # Our own timeout cancelled the attempt.
-                        raise defer.CancelledError() from None
-                    except internet_error.ConnectError as e:
-                        problems.append(f"{target.host} [{address}]:{target.port}: {e.__class__.__name__}")
-                        break
-                    stream.target = target
-                    try:
-                        return await stream.ready
-                    except NegotiationFailure as failure:
-                        if not failure.tls_refused or target.direct_tls:
-                            raise
-                        if policy.require_tls or not attempt_tls:
-                            raise NegotiationFailure(
-                                "remote-server-not-found",
-                                f"{peer_domain} does not offer TLS, which policy requires",
-                            ) from None
-                        log.warn(
-                            "s2s outbound {peer}: no TLS offered; continuing in plaintext "
-                            "as policy allows",
-                            peer=peer_domain,
-                        )
-                        attempt_tls = False
+            where = f"{target.host}:{target.port}"
+            addresses = await lookup_addresses(self.resolver, target.host)
+            if addresses.bogus:
+                failures.append(_skipped(where, "its address records are bogus"))
+                continue
+            if not addresses.addresses:
+                failures.append(_skipped(where, "no address" + "".join(
+                    f"; {problem}" for problem in addresses.problems)))
+                continue
+            require_tls = policy.require_tls
+            if dane_applies:
+                try:
+                    records, _ = await target_tlsa(self.resolver, target, peer_domain)
+                except DANELookupFailed as e:
+                    failures.append(_skipped(where, str(e)))
+                    continue
+                if records and any(usable(record) for record in records):
+                    # RFC 7673 section 3.3: secure, usable TLSA records make
+                    # TLS mandatory for this target.
+                    require_tls = True
+            for address in addresses.addresses:
+                failure = await self._try_address(
+                    address, target, local_domain, peer_domain, purpose, verify_request,
+                    require_tls,
+                )
+                if not isinstance(failure, NegotiationFailure):
+                    return failure
+                if failure.final:
+                    raise failure
+                failures.append((failure.stage, failure.condition, f"{where} [{address}]: {failure.text}"))
+        if not failures:
+            raise NegotiationFailure(
+                "remote-server-not-found", f"{peer_domain} has no targets", stage=Stage.DNS
+            )
+        stage, condition, _ = max(failures, key=lambda failure: failure[0])
         raise NegotiationFailure(
-            "remote-server-not-found",
-            f"could not connect to {peer_domain}: " + ("; ".join(problems) or "no targets"),
+            condition,
+            f"could not reach {peer_domain}: " + "; ".join(text for _, _, text in failures),
+            stage=stage,
         )
+
+    async def _try_address(self, address, target, local_domain, peer_domain, purpose,
+                           verify_request, require_tls):
+        """
+        One address of one target: connect and negotiate, in plaintext again
+        if the peer refuses TLS and C{require_tls} is false.
+
+        @return: what the stream's C{ready} gave, or the L{NegotiationFailure}.
+        """
+        attempt_tls = True
+        while True:
+            try:
+                stream = await self._connect(
+                    address, target, local_domain, peer_domain, purpose, verify_request, attempt_tls,
+                )
+            except internet_error.ConnectingCancelledError:
+                # Our own timeout cancelled the attempt.
+                raise defer.CancelledError() from None
+            except internet_error.ConnectError as e:
+                return NegotiationFailure(
+                    "remote-server-not-found", f"connecting: {e.__class__.__name__}",
+                    stage=Stage.CONNECT,
+                )
+            stream.target = target
+            try:
+                return await stream.ready
+            except NegotiationFailure as failure:
+                if not failure.tls_refused or target.direct_tls or not attempt_tls:
+                    return failure
+                if require_tls:
+                    return NegotiationFailure(
+                        "remote-server-not-found",
+                        "no TLS offered, which policy (or DANE) requires",
+                        stage=failure.stage,
+                    )
+                log.warn(
+                    "s2s outbound {peer}: no TLS offered at {address}; continuing in "
+                    "plaintext as policy allows",
+                    peer=peer_domain,
+                    address=address,
+                )
+                attempt_tls = False
 
     def _connect(self, address, target, local_domain, peer_domain, purpose, verify_request, attempt_tls):
         family = ipaddress.ip_address(address).version
@@ -600,7 +661,7 @@ class Federation:
         endpoint = endpoint_type(self.reactor, address, target.port, timeout=self.connect_timeout)
         if target.direct_tls:
             endpoint = wrapClientTLS(
-                self.tls_profile.client_creator(local_domain, peer_domain), endpoint
+                self.tls_profile.client_creator(local_domain, peer_domain, direct_tls=True), endpoint
             )
         factory = OutboundFactory(
             self,

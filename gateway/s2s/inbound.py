@@ -430,9 +430,15 @@ class InboundStream(S2SStream):
         if condition is not None:
             self.send(_dialback_error("result", receiving, originating, condition))
             return
+        if self.verified:
+            # XEP-0220 section 2.1.2: other pairs stay verified on this
+            # stream, so the refusal is a <forbidden/> dialback error rather
+            # than "invalid", after which the stream would have to close.
+            self.send(_dialback_error("result", receiving, originating, "forbidden"))
+            return
+        # XEP-0220 section 2.2.1: "invalid", and the stream closes.
         self.send(_dialback_element("result", receiving, originating, "invalid"))
-        if not self.verified:
-            self.fail("not-authorized", f"{originating} could not be verified")
+        self.fail("not-authorized", f"{originating} could not be verified")
 
     def _verification_abandoned(self, failure, pair):
         # The stream closed (or something broke) before the chain decided.

@@ -38,7 +38,6 @@ from gateway.xmpp import (
     NS_SERVER,
     NS_SM,
     NS_STREAMS,
-    STANZA_ERROR_TYPES,
     error_condition,
     rewrite_namespace,
 )
@@ -62,6 +61,20 @@ class OutboundState(enum.Enum):
     AUTHENTICATED = "authenticated"
 
 
+class Stage(enum.IntEnum):
+    """
+    How far an attempt to reach a peer got before it failed: the further,
+    the more telling its failure is of the peer (rather than of one of its
+    addresses).
+    """
+
+    DNS = 0
+    CONNECT = 1
+    STREAM = 2
+    VERIFY = 3
+    ANSWER = 4
+
+
 class NegotiationFailure(Exception):
     """
     An outbound stream could not be set up.
@@ -70,13 +83,18 @@ class NegotiationFailure(Exception):
         for it (RFC 6120 section 8.3.3).
     @ivar tls_refused: the peer refused or ignored STARTTLS, so a retry in
         plaintext could succeed where policy allows it.
+    @ivar stage: the L{Stage} the attempt reached.
+    @ivar final: the peer's domain answered for itself (a dialback
+        verdict): trying its other addresses would get the same answer.
     """
 
-    def __init__(self, condition, text, tls_refused=False):
+    def __init__(self, condition, text, tls_refused=False, stage=Stage.STREAM, final=False):
         super().__init__(condition, text)
         self.condition = condition
         self.text = text
         self.tls_refused = tls_refused
+        self.stage = stage
+        self.final = final
 
     def __str__(self):
         return f"{self.condition}: {self.text}"
@@ -232,7 +250,9 @@ class OutboundStream(S2SStream):
                 self, "outbound", self.local_domain, self.peer_domain, result
             )
             self._give_up(NegotiationFailure(
-                "remote-server-not-found", f"{self.peer_domain} could not be verified: {result.reason}"
+                "remote-server-not-found",
+                f"{self.peer_domain} could not be verified: {result.reason}",
+                stage=Stage.VERIFY,
             ))
             self.fail("policy-violation", f"{self.peer_domain} could not be verified")
             return
@@ -348,12 +368,15 @@ class OutboundStream(S2SStream):
         if pair != (self.peer_domain, self.local_domain):
             raise StreamError("invalid-from", "the dialback answer is for another domain pair")
         if kind == "error":
-            condition = error_condition(element)
-            if condition not in STANZA_ERROR_TYPES:
-                # XEP-0220 conditions such as remote-connection-failed have
-                # no stanza error of their own for the bounce.
-                condition = "remote-server-not-found"
-            self._give_up(NegotiationFailure(condition, f"the peer answered dialback with {condition}"))
+            # XEP-0220 section 2.1.1: an error is about the request, not the
+            # key; what waited is returned with remote-server-timeout.
+            condition = error_condition(element) or "undefined-condition"
+            self._give_up(NegotiationFailure(
+                "remote-server-timeout",
+                f"the peer answered dialback with the error {condition}",
+                stage=Stage.ANSWER,
+                final=True,
+            ))
             self.close()
             return None
         if kind not in ("valid", "invalid"):
@@ -367,8 +390,13 @@ class OutboundStream(S2SStream):
         if valid is None:
             return
         if not valid:
+            # XEP-0220 section 2.1.1: our identity was deemed bogus; what
+            # waited is returned with internal-server-error.
             self._give_up(NegotiationFailure(
-                "remote-server-not-found", "the peer did not accept our dialback key"
+                "internal-server-error",
+                "the peer did not accept our dialback key",
+                stage=Stage.ANSWER,
+                final=True,
             ))
             self.close()
             return
@@ -439,12 +467,21 @@ class OutboundStream(S2SStream):
             ready, self.ready = self.ready, None
             ready.errback(failure)
 
+    def _ended_condition(self):
+        # XEP-0220 section 2.1.1: a stream that ends while our key waits for
+        # its answer counts as a dialback error.
+        if self.state is OutboundState.DIALBACK:
+            return "remote-server-timeout", Stage.ANSWER
+        return "remote-server-not-found", Stage.STREAM
+
     def stream_failed(self, condition, text):
+        bounce, stage = self._ended_condition()
         self._give_up(
             NegotiationFailure(
-                "remote-server-not-found",
+                bounce,
                 f"stream error {condition}" + (f": {text}" if text else ""),
                 tls_refused=self.state is OutboundState.PROCEED,
+                stage=stage,
             )
         )
 
@@ -457,11 +494,13 @@ class OutboundStream(S2SStream):
             # Never acknowledged: the peer may not have them; send them again.
             self.federation.resend(self.unacked, self.local_domain, self.peer_domain)
             self.unacked = []
+        bounce, stage = self._ended_condition()
         self._give_up(
             NegotiationFailure(
-                "remote-server-not-found",
+                bounce,
                 f"connection closed while {self.state.value}",
                 tls_refused=self.state is OutboundState.PROCEED,
+                stage=stage,
             )
         )
         self.federation.stream_closed(self)

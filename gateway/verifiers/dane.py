@@ -39,14 +39,56 @@ from gateway.verifiers.tlsa import TLSARecord, match_tlsa
 log = Logger()
 
 
-class _Bogus(Exception):
+class DANELookupFailed(Exception):
     """
-    A lookup DANE depends on came back bogus or unanswered.
+    A lookup DANE depends on came back bogus or unanswered: the target must
+    not be used (RFC 7673 section 3.2).
     """
+
+
+_Bogus = DANELookupFailed
 
 
 def tlsa_name(target):
     return f"_{target.port}._tcp.{target.host}"
+
+
+async def target_tlsa(client, target, domain):
+    """
+    The TLSA records that apply to C{target} of peer C{domain} (RFC 7673
+    sections 3.2 and 3.3): looked up only once the target's SRV answer (or
+    the secure absence of SRV records) and its address records are
+    DNSSEC-secure.
+
+    @return: C{(records, note)}: the secure TLSA records, or L{None} and why
+        DANE does not apply to this target.
+    @raise DANELookupFailed: when the address or TLSA answer is bogus, or the
+        TLSA look-up got no answer: the target must not be used.
+    """
+    if target.srv and not target.srv_secure:
+        return None, f"the SRV records of {domain} are not DNSSEC-signed"
+    if not target.srv and not target.srv_secure:
+        return None, f"{domain} has no SRV records, and their absence is not DNSSEC-signed"
+    addresses = await lookup_addresses(client, target.host)
+    if addresses.bogus:
+        raise DANELookupFailed(f"the address records of {target.host} are bogus")
+    if not addresses.secure:
+        return None, f"the address records of {target.host} are not DNSSEC-signed"
+    name = tlsa_name(target)
+    try:
+        answer = await client.query(name, "TLSA")
+    except DNSError as e:
+        raise DANELookupFailed(f"TLSA lookup at {name} failed: {e}") from None
+    if answer.bogus:
+        raise DANELookupFailed(f"the TLSA records at {name} are bogus (DNSSEC validation failed)")
+    if answer.failed:
+        raise DANELookupFailed(f"TLSA lookup at {name} failed: the resolver answered {answer.rcode}")
+    if not answer.secure:
+        return None, f"the TLSA answer at {name} is not DNSSEC-signed"
+    if not answer.records:
+        return None, f"no TLSA records at {name}"
+    records = [TLSARecord(rr.usage, rr.selector, rr.mtype, rr.cert) for rr in answer.records]
+    return records, None
 
 
 @implementer(IDomainVerifier)
@@ -137,38 +179,21 @@ class DANEVerifier:
                 return [], [f"{request.peer_domain} publishes no s2s service"]
         found = []
         notes = []
+        failures = []
         for target in dict.fromkeys(targets):
-            records, note = await self._tlsa_for(target, request.peer_domain)
+            try:
+                records, note = await target_tlsa(self.client, target, request.peer_domain)
+            except DANELookupFailed as e:
+                # RFC 7673 section 3.2: that target is out; others may speak.
+                failures.append(e)
+                continue
             if records:
                 found.append((tlsa_name(target), target, records))
             elif note:
                 notes.append(note)
-        return found, notes
-
-    async def _tlsa_for(self, target, domain):
-        if target.srv and not target.srv_secure:
-            return None, f"the SRV records of {domain} are not DNSSEC-signed"
-        if not target.srv and not target.srv_secure:
-            return None, f"{domain} has no SRV records, and their absence is not DNSSEC-signed"
-        addresses = await lookup_addresses(self.client, target.host)
-        if not addresses.secure:
-            return None, f"the address records of {target.host} are not DNSSEC-signed"
-        name = tlsa_name(target)
-        try:
-            answer = await self.client.query(name, "TLSA")
-        except DNSError as e:
-            raise _Bogus(f"TLSA lookup at {name} failed: {e}") from None
-        if answer.bogus:
-            raise _Bogus(f"the TLSA records at {name} are bogus (SERVFAIL)")
-        if not answer.secure:
-            return None, f"the TLSA answer at {name} is not DNSSEC-signed"
-        if not answer.records:
-            return None, f"no TLSA records at {name}"
-        records = [
-            TLSARecord(rr.usage, rr.selector, rr.mtype, rr.cert) for rr in answer.records
-        ]
-        return records, None
-
+        if failures and not found:
+            raise failures[0]
+        return found, notes + [str(e) for e in failures]
 
 @implementer(IDomainVerifierFactory)
 class DANEVerifierFactory:
