@@ -4,6 +4,7 @@ direct TLS, peers without TLS in both directions, queue limits and
 timeouts.
 """
 
+import os
 import socket
 
 from twisted.internet import defer, protocol, reactor
@@ -112,6 +113,53 @@ class EdgeTests(unittest.TestCase):
         self.assertTrue(inbound[0].direct_tls)
         # The SNI the gateway sent picked b.test's certificate.
         self.assertEqual(inbound[0].tls.server_name, "b.test")
+        # XEP-0368: ALPN xmpp-server, offered by a and selected by b (what a
+        # TLS multiplexer in front of b would route on).
+        self.assertEqual((stream.tls.alpn, inbound[0].tls.alpn), ("xmpp-server", "xmpp-server"))
+
+    @defer.inlineCallbacks
+    def test_alpn_seen_by_a_plain_tls_server(self):
+        """
+        A TLS server that is not XMPP at all, as a multiplexer is, sees the
+        ALPN protocol xmpp-server offered on the gateway's direct TLS
+        connection (with b.test as SNI).
+        """
+        import ssl as stdlib_ssl
+        import threading
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        certificate_file, key_file = world.ca.write_identity(
+            os.path.join(world.folder, "mux"), "b.test"
+        )
+        context = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate_file, key_file)
+        context.set_alpn_protocols(["h2", "xmpp-server"])
+        seen = {}
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        self.addCleanup(server.close)
+
+        def accept():
+            connection, _ = server.accept()
+            server_names = []
+            context.sni_callback = lambda s, name, c: server_names.append(name)
+            try:
+                with context.wrap_socket(connection, server_side=True) as tls:
+                    seen["alpn"] = tls.selected_alpn_protocol()
+                    seen["sni"] = server_names
+            except OSError as e:
+                seen["error"] = repr(e)
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        world.dns.add_srv("_xmpps-server._tcp.b.test", "mux.b.test", server.getsockname()[1])
+        world.dns.add_a("mux.b.test", "127.0.0.1")
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        alice.message("alice@a.test", "bob@b.test", "to the multiplexer", "x1")
+        yield wait_for(lambda: not thread.is_alive(), timeout=20)
+        self.assertEqual(seen, {"alpn": "xmpp-server", "sni": ["b.test"]})
 
     @defer.inlineCallbacks
     def test_plaintext_peer_refused_outbound(self):

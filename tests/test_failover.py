@@ -1,0 +1,181 @@
+"""
+Reaching a peer whose first targets are broken (RFC 6120 section 3.2.1,
+RFC 7673 section 3.4), over real loopback sockets with real TLS: targets
+that accept TCP and then fail TLS, send a stream error, present a
+certificate for another name, or drop the connection while our dialback
+key waits for its answer; then a good one.
+"""
+
+import os
+
+from twisted.internet import defer, protocol, reactor, ssl
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial import unittest
+
+from gateway.xmlparser import StreamParser
+from tests.support import World, error_condition
+
+HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' "
+    b"xmlns:db='jabber:server:dialback' id='%s' version='1.0' from='b.test'>"
+)
+STARTTLS_FEATURES = (
+    b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>"
+    b"</starttls></stream:features>"
+)
+DIALBACK_FEATURES = (
+    b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
+    b"</stream:features>"
+)
+
+
+class BrokenPeer(protocol.Protocol):
+    """
+    A server side of an s2s stream that goes wrong one way, chosen by its
+    factory's C{mode}:
+
+      - C{"bad-tls"}: C{<proceed/>}, then bytes that are not TLS;
+      - C{"stream-error"}: a stream error right after its header;
+      - C{"tls"}: TLS with the factory's C{tls} options, then dialback
+        features; with C{close_after_key}, the connection is dropped when
+        the dialback key arrives.
+    """
+
+    def connectionMade(self):
+        self.factory.connections.append(reactor.seconds())
+        self.streams = 0
+        self.parser = self.new_parser()
+
+    def new_parser(self):
+        return StreamParser(self.header, self.element, lambda: None, 100000)
+
+    def dataReceived(self, data):
+        self.parser.feed(data)
+
+    def header(self, root):
+        self.streams += 1
+        self.transport.write(HEADER % f"s{self.streams}".encode())
+        mode = self.factory.mode
+        if mode == "stream-error":
+            self.transport.write(
+                b"<stream:error><internal-server-error "
+                b"xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
+            )
+            self.transport.loseConnection()
+        elif self.streams == 1:
+            self.transport.write(STARTTLS_FEATURES)
+        else:
+            self.transport.write(DIALBACK_FEATURES)
+
+    def element(self, element):
+        if element.name == "starttls":
+            self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            if self.factory.mode == "bad-tls":
+                self.parser.close()
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\nthis is not TLS\r\n")
+                self.transport.loseConnection()
+                return
+            self.parser.close()
+            self.parser = self.new_parser()
+            self.transport.startTLS(self.factory.tls)
+        elif element.name == "result" and self.factory.close_after_key:
+            self.transport.abortConnection()
+
+
+class FailoverTests(unittest.TestCase):
+    timeout = 60
+
+    async def broken(self, world, mode, priority, identity=None, close_after_key=False):
+        """
+        Listen as a broken target of b.test with SRV priority C{priority}.
+        """
+        factory = protocol.Factory.forProtocol(BrokenPeer)
+        factory.noisy = False
+        factory.mode = mode
+        factory.connections = []
+        factory.close_after_key = close_after_key
+        if identity is not None:
+            folder = os.path.join(world.folder, f"{mode}-{priority}")
+            certificate_file, key_file = world.ca.write_identity(folder, identity)
+            with open(certificate_file, "rb") as c, open(key_file, "rb") as k:
+                factory.tls = ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        host = f"t{priority}.b.test"
+        world.dns.add_srv("_xmpp-server._tcp.b.test", host, port.getHost().port, priority)
+        world.dns.add_a(host, "127.0.0.1")
+        return factory
+
+    @defer.inlineCallbacks
+    def test_broken_targets_then_a_good_one(self):
+        """
+        Three broken targets in priority order, then the real b.test: the
+        message arrives, each broken target was tried once, in order, and the
+        target whose certificate names another domain left a refusal record.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway("a.test", trust_ca=True, policy='verifiers = ["pkix"]\n')
+        )
+        bad_tls = yield defer.Deferred.fromCoroutine(self.broken(world, "bad-tls", 0))
+        stream_error = yield defer.Deferred.fromCoroutine(self.broken(world, "stream-error", 1))
+        wrong_name = yield defer.Deferred.fromCoroutine(
+            self.broken(world, "tls", 2, identity="wrong.test")
+        )
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", srv=False, trust_ca=True))
+        world.dns.add_srv("_xmpp-server._tcp.b.test", "t3.b.test", b.s2s_port, 3)
+        world.dns.add_a("t3.b.test", "127.0.0.1")
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+
+        alice.message("alice@a.test", "bob@b.test", "after three failures", "f1")
+        received = yield defer.Deferred.fromCoroutine(bob.next(timeout=30))
+        self.assertEqual((received["id"], str(received.body)), ("f1", "after three failures"))
+        tried = [bad_tls.connections, stream_error.connections, wrong_name.connections]
+        self.assertEqual([len(c) for c in tried], [1, 1, 1])
+        self.assertEqual([c[0] for c in tried], sorted(c[0] for c in tried))
+        records = yield a.records.for_peer("b.test")
+        outbound = sorted(
+            ((r.authenticated, r.reason or "") for r in records if r.direction == "outbound"),
+        )
+        self.assertEqual([authenticated for authenticated, _ in outbound], [False, True])
+        self.assertIn("wrong.test", outbound[0][1])
+        self.assertEqual(a.router.bounced, 0)
+
+    @defer.inlineCallbacks
+    def test_all_spent(self):
+        """
+        When every target fails, the queue is bounced once all are spent,
+        with the condition of the attempt that got furthest: here the one
+        that dropped the connection while our dialback key waited for its
+        answer (XEP-0220: remote-server-timeout), although it was tried
+        first; the text lists every attempt.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway("a.test", trust_ca=True, policy='verifiers = ["pkix"]\n')
+        )
+        dropping = yield defer.Deferred.fromCoroutine(
+            self.broken(world, "tls", 0, identity="b.test", close_after_key=True)
+        )
+        stream_error = yield defer.Deferred.fromCoroutine(self.broken(world, "stream-error", 1))
+        bad_tls = yield defer.Deferred.fromCoroutine(self.broken(world, "bad-tls", 2))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+
+        alice.message("alice@a.test", "bob@b.test", "nowhere", "n1")
+        alice.message("alice@a.test", "bob@b.test", "nowhere either", "n2")
+        bounces = []
+        for _ in range(2):
+            bounces.append((yield defer.Deferred.fromCoroutine(alice.next(timeout=30))))
+        self.assertEqual(
+            [(b["id"], error_condition(b)) for b in bounces],
+            [("n1", "remote-server-timeout"), ("n2", "remote-server-timeout")],
+        )
+        text = str(bounces[0].error.text)
+        for host in ("t0.b.test", "t1.b.test", "t2.b.test"):
+            self.assertIn(host, text)
+        self.assertIn("stream error internal-server-error", text)
+        self.assertEqual(
+            [len(f.connections) for f in (dropping, stream_error, bad_tls)], [1, 1, 1]
+        )
