@@ -98,7 +98,7 @@ class S2SConfig:
     max_stanza_size: int = 524288
     max_depth: int = 64
     max_connections: int = 2000
-    max_connections_per_address: int = 20
+    max_connections_per_address: int = 500
     max_unauthenticated: int = 200
     max_verifications: int = 200
     max_verifications_per_stream: int = 10

@@ -610,19 +610,51 @@ class SASLExternalTests(InboundTestCase):
         self.succeed(base64.b64encode(b"remote.example"))
         self.assertEqual(self.stream.verified, {("remote.example", "local.example")})
 
-    def test_bad_authzid(self):
+    def test_authzid_in_another_spelling(self):
         import base64
 
-        for response, condition in (
-            (base64.b64encode(b"other.example"), "invalid-authzid"),
-            (b"!!notbase64", "incorrect-encoding"),
-        ):
-            self.succeed(response)
+        self.succeed(base64.b64encode(b"REMOTE.example."))
+        self.assertEqual(self.stream.verified, {("remote.example", "local.example")})
+
+    def test_bad_encoding(self):
+        """
+        A response that is not base64 gets C{incorrect-encoding}; dialback
+        is still possible on the stream.
+        """
+        self.succeed(b"!!notbase64")
+        failure = self.output.read().elements[-1]
+        self.assertEqual([c.name for c in failure.elements()], ["incorrect-encoding"])
+        self.assertEqual(self.stream.verified, set())
+        self.assertEqual(self.stream.state, InboundState.OPEN)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_mismatching_authzid(self):
+        """
+        XEP-0178: an authzid for another domain (or none at all) than the
+        certificate verified for gets C{not-authorized}, and the stream is
+        closed.
+        """
+        import base64
+
+        for authzid in (b"other.example", b"user@remote.example", b"a..b"):
+            self.succeed(base64.b64encode(authzid))
             failure = self.output.read().elements[-1]
-            self.assertEqual([c.name for c in failure.elements()], [condition])
+            self.assertEqual([c.name for c in failure.elements()], ["not-authorized"], authzid)
             self.assertEqual(self.stream.verified, set())
-            # Dialback is still possible after a SASL failure.
-            self.assertEqual(self.stream.state, InboundState.OPEN)
+            self.assertTrue(self.transport.disconnecting)
+            self.assertTrue(self.transport.value().endswith(b"</stream:stream>"))
+
+    def test_retries_capped(self):
+        """
+        RFC 6120 section 6.4.5: two failed attempts may be retried; the
+        third failure closes the stream with C{policy-violation}.
+        """
+        self.connect()
+        self.secure_header(self.verified())
+        for attempt in range(3):
+            self.feed(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+            self.assertEqual(self.transport.disconnecting, attempt == 2)
+        self.assertEqual(self.stream_error(), "policy-violation")
 
     def test_other_mechanism(self):
         self.connect()
@@ -651,3 +683,59 @@ class SASLExternalTests(InboundTestCase):
         self.feed(HEADER)
         self.feed(b"<db:result from='remote.example' to='local.example'>k</db:result>")
         self.assertEqual(self.stream_error(), "policy-violation")
+
+
+class ClosingHandshakeTests(InboundTestCase):
+    """
+    RFC 6120 section 4.4: after our closing tag, what the peer still sends
+    is handled until it closes its side or the grace period ends.
+    """
+
+    def closing(self):
+        self.connect()
+        self.negotiate_tls()
+        self.authenticate()
+        self.feed(b"<enable xmlns='urn:xmpp:sm:3'/>")
+        self.stream.close(linger=True)
+        self.assertTrue(self.transport.value().endswith(b"</stream:stream>"))
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_stanzas_crossing_our_close_are_routed(self):
+        """
+        Stanzas the peer sent before it read our closing tag are routed; its
+        own closing tag then ends the stream, and nothing is written after
+        ours.
+        """
+        self.closing()
+        written = len(self.transport.value())
+        self.feed(b"<message from='a@remote.example' to='b@local.example' id='late'/>")
+        self.feed(b"<r xmlns='urn:xmpp:sm:3'/>")
+        self.assertEqual([s["id"] for s, _, _ in self.federation.router.routed], ["late"])
+        self.assertFalse(self.transport.disconnecting)
+        self.feed(b"</stream:stream>")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.transport.value()), written)
+
+    def test_grace_period(self):
+        """
+        A peer that never closes its side is let go after the grace period.
+        """
+        self.closing()
+        self.federation.clock.advance(self.stream.CLOSE_GRACE)
+        self.assertTrue(self.transport.disconnecting)
+        self.feed(b"<message from='a@remote.example' to='b@local.example'/>")
+        self.assertEqual(self.federation.router.routed, [])
+
+    def test_stream_error_while_closing(self):
+        """
+        A peer's stream error while we wait ends the stream at once; a bad
+        element ends it without writing a stream error after our closing tag.
+        """
+        self.closing()
+        self.feed(b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        self.assertTrue(self.transport.disconnecting)
+        self.closing()
+        written = len(self.transport.value())
+        self.feed(b"<message from='a@remote.example' to='b@elsewhere.example'/>")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.transport.value()), written)

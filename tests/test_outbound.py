@@ -68,6 +68,9 @@ class FakeStreamFederation:
     def stream_closed(self, stream):
         self.closed.append(stream)
 
+    def stream_closing(self, stream):
+        self.closing = stream
+
     def stream_authenticated(self, stream, peer, local, result, via):
         self.authenticated.append((peer, local, via))
 
@@ -332,7 +335,7 @@ class OutboundStreamTests(unittest.TestCase):
         self.connect(purpose=Purpose.VERIFY, verify_request=VerifyRequest("their-id", "abcd"))
         self.through_tls()
         self.feed(b"<db:verify from='remote.example' to='local.example' id='other' type='valid'/>")
-        self.assertEqual(self.stream_error(), "invalid-id")
+        self.assertEqual(self.stream_error(), "invalid-xml")
         self.assertIsInstance(self.outcomes[0].value, NegotiationFailure)
 
     def test_connection_lost_before_authentication(self):
@@ -365,6 +368,30 @@ class OutboundVerificationTests(OutboundStreamTests):
         self.stream.tls_established()
         self.feed(peer_header("second") + features)
 
+    def test_handled_count_too_high(self):
+        """
+        XEP-0198 section 4: an acknowledgement of more stanzas than were sent
+        closes the stream with undefined-condition and the
+        handled-count-too-high detail, saying both counts.
+        """
+        self.connect()
+        self.through_tls_to(
+            b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
+            b"<sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        )
+        self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+        stanza = domish.Element(("jabber:server", "message"))
+        stanza["to"] = "x@remote.example"
+        self.stream.send_stanza(stanza)
+        self.feed(b"<enabled xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='5'/>")
+        self.output.read()
+        (error,) = [e for e in self.output.elements if e.name == "error"]
+        conditions = {(c.uri, c.name): c for c in error.elements()}
+        self.assertIn(("urn:ietf:params:xml:ns:xmpp-streams", "undefined-condition"), conditions)
+        detail = conditions[("urn:xmpp:sm:3", "handled-count-too-high")]
+        self.assertEqual((detail["h"], detail["send-count"]), ("5", "1"))
+        self.assertTrue(self.transport.disconnecting)
+
     def test_peer_refused(self):
         """
         A peer the chain refuses gets a policy-violation, no key and no
@@ -391,17 +418,20 @@ class OutboundVerificationTests(OutboundStreamTests):
         self.federation.verifications[0][1].callback(
             ChainResult(True, "pkix", Verdict.verified("pkix", "ok"), ())
         )
-        self.assertIn(b"mechanism='EXTERNAL'>=</auth>", self.transport.value())
+        self.assertIn(b"mechanism='EXTERNAL'>bG9jYWwuZXhhbXBsZQ==</auth>", self.transport.value())
 
     def test_external(self):
         """
-        EXTERNAL is used when offered; on success the stream restarts and
-        is authenticated once the new features arrive.
+        EXTERNAL is used when offered, with our domain as the authzid
+        (XEP-0178, RFC 6120 section 6.4.2: base64 of local.example); on
+        success the stream restarts and is authenticated once the new
+        features arrive.
         """
         self.connect()
         self.through_tls_to(FEATURES_EXTERNAL)
         self.assertTrue(self.transport.value().endswith(
-            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>"))
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+            b"bG9jYWwuZXhhbXBsZQ==</auth>"))
         self.assertEqual(self.stream.state, OutboundState.SASL)
         self.stream.dataReceived(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
         self.assertEqual(self.stream.state, OutboundState.HEADER)

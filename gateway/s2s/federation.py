@@ -145,7 +145,7 @@ class Federation:
                     peer=stream.peer_name(),
                     seconds=now - stream.last_activity,
                 )
-                stream.close()
+                stream.close(linger=True)
         if not self.records_available:
             d = self.records.recent(limit=1)
             d.addCallbacks(self._records_back, lambda failure: None)
@@ -362,6 +362,16 @@ class Federation:
             local_domain=local_domain,
         )
 
+    def stream_closing(self, stream):
+        """
+        An outbound C{stream} sent its closing tag: stanzas from now on go
+        to a new stream.
+        """
+        key = (stream.local_domain, stream.peer_domain)
+        if self._outbound.get(key) is stream:
+            del self._outbound[key]
+            self.to_peers.detach_sink(stream)
+
     def stream_closed(self, stream):
         self.streams.discard(stream)
         self.to_peers.detach_sink(stream)
@@ -402,7 +412,7 @@ class Federation:
             self.router.bounce(stanza, "service-unavailable", "the gateway is shutting down")
             return
         stream = self._outbound.get(key)
-        if stream is not None and not stream.closed:
+        if stream is not None and not (stream.closed or stream.closing):
             stream.send_stanza(stanza)
             return
         queue = self._queues.get(key)

@@ -221,6 +221,7 @@ class InboundStream(S2SStream):
         self._timeout = None
         self._external = None
         self._sasl_done = False
+        self._sasl_failures = 0
         self.sm_handled = None
 
     @property
@@ -318,6 +319,10 @@ class InboundStream(S2SStream):
 
     # SASL EXTERNAL (XEP-0178) ----------------------------------------------
 
+    #: RFC 6120 section 6.4.5: failed SASL attempts allowed before the
+    #: stream is closed ("at least 2 and no more than 5" retries).
+    MAX_SASL_RETRIES = 2
+
     def receive_sasl_auth(self, element):
         if self._sasl_done:
             raise StreamError("policy-violation", "SASL is already done on this stream")
@@ -338,10 +343,16 @@ class InboundStream(S2SStream):
             try:
                 authzid = bare_domain(authzid)
             except AddressError:
-                self._sasl_failure("invalid-authzid")
-                return
+                authzid = None
         if authzid != peer:
-            self._sasl_failure("invalid-authzid")
+            # XEP-0178 section 3: the certificate does not speak for that
+            # identity: not-authorized, and the stream is closed.
+            log.info(
+                "s2s inbound {peer}: SASL EXTERNAL refused: the authzid names another domain",
+                peer=peer,
+            )
+            self._sasl_failure("not-authorized", retry=False)
+            self.close()
             return
         self.transport.write(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
         self._sasl_done = True
@@ -351,10 +362,17 @@ class InboundStream(S2SStream):
         self._header_sent = False
         self.reset_parser()
 
-    def _sasl_failure(self, condition):
+    def _sasl_failure(self, condition, retry=True):
         failure = domish.Element((NS_SASL, "failure"))
         failure.addElement(condition)
         self.send(failure)
+        if not retry:
+            return
+        self._sasl_failures += 1
+        if self._sasl_failures > self.MAX_SASL_RETRIES:
+            raise StreamError(
+                "policy-violation", f"{self._sasl_failures} failed SASL attempts on this stream"
+            )
 
     def receive_starttls(self, element):
         if self.tls is not None or self.direct_tls:

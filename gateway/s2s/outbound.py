@@ -22,6 +22,7 @@ Negotiation, as a state machine:
   - C{AUTHENTICATED}: stanzas may be sent.
 """
 
+import base64
 import enum
 
 from twisted.internet import defer, protocol
@@ -258,10 +259,13 @@ class OutboundStream(S2SStream):
             return
         self._peer_result = result
         if self._offers_external:
-            # XEP-0178: our certificate speaks for us; no authzid needed.
+            # XEP-0178 section 3: our certificate speaks for us, and the
+            # authzid (RFC 6120 section 6.4.2) says for which of our domains.
             self.state = OutboundState.SASL
+            authzid = base64.b64encode(self.local_domain.encode("utf-8")).decode("ascii")
             self.transport.write(
-                b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>"
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                f"{authzid}</auth>".encode("ascii")
             )
         else:
             self._send_dialback_key()
@@ -338,7 +342,13 @@ class OutboundStream(S2SStream):
             raise StreamError("invalid-xml", "an acknowledgement needs a numeric h") from None
         newly = (handled - self.acked) % 2**32
         if newly > len(self.unacked):
-            raise StreamError("undefined-condition", "acknowledged stanzas that were never sent")
+            # XEP-0198 section 4: undefined-condition, said precisely.
+            detail = domish.Element((NS_SM, "handled-count-too-high"))
+            detail["h"] = str(handled)
+            detail["send-count"] = str((self.acked + len(self.unacked)) % 2**32)
+            raise StreamError(
+                "undefined-condition", "acknowledged stanzas that were never sent", detail
+            )
         del self.unacked[:newly]
         self.acked = handled
 
@@ -406,7 +416,8 @@ class OutboundStream(S2SStream):
         if self.purpose is not Purpose.VERIFY:
             raise StreamError("unsupported-stanza-type", "no db:verify was sent on this stream")
         if element.getAttribute("id") != self.verify_request.stream_id:
-            raise StreamError("invalid-id", "the db:verify answer names another stream")
+            # invalid-id was RFC 3920's; RFC 6120 has invalid-xml for it.
+            raise StreamError("invalid-xml", "the db:verify answer names another stream")
         valid = self._dialback_answer(element)
         if valid is None:
             return
@@ -484,6 +495,9 @@ class OutboundStream(S2SStream):
                 stage=stage,
             )
         )
+
+    def closing_started(self):
+        self.federation.stream_closing(self)
 
     def stream_closed(self, reason):
         if self._checking is not None:

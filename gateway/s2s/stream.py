@@ -88,19 +88,25 @@ def classify(element):
 class StreamError(Exception):
     """
     An RFC 6120 section 4.9 stream error to send before closing.
+
+    @ivar detail: an application-specific condition element (RFC 6120
+        section 4.9.4), or L{None}.
     """
 
-    def __init__(self, condition, text=None):
+    def __init__(self, condition, text=None, detail=None):
         super().__init__(condition, text)
         self.condition = condition
         self.text = text
+        self.detail = detail
 
 
-def stream_error_element(condition, text=None):
+def stream_error_element(condition, text=None, detail=None):
     error = domish.Element((NS_STREAMS, "error"))
     error.addElement((NS_XMPP_STREAMS, condition))
     if text:
         error.addElement((NS_XMPP_STREAMS, "text"), content=text)
+    if detail is not None:
+        error.addChild(detail)
     return error
 
 
@@ -161,6 +167,9 @@ class S2SStream(protocol.Protocol):
         self.tls = None
         self.stream_id = None
         self.closed = False
+        # Our closing tag is sent; the peer's part is still awaited and what
+        # it sends meanwhile still handled (RFC 6120 section 4.4).
+        self.closing = False
         self._parser = None
         self.stanzas_in = 0
         self.stanzas_out = 0
@@ -209,7 +218,7 @@ class S2SStream(protocol.Protocol):
         self.transport.write(header_bytes(attributes))
 
     def send(self, element):
-        if not self.closed:
+        if not (self.closed or self.closing):
             self.last_activity = self.clock.seconds()
             self.transport.write(serialise(element))
 
@@ -217,7 +226,7 @@ class S2SStream(protocol.Protocol):
         """
         Send a first-level element serialised already (by L{serialise}).
         """
-        if not self.closed:
+        if not (self.closed or self.closing):
             self.last_activity = self.clock.seconds()
             self.transport.write(data)
 
@@ -244,9 +253,13 @@ class S2SStream(protocol.Protocol):
                 raise StreamError(condition, f"{kind.value} is not allowed now")
             getattr(self, handler)(element)
         except StreamError as e:
-            self.fail(e.condition, e.text)
+            self.fail(e.condition, e.text, e.detail)
 
     def _on_stream_end(self):
+        if self.closing:
+            # The peer's part of the close we started: the stream is done.
+            self._let_go()
+            return
         self.close()
 
     def stream_error_received(self, element):
@@ -284,9 +297,10 @@ class S2SStream(protocol.Protocol):
 
     # Closing -------------------------------------------------------------
 
-    def fail(self, condition, text=None):
+    def fail(self, condition, text=None, detail=None):
         """
-        Send stream error C{condition} and close the stream.
+        Send stream error C{condition} (with the application-specific
+        C{detail} element, if any) and close the stream.
         """
         if self.closed:
             return
@@ -297,9 +311,14 @@ class S2SStream(protocol.Protocol):
             condition=condition,
             text=text or "",
         )
+        if self.closing:
+            # Our closing tag is out: nothing may follow it.
+            self.stream_failed(condition, text)
+            self._let_go()
+            return
         if self.state_needs_header():
             self.send_header()
-        self.transport.write(serialise(stream_error_element(condition, text)))
+        self.transport.write(serialise(stream_error_element(condition, text, detail)))
         self.stream_failed(condition, text)
         self.close()
 
@@ -310,17 +329,60 @@ class S2SStream(protocol.Protocol):
         """
         return False
 
-    def close(self, send_footer=True):
+    def close(self, send_footer=True, linger=False):
         """
         Close the stream and, shortly after, the connection.
+
+        @param linger: close as RFC 6120 section 4.4 describes: send our
+            closing tag, then go on reading (and handling what the peer
+            still sends, such as stanzas that crossed our closing tag) until
+            the peer closes its side or L{CLOSE_GRACE} seconds pass.
+            Otherwise (after a stream error, or answering the peer's own
+            closing tag) nothing more is read.
+        """
+        if self.closed:
+            return
+        if self.closing:
+            # Closing already: a second close (the peer's stream error, our
+            # own failure) ends the wait.
+            self._let_go()
+            return
+        if linger and send_footer:
+            self.closing = True
+            self.transport.write(b"</stream:stream>")
+            self.closing_started()
+            self._abort = self.clock.callLater(self.CLOSE_GRACE, self._grace_ended)
+            return
+        if send_footer:
+            self.transport.write(b"</stream:stream>")
+        self._let_go()
+
+    def closing_started(self):
+        """
+        Hook for subclasses: our closing tag is sent; nothing more will be.
+        """
+
+    def _grace_ended(self):
+        self._abort = None
+        log.info(
+            "s2s {direction} {peer}: the peer did not close its side in time",
+            direction=self.direction,
+            peer=self.peer_name(),
+        )
+        self._let_go()
+
+    def _let_go(self):
+        """
+        Read nothing more; close the connection, and abort it if the peer
+        has not closed within L{CLOSE_GRACE} seconds.
         """
         if self.closed:
             return
         self.closed = True
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
         if self._parser is not None:
             self._parser.close()
-        if send_footer:
-            self.transport.write(b"</stream:stream>")
         self.transport.loseConnection()
         # RFC 6120 section 4.4: wait a reasonable time for the peer's side of
         # the close (over TLS, its close_notify; before a TLS handshake,
