@@ -182,6 +182,12 @@ def _page(title, body):
     ).encode("utf-8")
 
 
+#: Methods that accepted a peer without verifying it: C{none} (policy's
+#: better-than-nothing) and C{dns} (an outbound stream authenticated by
+#: dialback: we only reached an address DNS gave).
+UNVERIFIED_METHODS = ("none", "dns")
+
+
 def stream_flags(stream):
     """
     What a person should notice about C{stream} (a L{StatusSource.stream_info}
@@ -194,6 +200,8 @@ def stream_flags(stream):
         flags.append(("warn", "NOT YET AUTHENTICATED"))
     elif stream["method"] == "none":
         flags.append(("bad" if not stream["encrypted"] else "warn", "UNAUTHENTICATED"))
+    elif stream["method"] == "dns":
+        flags.append(("warn", "PEER NOT VERIFIED (DNS ONLY)"))
     if stream["certificate_changed"]:
         flags.append(("warn", "CERTIFICATE CHANGED"))
     return flags
@@ -203,7 +211,7 @@ def _stream_row(stream):
     classes = []
     if not stream["encrypted"]:
         classes.append("unencrypted")
-    if not stream["authenticated"] or stream["method"] == "none":
+    if not stream["authenticated"] or stream["method"] in UNVERIFIED_METHODS:
         classes.append("unauthenticated")
     if stream["certificate_changed"]:
         classes.append("changed")
@@ -293,7 +301,7 @@ def render_status_page(streams, warnings, peers):
     """
     unencrypted = sum(1 for s in streams if not s["encrypted"])
     unauthenticated = sum(
-        1 for s in streams if not s["authenticated"] or s["method"] == "none"
+        1 for s in streams if not s["authenticated"] or s["method"] in UNVERIFIED_METHODS
     )
     changed = sum(1 for s in streams if s["certificate_changed"])
     open_warnings = [w for w in warnings if not w["acknowledged"]]

@@ -194,6 +194,10 @@ class DomainPolicy:
         "nothing to say" becomes a decisive failure.
     @ivar on_certificate_change: C{"warn"} or C{"refuse"} when a peer
         presents another certificate than the one last accepted.
+    @ivar require_certificate_outbound: on streams we open, refuse a peer
+        that only dialback (which says nothing more than that DNS led to
+        it) or nothing would accept: a certificate-based method must verify
+        it.
     """
 
     require_tls: bool = True
@@ -205,6 +209,7 @@ class DomainPolicy:
     verifier_timeout: float = 10.0
     require_dane: bool = False
     on_certificate_change: str = "warn"
+    require_certificate_outbound: bool = False
 
 
 @dataclass(frozen=True)
@@ -674,6 +679,9 @@ def _domain_policy(reader, default, known_verifiers):
         require_dane=reader.take("require_dane", (bool,), default.require_dane),
         on_certificate_change=reader.take(
             "on_certificate_change", (str,), default.on_certificate_change
+        ),
+        require_certificate_outbound=reader.take(
+            "require_certificate_outbound", (bool,), default.require_certificate_outbound
         ),
     )
     if policy.on_certificate_change not in ("warn", "refuse"):

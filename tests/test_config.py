@@ -1232,6 +1232,20 @@ class TrustPolicyTests(unittest.TestCase):
         for domain, verifiers in cases.items():
             self.assertEqual(policy.for_domain(domain).verifiers, verifiers, domain)
 
+    def test_require_certificate_outbound(self):
+        self.assertFalse(self.parse("").policy.default.require_certificate_outbound)
+        config = self.parse(
+            "[policy]\nrequire_certificate_outbound = true\n"
+            "[policy.domains.'legacy.example']\nrequire_certificate_outbound = false\n"
+        )
+        self.assertTrue(config.policy.default.require_certificate_outbound)
+        self.assertFalse(config.policy.for_domain("legacy.example").require_certificate_outbound)
+        self.refused(
+            "[policy]\nrequire_certificate_outbound = 1\n",
+            "policy.require_certificate_outbound",
+            "must be a boolean, not an integer",
+        )
+
     def test_spellings_of_one_domain(self):
         """
         Regression: a policy written for one spelling of a domain holds for

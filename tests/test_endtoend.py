@@ -72,10 +72,10 @@ class FederationTests(unittest.TestCase):
         world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
         alice.message("alice@a.test", "bob@b.test", "private words")
         yield defer.Deferred.fromCoroutine(bob.next())
-        authenticated = [e for e in events if e.get("method") == "dialback"]
+        authenticated = [e for e in events if e.get("method") in ("dialback", "dns")]
         self.assertEqual(
-            sorted((e["direction"], e["peer"], e["local"]) for e in authenticated),
-            [("inbound", "a.test", "b.test"), ("outbound", "b.test", "a.test")],
+            sorted((e["direction"], e["peer"], e["local"], e["method"]) for e in authenticated),
+            [("inbound", "a.test", "b.test", "dialback"), ("outbound", "b.test", "a.test", "dns")],
         )
         for event in authenticated:
             self.assertTrue(event["tls_version"].startswith("TLSv1."))

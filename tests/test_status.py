@@ -83,6 +83,8 @@ class WarningsTests(unittest.TestCase):
 
 
 class FakeStream:
+    direction = "inbound"
+
     def __init__(self, chain):
         self.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", chain)
         self.certificate_change = None

@@ -121,6 +121,45 @@ class VerificationTests(unittest.TestCase):
             self.assertTrue(record.certificate["sha256"])
 
     @defer.inlineCallbacks
+    def test_outbound_dialback_is_recorded_as_dns(self):
+        """
+        RFC 7590 section 3.6: on a stream a opens to a peer with a
+        self-signed certificate, dialback proves a's identity, but nothing
+        about the peer: the record says method dns, and the status view
+        flags the stream as not verified.  With require_certificate_outbound
+        the same peer is refused, and what waited bounces.
+        """
+        from gateway.admin import stream_flags
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", certificate=False))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        alice.message("alice@a.test", "bob@b.test", "hello", "d1")
+        yield defer.Deferred.fromCoroutine(bob.next())
+        records = yield records_of(a, "b.test")
+        (outbound,) = [r for r in records if r.direction == "outbound"]
+        self.assertEqual(
+            (outbound.authenticated, outbound.method, outbound.evidence["authenticated_by"]),
+            (True, "dns", "dialback"),
+        )
+        (stream,) = [s for s in a.status.streams() if s["direction"] == "outbound"]
+        self.assertEqual(stream["method"], "dns")
+        self.assertIn(("warn", "PEER NOT VERIFIED (DNS ONLY)"), stream_flags(stream))
+
+        strict = yield defer.Deferred.fromCoroutine(
+            world.gateway("c.test", trust_ca=True, policy="require_certificate_outbound = true\n")
+        )
+        carol = yield defer.Deferred.fromCoroutine(world.component(strict, "c.test"))
+        carol.message("carol@c.test", "bob@b.test", "not to a stranger", "c1")
+        bounce = yield defer.Deferred.fromCoroutine(carol.next())
+        self.assertEqual((bounce["id"], error_condition(bounce)), ("c1", "remote-server-not-found"))
+        (refused,) = yield records_of(strict, "b.test")
+        self.assertFalse(refused.authenticated)
+        self.assertIn("require_certificate_outbound", refused.reason)
+
+    @defer.inlineCallbacks
     def test_better_than_nothing(self):
         """
         With allow_unauthenticated, the same self-signed peer is accepted

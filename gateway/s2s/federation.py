@@ -32,6 +32,19 @@ log = Logger()
 PARK_AFTER = 1.0
 
 
+def recorded_method(direction, result):
+    """
+    How the peer was verified, as records, logs, metrics and the status page
+    say it (RFC 7590 section 3.6).  On a stream we open, dialback proves our
+    identity to the peer but nothing about the peer: we only reached an
+    address that DNS gave for its domain.  That is recorded as C{dns}, and
+    shown as unverified, like C{none}.
+    """
+    if direction == "outbound" and result.method == "dialback":
+        return "dns"
+    return result.method
+
+
 def _skipped(where, why):
     return (Stage.DNS, "remote-server-not-found", f"{where}: skipped, {why}")
 
@@ -224,6 +237,21 @@ class Federation:
         """
         for verdict, seconds in zip(result.verdicts, result.durations):
             self.metrics.verifier_seconds.labels(verdict.verifier).observe(seconds)
+        if (
+            result.authenticated
+            and stream.direction == "outbound"
+            and policy.require_certificate_outbound
+            and result.method in ("dialback", "none")
+        ):
+            return ChainResult(
+                False,
+                None,
+                result.verdict,
+                result.verdicts,
+                f"{peer_domain} was only reached through DNS; policy requires a certificate-based "
+                "method on streams we open (require_certificate_outbound)",
+                result.durations,
+            )
         if not result.authenticated or stream.tls is None or not stream.tls.peer_chain:
             return result
         try:
@@ -289,7 +317,7 @@ class Federation:
             direction=direction,
             stream_id=stream.stream_id,
             time=self.clock.seconds(),
-            method=result.method if authenticated else "refused",
+            method=recorded_method(direction, result) if authenticated else "refused",
             evidence=evidence,
             tls_version=tls.version if tls else None,
             cipher=tls.cipher if tls else None,
@@ -318,7 +346,7 @@ class Federation:
             direction=stream.direction,
             peer=peer_domain,
             local=local_domain,
-            method=result.method,
+            method=recorded_method(stream.direction, result),
             via=via,
             reason=result.verdict.reason if result.verdict else "unauthenticated, as policy allows",
             tls_version=tls.version if tls else "none",
@@ -334,7 +362,7 @@ class Federation:
                 pass
         self.metrics.handshakes.labels(stream.direction, "authenticated").inc()
         self.metrics.streams.labels(
-            stream.direction, result.method, tls.version if tls else "none"
+            stream.direction, record.method, tls.version if tls else "none"
         ).inc()
 
     def authentication_refused(self, stream, direction, local_domain, peer_domain, result):

@@ -176,8 +176,10 @@ class InteropCases:
         self.assertEqual(inbound.verdicts[0]["verifier"], "pkix")
         self.assertIn("self-signed", inbound.verdicts[0]["reason"])
         self.assertIsNotNone(inbound.tls_version)
-        # Outbound, the default policy accepts a peer reached through DNS.
-        self.assertEqual(records["outbound"].method, "dialback")
+        # Outbound, the default policy accepts a peer reached through DNS,
+        # and the record says so: method dns, not verified.
+        self.assertEqual(records["outbound"].method, "dns")
+        self.assertEqual(records["outbound"].evidence["authenticated_by"], "dialback")
 
     @defer.inlineCallbacks
     def test_wrong_name_refused(self):
