@@ -305,7 +305,8 @@ class OutboundStreamTests(unittest.TestCase):
 
     def test_bad_headers(self):
         for header, condition in [
-            (peer_header("x").replace(b" id='x'", b""), "invalid-xml"),
+            # No id: refused once the stream goes on without one.
+            (peer_header("x").replace(b" id='x'", b"") + FEATURES_TLS, "invalid-xml"),
             (peer_header("x").replace(b"version='1.0'>", b"version='0.9'>"), "unsupported-version"),
             (peer_header("x").replace(b"xmlns='jabber:server'", b"xmlns='jabber:client'"),
              "invalid-namespace"),
@@ -314,6 +315,20 @@ class OutboundStreamTests(unittest.TestCase):
             self.feed(header)
             self.assertEqual(self.stream_error(), condition, header)
             self.assertIsInstance(self.outcomes[0].value, NegotiationFailure)
+
+    def test_refusal_without_id_is_heard(self):
+        """
+        A server refusing us may send a header without an id before its
+        stream error: the failure names that error, not the missing id.
+        """
+        self.connect()
+        self.feed(
+            peer_header("x").replace(b" id='x'", b"")
+            + b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            b"</stream:error>"
+        )
+        (failure,) = self.outcomes
+        self.assertIn("stream error host-unknown", failure.value.text)
 
     def test_verify(self):
         """

@@ -428,7 +428,16 @@ class CheckPKIXTests(SynchronousTestCase):
             self.assertIn(case.reason, verdict.reason)
         else:
             self.assertEqual(verdict.reason, case.reason)
-        self.assertEqual(verdict.evidence, case.evidence)
+        evidence = dict(verdict.evidence)
+        valid_until = evidence.pop("valid_until", None)
+        self.assertEqual(evidence, case.evidence)
+        if case.outcome is Outcome.VERIFIED:
+            # Until the first certificate of the validated path expires.
+            leaf_until = x509.load_der_x509_certificate(case.chain[0]).not_valid_after_utc
+            self.assertLessEqual(valid_until, leaf_until.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            self.assertRegex(valid_until, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        else:
+            self.assertIsNone(valid_until)
 
 
 add_case_tests(CheckPKIXTests, CASES)

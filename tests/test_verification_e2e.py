@@ -365,3 +365,64 @@ class ExternalRefusedTests(unittest.TestCase):
         (record,) = yield records_of(a, "ext.test")
         self.assertEqual((record.direction, record.method), ("outbound", "pkix"))
         self.assertEqual(record.evidence["authenticated_by"], "dialback")
+
+
+class ExpiryTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_certificate_expiring_under_a_live_stream(self):
+        """
+        RFC 6120 section 13.7.2.3: b authenticates to a by SASL EXTERNAL with
+        a certificate valid for a few more seconds.  When it expires, a
+        closes the stream with <reset/>; b's next stanza opens a new stream,
+        on which the expired certificate no longer verifies by PKIX, and
+        dialback takes over.
+        """
+        import datetime
+
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        world = World(self)
+        lifetime = 4
+        not_after = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+            seconds=lifetime
+        )
+        files = world.ca.write_identity(
+            os.path.join(world.folder, "short-lived"), "b.test", not_after=not_after
+        )
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
+        b = yield defer.Deferred.fromCoroutine(
+            world.gateway("b.test", trust_ca=True, certificate_files=files)
+        )
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        bob.message("bob@b.test", "alice@a.test", "while valid", "v1")
+        received = yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual(received["id"], "v1")
+        (first,) = [r for r in (yield records_of(a, "b.test")) if r.direction == "inbound"]
+        self.assertEqual((first.method, first.evidence["authenticated_by"]), ("pkix", "SASL EXTERNAL"))
+        self.assertEqual(first.evidence["valid_until"], not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+        def reset_by_a():
+            return any(
+                e.get("condition") == "reset" and e.get("direction") == "outbound"
+                and e.get("peer") == "a.test"
+                for e in events
+            )
+
+        yield wait_for(reset_by_a, timeout=lifetime + 5)
+        yield wait_for(lambda: not [
+            s for s in a.federation.streams if s.direction == "inbound" and s.verified
+        ])
+        bob.message("bob@b.test", "alice@a.test", "after expiry", "v2")
+        received = yield defer.Deferred.fromCoroutine(alice.next(timeout=20))
+        self.assertEqual(received["id"], "v2")
+        inbound = [r for r in (yield records_of(a, "b.test"))
+                   if r.direction == "inbound" and r.authenticated]
+        self.assertEqual(sorted(r.method for r in inbound), ["dialback", "pkix"])
+        (second,) = [r for r in inbound if r.method == "dialback"]
+        self.assertIn("expired", second.verdicts[0]["reason"])

@@ -4,6 +4,7 @@ stream for each C{(local domain, peer domain)} pair, the queue of stanzas
 waiting for a stream to come up, and dialback verification requests.
 """
 
+import datetime
 import ipaddress
 import itertools
 import weakref
@@ -355,6 +356,7 @@ class Federation:
         )
         record = self._record(stream, stream.direction, local_domain, peer_domain, result, True, via)
         stream.authentications.append(record)
+        self._expire_with_certificate(stream, result)
         if tls is not None and tls.peer_chain:
             try:
                 self.continuity.accept(peer_domain, CertificateSummary.from_der(tls.peer_chain[0]))
@@ -364,6 +366,48 @@ class Federation:
         self.metrics.streams.labels(
             stream.direction, record.method, tls.version if tls else "none"
         ).inc()
+
+    def _expire_with_certificate(self, stream, result):
+        """
+        RFC 6120 section 13.7.2.3: a stream authenticated by a certificate
+        lasts no longer than that certificate's path.  At the earliest
+        C{valid_until} of the verdicts that authenticated it, the stream is
+        closed with C{<reset/>}; the peer reconnects and presents its new
+        certificate, which is verified afresh.
+        """
+        valid_until = (result.verdict.evidence.get("valid_until") if result.verdict else None)
+        if not valid_until:
+            return
+        try:
+            moment = datetime.datetime.strptime(valid_until, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=datetime.timezone.utc
+            )
+        except ValueError:
+            return
+        # RFC 5280 section 4.1.2.5: valid through notAfter, inclusive, to
+        # the second; the first moment it is not is a second later.
+        delay = max(0.0, moment.timestamp() + 1 - self.clock.seconds())
+        timer = getattr(stream, "certificate_timer", None)
+        if timer is not None and timer.active():
+            if timer.getTime() <= self.clock.seconds() + delay:
+                return
+            timer.cancel()
+        stream.certificate_timer = self.clock.callLater(
+            delay, self._certificate_expired, stream, valid_until
+        )
+
+    def _certificate_expired(self, stream, valid_until):
+        stream.certificate_timer = None
+        if stream.closed:
+            return
+        log.info(
+            "s2s {direction} {peer}: the certificate that authenticated the stream was valid until "
+            "{valid_until}; resetting the stream",
+            direction=stream.direction,
+            peer=stream.peer_name(),
+            valid_until=valid_until,
+        )
+        stream.fail("reset", f"the certificate that authenticated this stream was valid until {valid_until}")
 
     def authentication_refused(self, stream, direction, local_domain, peer_domain, result):
         """
@@ -402,6 +446,9 @@ class Federation:
 
     def stream_closed(self, stream):
         self.streams.discard(stream)
+        timer = getattr(stream, "certificate_timer", None)
+        if timer is not None and timer.active():
+            timer.cancel()
         self.to_peers.detach_sink(stream)
         for record in getattr(stream, "authentications", ()):
             self.metrics.streams.labels(

@@ -601,7 +601,7 @@ class RefusedStream(protocol.Protocol):
     def connectionMade(self):
         from gateway.s2s.stream import header_bytes, serialise, stream_error_element
 
-        self.transport.write(header_bytes({}))
+        self.transport.write(header_bytes({"id": random_stream_id()}))
         self.transport.write(serialise(stream_error_element(self.condition, self.text)))
         self.transport.write(b"</stream:stream>")
         self.transport.loseConnection()

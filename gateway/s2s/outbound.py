@@ -202,12 +202,15 @@ class OutboundStream(S2SStream):
         version = root.getAttribute("version") or "0.0"
         if version.split(".")[0] in ("", "0"):
             raise StreamError("unsupported-version", "XMPP version 1.0 is required")
+        # A header without an id is wrong (RFC 6120 section 4.7.3), but a
+        # server refusing us sends one before its stream error: hear that
+        # error out, and refuse only a stream that goes on without an id.
         self.stream_id = root.getAttribute("id")
-        if not self.stream_id:
-            raise StreamError("invalid-xml", "the stream header has no id")
         self.state = OutboundState.FEATURES
 
     def receive_features(self, features):
+        if not self.stream_id:
+            raise StreamError("invalid-xml", "the stream header has no id")
         if self.tls is None and self.attempt_tls:
             # RFC 7590 section 3.1: attempt TLS whether or not it is offered.
             self.transport.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")

@@ -503,6 +503,9 @@ def _check_pkix(chain, domain, store, now, allow_cn_id=False):
         matched=found.matched,
         trust_anchor=anchor,
         chain=[certificate.subject.rfc4514_string() for certificate in validated],
+        # The verdict holds while every certificate of the path is valid: a
+        # stream it authenticated is reset then (RFC 6120 section 13.7.2.3).
+        valid_until=format_time(min(c.not_valid_after_utc for c in validated)),
     ), validated
 
 
