@@ -226,3 +226,54 @@ class DANETests(unittest.TestCase):
         for record in records.values():
             self.assertEqual(record.method, "pkix")
             self.assertEqual(record.verdicts[0]["reason"], f"no TLSA records at _{self.ports['peer.test']}._tcp.xmpp.peer.test")
+
+    @defer.inlineCallbacks
+    def test_next_target_after_bogus_addresses_and_a_mismatch(self):
+        """
+        RFC 7673 sections 3.2 to 3.4: beta.test has three targets, all on its one listener: the first's
+        AAAA answer is bogus (skipped without connecting), the second's TLSA
+        does not match (DANE refuses it there), the third's does.  alpha,
+        verifying by DANE alone, reaches beta through the third; the refusal
+        at the second is recorded; each failed attempt is logged.
+        """
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        alpha_files = self.self_signed("alpha.test")
+        beta_files = self.self_signed("beta.test")
+        other = tlsa_for(certificate_der(self.self_signed("other.test")[0]))
+        self.dns.zone("alpha.test")
+        self.publish("alpha.test", tlsa_for(certificate_der(alpha_files[0])))
+        self.dns.zone("beta.test", signer="ldns")
+        port = self.ports["beta.test"] = free_port()
+        good = tlsa_for(certificate_der(beta_files[0]))
+        for priority, host, tlsa in ((0, "bogus", good), (1, "wrong", other), (2, "right", good)):
+            name = f"{host}.beta.test."
+            self.dns.add("beta.test", "_xmpp-server._tcp.beta.test.", "SRV",
+                         f"{priority} 0 {port} {name}")
+            self.dns.add("beta.test", name, "A", "127.0.0.1")
+            self.dns.add("beta.test", f"_{port}._tcp.{name}", "TLSA", str(tlsa))
+        self.dns.add("beta.test", "bogus.beta.test.", "AAAA", "::1")
+        self.dns.break_signature("beta.test", "bogus.beta.test.", "AAAA")
+        yield defer.Deferred.fromCoroutine(self.dns.start())
+        alpha, a = yield defer.Deferred.fromCoroutine(
+            self.gateway("alpha.test", ["dane"], certificate_files=alpha_files))
+        beta, b = yield defer.Deferred.fromCoroutine(
+            self.gateway("beta.test", ["dane"], certificate_files=beta_files))
+        a.message("x@alpha.test", "y@beta.test", "third time lucky", "t1")
+        received = yield defer.Deferred.fromCoroutine(b.next(timeout=30))
+        self.assertEqual(received["id"], "t1")
+        records = yield alpha.records.for_peer("beta.test")
+        outbound = [r for r in records if r.direction == "outbound"]
+        (accepted,) = [r for r in outbound if r.authenticated]
+        self.assertEqual((accepted.method, accepted.evidence["target"]),
+                         ("dane", f"right.beta.test:{port}"))
+        (refusal,) = [r for r in outbound if not r.authenticated]
+        self.assertIn("secure TLSA records exist and none matches", refusal.reason)
+        self.assertIn(f"_{port}._tcp.wrong.beta.test", refusal.reason)
+        attempts = [e["attempt"] for e in events if "attempt" in e and e.get("peer") == "beta.test"]
+        self.assertEqual(len(attempts), 2, attempts)
+        self.assertIn(f"bogus.beta.test:{port}: skipped, its address records are bogus", attempts[0])
+        self.assertIn(f"wrong.beta.test:{port} [127.0.0.1]", attempts[1])

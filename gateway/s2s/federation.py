@@ -656,14 +656,23 @@ class Federation:
             ) from None
         dane_applies = "dane" in policy.verifiers or policy.require_dane
         failures = []
+
+        def failed(stage, condition, text):
+            failures.append((stage, condition, text))
+            log.info(
+                "s2s outbound {peer}: {attempt}; trying the next address or target",
+                peer=peer_domain,
+                attempt=text,
+            )
+
         for target in targets:
             where = f"{target.host}:{target.port}"
             addresses = await lookup_addresses(self.resolver, target.host)
             if addresses.bogus:
-                failures.append(_skipped(where, "its address records are bogus"))
+                failed(*_skipped(where, "its address records are bogus"))
                 continue
             if not addresses.addresses:
-                failures.append(_skipped(where, "no address" + "".join(
+                failed(*_skipped(where, "no address" + "".join(
                     f"; {problem}" for problem in addresses.problems)))
                 continue
             require_tls = policy.require_tls
@@ -671,7 +680,7 @@ class Federation:
                 try:
                     records, _ = await target_tlsa(self.resolver, target, peer_domain)
                 except DANELookupFailed as e:
-                    failures.append(_skipped(where, str(e)))
+                    failed(*_skipped(where, str(e)))
                     continue
                 if records and any(usable(record) for record in records):
                     # RFC 7673 section 3.3: secure, usable TLSA records make
@@ -686,7 +695,7 @@ class Federation:
                     return failure
                 if failure.final:
                     raise failure
-                failures.append((failure.stage, failure.condition, f"{where} [{address}]: {failure.text}"))
+                failed(failure.stage, failure.condition, f"{where} [{address}]: {failure.text}")
         if not failures:
             raise NegotiationFailure(
                 "remote-server-not-found", f"{peer_domain} has no targets", stage=Stage.DNS
