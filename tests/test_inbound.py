@@ -385,6 +385,25 @@ class ReceivingServerTests(InboundTestCase):
         self.assertEqual(self.stream_error(), "not-authorized")
         self.assertEqual(self.stream.verified, set())
 
+    def test_db_result_invalid_with_other_pairs(self):
+        """
+        XEP-0220 section 2.1.2: when other pairs stay verified on the stream,
+        an invalid key gets a <forbidden/> dialback error instead of
+        "invalid" (after which the stream would have to close), and the
+        verified pair goes on.
+        """
+        self.authenticate()
+        self.feed(b"<db:result from='sub.remote.example' to='local.example'>abc</db:result>")
+        ((_, d),) = [v for v in self.federation.verifications if v[0][0] == "sub.remote.example"]
+        d.callback(False)
+        result = self.output.read().elements[-1]
+        self.assertEqual((result.name, result["type"]), ("result", "error"))
+        self.assertEqual(error_condition(result), "forbidden")
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.stream.verified, {("remote.example", "local.example")})
+        self.feed(b"<message from='a@sub.remote.example' to='b@local.example'/>")
+        self.assertEqual(self.stream_error(), "invalid-from")
+
     def test_db_result_unreachable_authority(self):
         """
         When the authoritative server can't be reached, the answer is a

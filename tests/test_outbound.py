@@ -544,6 +544,24 @@ class FederationConnectionTests(unittest.TestCase):
         self.refuse(2)
         self.assertEqual(self.router.bounces, [("m1", "remote-server-not-found")])
 
+    def test_verify_failures_relayed_as_remote_server_not_found(self):
+        """
+        XEP-0220 section 2.4: whatever stops us asking the authoritative
+        server (here, no connection) fails the verification with
+        remote-server-not-found, which the receiving side relays.
+        """
+        from gateway.s2s.inbound import DialbackError
+
+        self.resolver.add("remote.example", "A", "127.0.0.12")
+        d = self.federation.verify_dialback_key("remote.example", "local.example", "id1", "key")
+        self.refuse(0)
+        failure = self.failureResultOf(d, DialbackError)
+        self.assertEqual(failure.value.condition, "remote-server-not-found")
+        d = self.federation.verify_dialback_key("remote.example", "local.example", "id2", "key")
+        self.reactor.advance(20)
+        failure = self.failureResultOf(d, DialbackError)
+        self.assertEqual(failure.value.condition, "remote-server-not-found")
+
     def test_fallback_to_domain(self):
         self.resolver.add("remote.example", "A", "127.0.0.12")
         self.federation.send(self.stanza("m1"), "local.example", "remote.example")
