@@ -39,11 +39,13 @@ class BrokenPeer(protocol.Protocol):
       - C{"stream-error"}: a stream error right after its header;
       - C{"tls"}: TLS with the factory's C{tls} options, then dialback
         features; with C{close_after_key}, the connection is dropped when
-        the dialback key arrives.
+        the dialback key arrives;
+      - C{"silent"}: accepts the connection and never says anything.
     """
 
     def connectionMade(self):
         self.factory.connections.append(reactor.seconds())
+        self.factory.protocols.append(self)
         self.streams = 0
         self.parser = self.new_parser()
 
@@ -54,6 +56,8 @@ class BrokenPeer(protocol.Protocol):
         self.parser.feed(data)
 
     def header(self, root):
+        if self.factory.mode == "silent":
+            return
         self.streams += 1
         self.transport.write(HEADER % f"s{self.streams}".encode())
         mode = self.factory.mode
@@ -94,6 +98,11 @@ class FailoverTests(unittest.TestCase):
         factory.noisy = False
         factory.mode = mode
         factory.connections = []
+        factory.protocols = []
+        self.addCleanup(
+            lambda: [p.transport.abortConnection() for p in factory.protocols
+                     if p.transport.connected]
+        )
         factory.close_after_key = close_after_key
         if identity is not None:
             folder = os.path.join(world.folder, f"{mode}-{priority}")
@@ -179,3 +188,26 @@ class FailoverTests(unittest.TestCase):
         self.assertEqual(
             [len(f.connections) for f in (dropping, stream_error, bad_tls)], [1, 1, 1]
         )
+
+    @defer.inlineCallbacks
+    def test_silent_target_then_a_good_one(self):
+        """
+        A target that accepts the connection and then says nothing costs the
+        connect timeout (5 s here), not the whole route: the next target is
+        tried and the message arrives.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        silent = yield defer.Deferred.fromCoroutine(self.broken(world, "silent", 0))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test", srv=False))
+        world.dns.add_srv("_xmpp-server._tcp.b.test", "t1.b.test", b.s2s_port, 1)
+        world.dns.add_a("t1.b.test", "127.0.0.1")
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        started = reactor.seconds()
+        alice.message("alice@a.test", "bob@b.test", "past the silent one", "s1")
+        received = yield defer.Deferred.fromCoroutine(bob.next(timeout=20))
+        self.assertEqual(received["id"], "s1")
+        self.assertEqual(len(silent.connections), 1)
+        self.assertLess(reactor.seconds() - started, 10)
+

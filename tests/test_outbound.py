@@ -56,6 +56,7 @@ class FakeStreamFederation:
         self.clock = Clock()
         self.dialback_secret = SECRET
         self.tls_profile = FakeTLSProfile()
+        self.connect_timeout = 10.0
         self.opened, self.closed, self.authenticated = [], [], []
         self.verifications, self.refused = [], []
         verdict = Verdict.verified("pkix", "certificate verified", identity="DNS-ID")
@@ -168,6 +169,32 @@ class OutboundStreamTests(unittest.TestCase):
         message = self.output.read().elements[-1]
         self.assertEqual((message.uri, message.name, str(message.body)),
                          ("jabber:server", "message", "hi"))
+
+    def test_silent_peer(self):
+        """
+        A peer that says nothing for the connect timeout while it owes an
+        answer fails the attempt (so that the next target is tried); while
+        it checks our dialback key, silence is allowed.
+        """
+        self.connect()
+        self.federation.clock.advance(9)
+        self.feed(peer_header("first"))
+        self.federation.clock.advance(9)
+        self.assertFalse(self.transport.disconnecting)
+        self.federation.clock.advance(1)
+        self.assertEqual(self.stream_error(), "connection-timeout")
+        (failure,) = self.outcomes
+        self.assertIn("nothing from the peer for 10s", failure.value.text)
+
+        self.connect()
+        self.through_tls()
+        self.assertEqual(self.stream.state, OutboundState.DIALBACK)
+        self.federation.clock.advance(60)
+        self.assertFalse(self.transport.disconnecting)
+        self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+        self.assertEqual(self.outcomes, [self.stream])
+        self.federation.clock.advance(60)
+        self.assertFalse(self.transport.disconnecting)
 
     def test_dialback_answer_in_another_spelling(self):
         """

@@ -170,6 +170,7 @@ class OutboundStream(S2SStream):
         self.acked = 0
         self.sm_enabled = False
         self._ack_timer = None
+        self._silence = None
 
     def _cancel(self, ready):
         self.ready = None
@@ -185,8 +186,49 @@ class OutboundStream(S2SStream):
     def connectionMade(self):
         self.reset_parser()
         self.federation.stream_opened(self)
+        self._watch_silence()
         if not self.direct_tls:
             self._send_stream_header()
+
+    # A peer that accepts the connection and then says nothing (overloaded,
+    # a broken proxy in front of it) would hold the whole route until its
+    # deadline; an attempt that hears nothing for the connect timeout while
+    # the peer owes an answer (its header, features, proceed, the TLS
+    # handshake) fails, and the next address or target is tried.  While
+    # the verifier chain runs, or the peer checks our dialback key (calling
+    # us back), only the route's own deadline applies.
+
+    PROMPT_STATES = frozenset({
+        OutboundState.HEADER, OutboundState.FEATURES, OutboundState.PROCEED, OutboundState.TLS,
+    })
+
+    def _watch_silence(self):
+        self._silence = self.clock.callLater(
+            self.federation.connect_timeout, self._silent_too_long
+        )
+
+    def _silent_too_long(self):
+        self._silence = None
+        if self.closed or self.authenticated:
+            return
+        if self.state not in self.PROMPT_STATES:
+            self._watch_silence()
+            return
+        self.fail(
+            "connection-timeout",
+            f"nothing from the peer for {self.federation.connect_timeout:g}s while "
+            f"{self.state.value}",
+        )
+
+    def _stop_watching(self):
+        if self._silence is not None and self._silence.active():
+            self._silence.cancel()
+        self._silence = None
+
+    def dataReceived(self, data):
+        if self._silence is not None and self._silence.active():
+            self._silence.reset(self.federation.connect_timeout)
+        super().dataReceived(data)
 
     def tls_established(self):
         self._send_stream_header()
@@ -307,6 +349,7 @@ class OutboundStream(S2SStream):
         self._send_dialback_key()
 
     def _authenticated(self, via):
+        self._stop_watching()
         self.state = OutboundState.AUTHENTICATED
         self.federation.stream_authenticated(
             self, self.peer_domain, self.local_domain, self._peer_result, via
@@ -503,6 +546,7 @@ class OutboundStream(S2SStream):
         self.federation.stream_closing(self)
 
     def stream_closed(self, reason):
+        self._stop_watching()
         if self._checking is not None:
             self._checking.cancel()
         if self._ack_timer is not None and self._ack_timer.active():
