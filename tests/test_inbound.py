@@ -303,6 +303,44 @@ class BeforeTLSTests(InboundTestCase):
         self.feed(b"<db:result from='strict.example' to='local.example'>k</db:result>")
         self.assertEqual(self.stream_error(), "policy-violation")
 
+    def test_plaintext_state_forgotten_after_starttls(self):
+        """
+        RFC 6120 section 5.4.3.3: a pair verified in plaintext, and a
+        verification under way, are discarded when TLS starts; over TLS the
+        peer must authenticate again before its stanzas are taken, and in
+        time.
+        """
+        policy = PolicyConfig(domains=(
+            ("remote.example", DomainPolicy(require_tls=False)),
+            ("other.example", DomainPolicy(require_tls=False)),
+        ))
+        self.connect(policy)
+        self.feed(HEADER)
+        self.authenticate()
+        self.feed(b"<db:result from='other.example' to='local.example'>k</db:result>")
+        ((_, pending),) = [v for v in self.federation.verifications if v[0][0] == "other.example"]
+        self.assertEqual(self.federation.verifications_in_progress, 1)
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.assertEqual(self.stream.verified, set())
+        self.assertTrue(pending.called)
+        self.assertEqual(self.federation.verifications_in_progress, 0)
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", ())
+        self.feed(HEADER)
+        self.feed(b"<message from='a@remote.example' to='b@local.example'/>")
+        self.assertEqual(self.stream_error(), "not-authorized")
+        self.assertEqual(self.federation.router.routed, [])
+
+    def test_authentication_timeout_again_after_starttls(self):
+        policy = PolicyConfig(domains=(("remote.example", DomainPolicy(require_tls=False)),))
+        self.connect(policy)
+        self.feed(HEADER)
+        self.authenticate()
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.output.restart()
+        self.federation.clock.advance(30)
+        self.assertEqual(self.stream_error(), "connection-timeout")
+
     def test_unknown_element(self):
         self.connect()
         self.feed(HEADER)

@@ -380,7 +380,24 @@ class InboundStream(S2SStream):
         self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         self.state = InboundState.TLS
         self._header_sent = False
+        self._forget_plaintext()
         self.start_tls(self.federation.tls_profile.server_creator(self.local_domain))
+
+    def _forget_plaintext(self):
+        """
+        RFC 6120 section 5.4.3.3: what was learnt before TLS (pairs verified
+        by dialback in plaintext, verifications under way) is discarded once
+        TLS starts; the peer authenticates again over TLS, in time.
+        """
+        for key, d in list(self._pending.items()):
+            d.cancel()
+        self._pending.clear()
+        if self.verified:
+            self.verified.clear()
+            if self._timeout is None or not self._timeout.active():
+                self._timeout = self.clock.callLater(
+                    self.federation.authentication_timeout, self._authentication_timed_out
+                )
 
     def _require_tls_for(self, peer_domain):
         if self.tls is None and self.federation.policy.for_domain(peer_domain).require_tls:
