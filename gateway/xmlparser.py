@@ -30,6 +30,13 @@ class XMLStreamError(Exception):
 
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
+#: The most elements one first-level element may hold, itself included:
+#: domish's own limit, so that a stanza the gateway forwards is one every
+#: Twisted or wokkel component can read (above it, a component drops its
+#: whole stream).  The same on the fast path and the slow path.
+MAX_ELEMENTS = 100_000
+TOO_MANY_ELEMENTS = f"stanza with more than the limit of {MAX_ELEMENTS} elements"
+
 
 class ShallowStanza(domish.Element):
     """
@@ -106,6 +113,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
 
     # domish's own per-stanza byte cap counts per feed call; ours replaces it.
     maxStanzaSize = float("inf")
+    # domish's count of built elements, and ours of shallow ones (_start).
+    maxElementCount = MAX_ELEMENTS
     error = pyexpat.error
 
     def __init__(self, max_stanza_size, max_depth=64, shallow=frozenset()):
@@ -299,6 +308,11 @@ class _LimitedElementStream(domish.ExpatElementStream):
         # Whether the element so far has no content (it may be <empty/>).
         self.without_content = True
         if self.skipping:
+            # domish counts the elements it builds; those of a shallow
+            # stanza are counted here, against the same limit.
+            self.elementCount += 1
+            if self.elementCount > MAX_ELEMENTS:
+                raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS)
             self._check_contained(name, attributes)
             return
         if self.depth == 2:
@@ -562,6 +576,8 @@ class StreamParser:
                 raise XMLStreamError(
                     "restricted-xml", "entity references are not allowed in XMPP"
                 ) from None
+            if "Maximum element count" in str(e):
+                raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS) from None
             if "Maximum" in str(e):
                 raise XMLStreamError("policy-violation", str(e)) from None
             raise XMLStreamError("not-well-formed", str(e)) from None

@@ -192,3 +192,104 @@ class RouterFastPathTests(unittest.TestCase):
         self.assertNotIsInstance(bounce, ShallowStanza)
         self.assertEqual(str(bounce.body), "hi")
         self.assertEqual([c.uri for c in bounce.elements() if c.name == "x"], ["jabber:x:oob"])
+
+
+def _tree(names=("a", "b", "x")):
+    """
+    Hypothesis: XML content of a stanza, as a string, with nested elements.
+    """
+    from hypothesis import strategies as st
+
+    leaf = st.sampled_from(["", "t", "<a/>", "<b x='1'/>"])
+    return st.recursive(
+        leaf,
+        lambda inner: st.builds(
+            lambda name, parts: f"<{name}>{''.join(parts)}</{name}>",
+            st.sampled_from(names),
+            st.lists(inner, max_size=6),
+        ),
+        max_leaves=60,
+    )
+
+
+class ElementLimitTests(unittest.TestCase):
+    """
+    One limit on the number of elements in a stanza, the same whether the
+    stanza is built (slow path) or forwarded as bytes (fast path), and the
+    same as domish's, so that every Twisted or wokkel component can read
+    what the gateway forwards.
+    """
+
+    def outcome(self, data, shallow):
+        from gateway.xmlparser import XMLStreamError
+
+        elements = []
+        parser = StreamParser(lambda root: None, elements.append, lambda: None, 1 << 22, 64, shallow)
+        try:
+            parser.feed(HEADER + data)
+        except XMLStreamError as e:
+            return (len(elements), e.condition, e.text)
+        return (len(elements), None, None)
+
+    def test_at_the_limit(self):
+        """
+        A message of exactly MAX_ELEMENTS elements (itself included) passes
+        both paths, and a component's domish reads it; one more is refused on
+        both with the same stream error.
+        """
+        from twisted.words.xish import domish
+
+        from gateway.xmlparser import MAX_ELEMENTS
+
+        def message(children):
+            return f"<message {A}>".encode() + b"<a/>" * children + b"</message>"
+
+        at_limit = message(MAX_ELEMENTS - 1)
+        for shallow in (frozenset(), InboundStream.SHALLOW):
+            self.assertEqual(self.outcome(at_limit * 2, shallow), (2, None, None))
+            (count, condition, text) = self.outcome(message(MAX_ELEMENTS), shallow)
+            self.assertEqual(
+                (count, condition, text),
+                (0, "policy-violation", f"stanza with more than the limit of {MAX_ELEMENTS} elements"),
+            )
+        # What the component's own parser makes of the forwarded bytes.
+        self.assertEqual(domish.ExpatElementStream.maxElementCount, MAX_ELEMENTS)
+        read = []
+        stream = domish.ExpatElementStream()
+        stream.DocumentStartEvent = lambda root: None
+        stream.ElementEvent = read.append
+        stream.DocumentEndEvent = lambda: None
+        stream.parse(b"<stream:stream xmlns='jabber:component:accept' "
+                     b"xmlns:stream='http://etherx.jabber.org/streams'>" + at_limit)
+        self.assertEqual(len(read), 1)
+
+    def test_both_paths_agree(self):
+        """
+        Property: with the limit made small, any sequence of stanzas gets the
+        same outcome on both paths: how many are delivered, and the stream
+        error that stops the rest.
+        """
+        from hypothesis import given, settings, strategies as st
+
+        from gateway import xmlparser
+
+        limit = 40
+        self.patch(xmlparser, "MAX_ELEMENTS", limit)
+        self.patch(xmlparser._LimitedElementStream, "maxElementCount", limit)
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.lists(_tree(), min_size=1, max_size=3))
+        def check(contents):
+            data = b"".join(
+                f"<message {A}>{content}</message>".encode() for content in contents
+            )
+            full = self.outcome(data, frozenset())
+            fast = self.outcome(data, InboundStream.SHALLOW)
+            self.assertEqual(full[:2], fast[:2], data)
+
+        check()
+        # The patched limit is the one in force: one element over it is
+        # refused on both paths.
+        over = f"<message {A}>".encode() + b"<a/>" * limit + b"</message>"
+        self.assertEqual(self.outcome(over, frozenset())[:2], (0, "policy-violation"))
+        self.assertEqual(self.outcome(over, InboundStream.SHALLOW)[:2], (0, "policy-violation"))
