@@ -186,3 +186,89 @@ class DANEVerifierTests(unittest.TestCase):
         self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
 
 
+
+
+class GateInEveryOrderTests(unittest.TestCase):
+    """
+    DANE is a gate (L{gateway.verifiers.chain}): secure TLSA records that
+    don't match, and require_dane without any, refuse a peer that PKIX (with
+    a CA-issued, say mis-issued, certificate) or POSH would accept, whatever
+    the order of the policy's verifiers; when the records match, the first
+    verifier in order that verifies is the method.
+    """
+
+    def setUp(self):
+        import itertools
+
+        from cryptography import x509
+        from cryptography.x509.verification import Store
+        from twisted.internet.task import Clock
+
+        from gateway.verifiers.pkix import PKIXVerifier
+        from tests.test_chain import FakeVerifier
+
+        self.ca = CertificateAuthority()
+        certificate, _ = self.ca.issue([DOMAIN])
+        self.leaf = certificate.public_bytes(serialization.Encoding.DER)
+        other, _ = self.ca.issue([DOMAIN])
+        self.other = other.public_bytes(serialization.Encoding.DER)
+        self.client = FakeDNSClient()
+        self.clock = Clock()
+        self.clock.advance(__import__("time").time())
+        store = Store([x509.load_der_x509_certificate(self.ca.der)])
+        self.verifiers = {
+            "pkix": PKIXVerifier(store, self.clock),
+            "dane": DANEVerifier(self.client),
+            "posh": FakeVerifier("posh", Outcome.VERIFIED),
+        }
+        self.orders = [
+            order
+            for size in (2, 3)
+            for order in itertools.permutations(("pkix", "dane", "posh"), size)
+            if "dane" in order
+        ]
+
+    def secure_srv(self):
+        self.client.add(f"_xmpp-server._tcp.{DOMAIN}", "SRV", f"0 0 5269 {HOST}.", secure=True)
+        self.client.deny(f"_xmpps-server._tcp.{DOMAIN}", "SRV", secure=True)
+        self.client.add(HOST, "A", "192.0.2.1", secure=True)
+        self.client.deny(HOST, "AAAA", secure=True)
+
+    def outcomes(self, require_dane=False):
+        from gateway.verifiers.chain import run_chain
+        from twisted.internet import defer
+
+        results = {}
+        for order in self.orders:
+            policy = DomainPolicy(verifiers=order, require_dane=require_dane)
+            request = VerificationRequest(
+                "inbound", "local.example", DOMAIN, "s1",
+                TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", (self.leaf,)), policy=policy,
+            )
+            result = self.successResultOf(defer.Deferred.fromCoroutine(
+                run_chain([self.verifiers[name] for name in order], request, policy, self.clock)
+            ))
+            results[order] = (
+                result.authenticated, result.method, result.verdict.verifier if result.verdict else None
+            )
+        return results
+
+    def test_mismatch_refuses_in_every_order(self):
+        self.secure_srv()
+        self.client.add(f"_5269._tcp.{HOST}", "TLSA", str(tlsa_for(self.other)), secure=True)
+        self.assertEqual(
+            self.outcomes(), {order: (False, None, "dane") for order in self.orders}
+        )
+
+    def test_require_dane_in_every_order(self):
+        self.secure_srv()
+        self.assertEqual(
+            self.outcomes(require_dane=True), {order: (False, None, "dane") for order in self.orders}
+        )
+
+    def test_match_accepts_with_the_first_method(self):
+        self.secure_srv()
+        self.client.add(f"_5269._tcp.{HOST}", "TLSA", str(tlsa_for(self.leaf)), secure=True)
+        self.assertEqual(
+            self.outcomes(), {order: (True, order[0], order[0]) for order in self.orders}
+        )

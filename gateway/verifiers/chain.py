@@ -11,7 +11,14 @@ decide.
     failure, and so is an exception;
   - when nothing verified, an encrypted peer is accepted as
     unauthenticated (method C{none}) only if the policy allows it
-    (RFC 7590 section 3.4).
+    (RFC 7590 section 3.4);
+  - I{gates}: a verifier with a true C{gate} attribute (DANE: secure TLSA
+    records that don't match, or C{require_dane} without them) is consulted
+    before any peer is accepted, wherever the policy lists it: when an
+    earlier verifier verifies, the gates not yet run run then, and a
+    decisive failure of theirs refuses the peer.  So the order of
+    C{verifiers} decides which method authenticates a peer, never whether a
+    gate holds.
 """
 
 import time
@@ -78,26 +85,42 @@ async def run_chain(verifiers, request, policy, clock):
     """
     verdicts = []
     durations = []
-    for verifier in verifiers:
+
+    async def run(verifier):
         started = time.monotonic()
         verdict = await _run_one(verifier, request, policy.verifier_timeout, clock)
         durations.append(time.monotonic() - started)
         verdicts.append(verdict)
+        return verdict
+
+    def stops(verdict):
+        return verdict.outcome is Outcome.FAILED and (
+            verdict.decisive or verdict.verifier in policy.decisive
+        )
+
+    def refused(verdict):
+        return ChainResult(
+            False,
+            None,
+            verdict,
+            tuple(verdicts),
+            f"{verdict.verifier}: {verdict.reason}",
+            tuple(durations),
+        )
+
+    for position, verifier in enumerate(verifiers):
+        verdict = await run(verifier)
         if verdict.outcome is Outcome.VERIFIED:
+            for gate in verifiers[position + 1:]:
+                if getattr(gate, "gate", False):
+                    checked = await run(gate)
+                    if stops(checked):
+                        return refused(checked)
             return ChainResult(
                 True, verdict.verifier, verdict, tuple(verdicts), "", tuple(durations)
             )
-        if verdict.outcome is Outcome.FAILED and (
-            verdict.decisive or verdict.verifier in policy.decisive
-        ):
-            return ChainResult(
-                False,
-                None,
-                verdict,
-                tuple(verdicts),
-                f"{verdict.verifier}: {verdict.reason}",
-                tuple(durations),
-            )
+        if stops(verdict):
+            return refused(verdict)
     if policy.allow_unauthenticated and request.tls is not None:
         return ChainResult(True, "none", None, tuple(verdicts), "", tuple(durations))
     reasons = "; ".join(f"{v.verifier}: {v.reason}" for v in verdicts) or "no verifier"

@@ -100,6 +100,10 @@ class DANEVerifier:
     """
 
     name = "dane"
+    #: A gate (L{gateway.verifiers.chain}): secure TLSA records that don't
+    #: match, and C{require_dane} without any, refuse the peer whatever the
+    #: order of the policy's verifiers.
+    gate = True
 
     def __init__(self, client, store=None, now=None):
         self.client = client
