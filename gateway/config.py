@@ -85,8 +85,11 @@ class S2SConfig:
     @ivar max_stanza_size: bytes one first-level element may take.
     @ivar max_depth: how deeply elements may nest in a stanza.
     @ivar max_connections: inbound s2s connections at once.
-    @ivar max_connections_per_address: inbound connections from one address.
+    @ivar max_connections_per_address: inbound connections from one source
+        (an IPv4 address, or an IPv6 /64: one host's addresses).
     @ivar max_unauthenticated: inbound streams not yet authenticated.
+    @ivar max_unauthenticated_per_address: of those, from one source: the
+        rest stays for everyone else.
     @ivar max_verifications: dialback verifications under way at once.
     @ivar max_verifications_per_stream: on one stream.
     """
@@ -100,6 +103,7 @@ class S2SConfig:
     max_connections: int = 2000
     max_connections_per_address: int = 500
     max_unauthenticated: int = 200
+    max_unauthenticated_per_address: int = 50
     max_verifications: int = 200
     max_verifications_per_stream: int = 10
 
@@ -537,6 +541,7 @@ def _s2s(reader):
                 "max_connections",
                 "max_connections_per_address",
                 "max_unauthenticated",
+                "max_unauthenticated_per_address",
                 "max_verifications",
                 "max_verifications_per_stream",
             )

@@ -165,12 +165,22 @@ class FederationLimitTests(unittest.TestCase):
         self.assertIsNone(federation.admit("127.0.0.1"))
 
 
-def open_raw_stream(port):
+class _Counted:
+    direction = "inbound"
+
+    def __init__(self, source, authenticated=False, closed=False):
+        self.source = source
+        self.authenticated = authenticated
+        self.closed = closed
+
+
+def open_raw_stream(port, source="127.0.0.1"):
     """
-    Connect, send a stream header, and return what the gateway answers
-    within a second (blocking; run in a thread).
+    Connect (from loopback address C{source}), send a stream header, and
+    return what the gateway answers within a second (blocking; run in a
+    thread).
     """
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     sock.sendall(
         b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
         b"xmlns:stream='http://etherx.jabber.org/streams' to='a.test' version='1.0'>"
@@ -186,6 +196,40 @@ def open_raw_stream(port):
     except OSError:
         pass
     return sock, data
+
+
+class AdmissionTests(unittest.TestCase):
+    def federation(self, extra):
+        config = parse_config('[domains."local.example"]\n' + extra, "t.toml", "/nonexistent")
+        return Federation(
+            config, GatewayState("/nonexistent", "s", ()), FakeTLSProfile(), FakeDNSClient(),
+            FakeRouter(), MemoryReactorClock(), records=FailingStore(),
+        )
+
+    def test_closed_streams_do_not_count(self):
+        """
+        A stream that is closing (its connection kept for the closing
+        handshake) holds no slot; the /64 of an IPv6 peer is one source.
+        """
+        federation = self.federation(
+            "[s2s]\nmax_connections_per_address = 2\nmax_unauthenticated_per_address = 1\n"
+        )
+        federation.streams.update([
+            _Counted("192.0.2.1", closed=True), _Counted("192.0.2.1", closed=True),
+        ])
+        self.assertIsNone(federation.admit("192.0.2.1"))
+        federation.streams.add(_Counted("2001:db8:1:2::/64"))
+        refusal = federation.admit("2001:db8:1:2::77")
+        self.assertEqual(refusal, (
+            "resource-constraint",
+            "too many unauthenticated streams from 2001:db8:1:2::/64 (limit 1)",
+        ))
+        self.assertIsNone(federation.admit("2001:db8:1:3::77"))
+        federation.streams.add(_Counted("2001:db8:1:2::/64", authenticated=True))
+        self.assertEqual(
+            federation.admit("2001:db8:1:2::1")[1],
+            "too many connections from 2001:db8:1:2::/64 (limit 2)",
+        )
 
 
 class ConnectionLimitTests(unittest.TestCase):
@@ -229,6 +273,30 @@ class ConnectionLimitTests(unittest.TestCase):
         self.assertEqual(str(received.body), "still here")
 
     @defer.inlineCallbacks
+    def test_unauthenticated_per_source(self):
+        """
+        One source may hold only max_unauthenticated_per_address of the
+        unauthenticated streams: past it, its next connection is refused
+        naming the source, while another source is still admitted.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway(
+            "a.test",
+            s2s_extra="max_unauthenticated = 5\nmax_unauthenticated_per_address = 2\n",
+        ))
+        sockets = []
+        self.addCleanup(lambda: [s.close() for s in sockets])
+        for source, expected in (
+            ("127.0.0.1", b"<starttls"),
+            ("127.0.0.1", b"<starttls"),
+            ("127.0.0.1", b"too many unauthenticated streams from 127.0.0.1 (limit 2)"),
+            ("127.0.0.2", b"<starttls"),
+        ):
+            sock, data = yield threads.deferToThread(open_raw_stream, a.s2s_port, source)
+            sockets.append(sock)
+            self.assertIn(expected, data, source)
+
+    @defer.inlineCallbacks
     def test_idle_streams_closed_and_reopened(self):
         """
         An authenticated stream idle for longer than timeouts.idle is
@@ -255,3 +323,22 @@ class ConnectionLimitTests(unittest.TestCase):
         received = yield defer.Deferred.fromCoroutine(bob.next())
         self.assertEqual(str(received.body), "second")
         self.assertIsNot(a.federation._outbound[("a.test", "b.test")], first)
+
+
+class SourceTests(unittest.TestCase):
+    def test_connection_source(self):
+        """
+        An IPv4 address is its own source; an IPv6 address counts against
+        its /64, and an IPv4-mapped one as the IPv4 address.
+        """
+        from gateway.s2s.federation import connection_source
+
+        self.assertEqual(
+            [connection_source(a) for a in (
+                "192.0.2.7", "2001:db8:1:2:aaaa::1", "2001:db8:1:2:bbbb::9", "2001:db8:1:3::1",
+                "::ffff:192.0.2.7", None,
+            )],
+            ["192.0.2.7", "2001:db8:1:2::/64", "2001:db8:1:2::/64", "2001:db8:1:3::/64",
+             "192.0.2.7", None],
+        )
+

@@ -33,6 +33,22 @@ log = Logger()
 PARK_AFTER = 1.0
 
 
+def connection_source(address):
+    """
+    Whom a connection from C{address} counts against: an IPv4 address
+    itself (an IPv4-mapped IPv6 address is one), an IPv6 address's /64.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def recorded_method(direction, result):
     """
     How the peer was verified, as records, logs, metrics and the status page
@@ -120,24 +136,37 @@ class Federation:
         """
         Whether a new inbound connection from C{address} may be taken.
 
+        Connections are counted per I{source}: an IPv4 address, or an IPv6
+        /64 (one host can hold a whole /64, so counting its addresses one by
+        one would be no limit).  Only live streams count: one closing (its
+        connection still open for the closing handshake) no longer does.
+
         @return: L{None}, or C{(condition, text)} for the stream error that
             refuses it.  Existing streams are never touched.
         """
         limits = self.limits
-        inbound = [s for s in self.streams if s.direction == "inbound"]
+        inbound = [s for s in self.streams if s.direction == "inbound" and not s.closed]
         if not self.records_available:
             return ("internal-server-error", "authentications can't be recorded right now")
         if len(inbound) >= limits.max_connections:
             return ("resource-constraint", f"too many connections (limit {limits.max_connections})")
+        unauthenticated = [s for s in inbound if not s.authenticated]
         if address is not None:
-            same = sum(1 for s in inbound if getattr(s.transport.getPeer(), "host", None) == address)
-            if same >= limits.max_connections_per_address:
+            source = connection_source(address)
+            same = [s for s in inbound if getattr(s, "source", None) == source]
+            if len(same) >= limits.max_connections_per_address:
                 return (
                     "resource-constraint",
-                    f"too many connections from {address} (limit {limits.max_connections_per_address})",
+                    f"too many connections from {source} (limit {limits.max_connections_per_address})",
                 )
-        unauthenticated = sum(1 for s in inbound if not s.authenticated)
-        if unauthenticated >= limits.max_unauthenticated:
+            waiting = sum(1 for s in same if not s.authenticated)
+            if waiting >= min(limits.max_unauthenticated_per_address, limits.max_unauthenticated):
+                return (
+                    "resource-constraint",
+                    f"too many unauthenticated streams from {source} "
+                    f"(limit {limits.max_unauthenticated_per_address})",
+                )
+        if len(unauthenticated) >= limits.max_unauthenticated:
             return (
                 "resource-constraint",
                 f"too many unauthenticated streams (limit {limits.max_unauthenticated})",
@@ -192,6 +221,7 @@ class Federation:
 
     def stream_opened(self, stream):
         stream.serial = f"s{next(self._serials)}"
+        stream.source = connection_source(getattr(stream.transport.getPeer(), "host", None))
         stream.since = self.clock.seconds()
         stream.authentications = []
         stream.certificate_change = None
