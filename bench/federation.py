@@ -1067,6 +1067,8 @@ async def main(reactor, options):
                 f'[domains."{GW}"]\ncertificate = {toml_string(gw_certificate)}\n'
                 f"key = {toml_string(gw_key)}\ncomponent_secret = {toml_string(component_secret)}\n"
                 f"[dns]\nservers = [{toml_string(f'{LOOPBACK}:{dns_server.port}')}]\ntimeout = 2.0\n"
+                # The load generator is on loopback: let DNS send the gateway there.
+                'allow_networks = ["127.0.0.0/8"]\n'
                 f"[timeouts]\nconnect = 10.0\nauthentication = 20.0\n"
                 f"[policy]\nrequire_tls = true\n"
             )

@@ -277,6 +277,7 @@ async def start_everything(reactor, folder, options):
             f'[domains."{GW}"]\ncertificate = {q(gw_certificate)}\n'
             f"key = {q(gw_key)}\ncomponent_secret = {q(component_secret)}\n"
             f"[dns]\nservers = [{q(f'{LOOPBACK}:{dns_server.port}')}]\ntimeout = 2.0\n"
+            'allow_networks = ["127.0.0.0/8"]\n'
             f"[timeouts]\nconnect = 10.0\nauthentication = {AUTH_TIMEOUT}\n"
             f"[policy]\nrequire_tls = true\n"
         )

@@ -558,6 +558,7 @@ class Gateway:
                 f'[domains."{SINK}"]\ncertificate = {q(certificate)}\n'
                 f"key = {q(key)}\ncomponent_secret = {q(component_secret)}\n"
                 f"[dns]\nservers = [{q(f'{LOOPBACK}:{dns_port}')}]\n"
+                'allow_networks = ["127.0.0.0/8"]\n'
                 f"[policy]\ntrust_store = {q(ca_file)}\n"
             )
         self.process = fed.GatewayProcess(self.folder, config_file)

@@ -9,6 +9,7 @@ silently leave a setting at its default.
 
 import datetime
 import math
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -120,11 +121,16 @@ class DNSConfig:
         means the system's (C{/etc/resolv.conf}).
     @ivar trust_ad: believe these resolvers' AD bit: they validate DNSSEC
         and the path to them can't be tampered with (loopback).
+    @ivar allow_networks: networks outside the public address space
+        (loopback, private, link-local, reserved, ...) that DNS answers may
+        still send the gateway to, as L{ipaddress} networks; by default none,
+        so that a peer can't point the gateway at the operator's own network.
     """
 
     servers: tuple = ()
     timeout: float = 5.0
     trust_ad: bool = False
+    allow_networks: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -563,10 +569,19 @@ def _dns(reader):
         if not isinstance(entry, str):
             raise reader.error("servers", f"must list strings, not {_kind(entry)}")
         servers.append(_host_port(reader, "servers", entry, 53))
+    networks = []
+    for entry in reader.take("allow_networks", (list,), []):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except (TypeError, ValueError):
+            raise reader.error(
+                "allow_networks", f"{entry!r} is not a network (write 10.0.0.0/8, fd00::/8, ...)"
+            ) from None
     config = DNSConfig(
         servers=tuple(servers),
         timeout=reader.number("timeout", DNSConfig().timeout),
         trust_ad=reader.take("trust_ad", (bool,), False),
+        allow_networks=tuple(networks),
     )
     reader.finish()
     return config

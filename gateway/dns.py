@@ -89,19 +89,51 @@ class Addresses:
     problems: tuple = ()
 
 
+class AddressPolicy:
+    """
+    Which addresses DNS may send the gateway to (peers, their SRV targets,
+    POSH hosts): public ones, and those in C{allowed} networks.  Loopback,
+    private, link-local, shared, reserved and multicast addresses are
+    refused by default, so that a peer (anyone who owns a domain) can't
+    point the gateway at the operator's own network.
+    """
+
+    def __init__(self, allowed=()):
+        self.allowed = tuple(allowed)
+
+    def refusal(self, address):
+        """
+        Why C{address} may not be used, or L{None} when it may.
+        """
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return "not an IP address"
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self.allowed):
+            return None
+        if not ip.is_global or ip.is_multicast:
+            return "not a public address (dns.allow_networks can allow it)"
+        return None
+
+
 def make_resolver(dns_config, reactor=None):
     """
     Build the DNS client the gateway uses, from a
-    L{gateway.config.DNSConfig}: the configured servers, or the system's.
+    L{gateway.config.DNSConfig}: the configured servers, or the system's,
+    with the address policy that L{lookup_addresses} applies.
     """
     if reactor is None:
         from twisted.internet import reactor
-    return DNSClient(
+    client = DNSClient(
         reactor,
         servers=dns_config.servers,
         timeout=dns_config.timeout,
         trust_ad=dns_config.trust_ad,
     )
+    client.address_policy = AddressPolicy(dns_config.allow_networks)
+    return client
 
 
 def order_srv(records, rng=random):
@@ -206,8 +238,23 @@ async def resolve_targets(client, domain, rng=random):
             srv_secure=direct_secure if direct_tls else starttls_secure,
         )
         for record, direct_tls in merge_srv(direct, starttls, rng)
-        if record[3]
-    ]
+        if record[3] and not _is_address(record[3])
+    ] or _no_usable_target(domain)
+
+
+def _is_address(name):
+    # RFC 2782: an SRV target is a host name.  One shaped like an IP
+    # address would be used as it stands, with no address look-up (and no
+    # DNSSEC behind it): it is not a target.
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _no_usable_target(domain):
+    raise DNSLookupFailed(f"{domain}: its SRV records name no host (only IP addresses)")
 
 
 HOSTS = FilePath(b"/etc/hosts")
@@ -216,18 +263,43 @@ HOSTS = FilePath(b"/etc/hosts")
 async def lookup_addresses(client, host):
     """
     The IP addresses of C{host} (IPv6 first), and whether the answers were
-    secure.  An IP address is its own answer; names in C{/etc/hosts} are
-    taken from there (and count as secure: the operator wrote them).
+    secure.  An IP address is its own answer (and not a secure one: no
+    DNSSEC vouched for it); names in C{/etc/hosts} are taken from there (and
+    count as secure: the operator wrote them).  Addresses that the client's
+    C{address_policy} (L{AddressPolicy}) refuses are left out, each with a
+    problem saying why.
     """
+    policy = getattr(client, "address_policy", None)
     try:
         ipaddress.ip_address(host)
-        return Addresses((host,), True)
+        literal = True
     except ValueError:
-        pass
-    local = searchFileForAll(HOSTS, host.encode("ascii", "replace"))
-    if local:
-        ordered = sorted(local, key=lambda a: ipaddress.ip_address(a).version, reverse=True)
-        return Addresses(tuple(dict.fromkeys(ordered)), True)
+        literal = False
+    if literal:
+        found = Addresses((host,), False)
+    else:
+        local = searchFileForAll(HOSTS, host.encode("ascii", "replace"))
+        if local:
+            ordered = sorted(local, key=lambda a: ipaddress.ip_address(a).version, reverse=True)
+            found = Addresses(tuple(dict.fromkeys(ordered)), True)
+        else:
+            found = await _lookup(client, host)
+    if policy is None:
+        return found
+    kept = []
+    problems = list(found.problems)
+    for address in found.addresses:
+        refusal = policy.refusal(address)
+        if refusal is None:
+            kept.append(address)
+        else:
+            problems.append(f"{address}: {refusal}")
+    if len(kept) == len(found.addresses):
+        return found
+    return Addresses(tuple(kept), found.secure and bool(kept), found.bogus, tuple(problems))
+
+
+async def _lookup(client, host):
     addresses = []
     secure = True
     bogus = False

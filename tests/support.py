@@ -92,6 +92,9 @@ class World:
             f'[components]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             f'[admin]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             f"[dns]\nservers = {servers!r}\ntimeout = 2.0\ntrust_ad = {trust_ad}\n"
+            # Every peer of the tests is on loopback, which DNS may not send
+            # a gateway to unless allowed.
+            f'allow_networks = ["127.0.0.0/8", "::1/128"]\n'
             f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
             f"{domain_table}{extra}"
         ).replace("'", '"')

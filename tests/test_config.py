@@ -1232,6 +1232,18 @@ class TrustPolicyTests(unittest.TestCase):
         for domain, verifiers in cases.items():
             self.assertEqual(policy.for_domain(domain).verifiers, verifiers, domain)
 
+    def test_allow_networks(self):
+        import ipaddress
+
+        config = parse_config(
+            MINIMAL + "[dns]\nallow_networks = ['10.20.0.0/16', 'fd00::1/8']\n", "p.toml", "/x"
+        )
+        self.assertEqual(
+            config.dns.allow_networks,
+            (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00::/8")),
+        )
+        self.assertEqual(parse_config(MINIMAL, "p.toml", "/x").dns.allow_networks, ())
+
     def test_require_certificate_outbound(self):
         self.assertFalse(self.parse("").policy.default.require_certificate_outbound)
         config = self.parse(
@@ -1389,6 +1401,9 @@ class AdminAndPOSHConfigTests(unittest.TestCase):
         for text, key, problem in [
             ("[admin]\nlisten = 'nonsense:1'\n", "admin.listen", None),
             ("[admin]\nport = 1\n", "admin.port", "unknown key"),
+            ("[dns]\nallow_networks = ['10.0.0.0/33']\n", "dns.allow_networks",
+             "'10.0.0.0/33' is not a network (write 10.0.0.0/8, fd00::/8, ...)"),
+            ("[dns]\nallow_networks = '10.0.0.0/8'\n", "dns.allow_networks", None),
             ("[posh]\nmax_size = 0\n", "posh.max_size", "must be greater than 0, not 0"),
             ("[posh]\nexpires = 1.5\n", "posh.expires", "must be an integer, not a number"),
             ("[policy]\non_certificate_change = 'ignore'\n", "policy.on_certificate_change",

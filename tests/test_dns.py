@@ -4,6 +4,7 @@ with a seeded random source), and SRV/A/AAAA resolution against a real
 DNS server on loopback.
 """
 
+import ipaddress
 import random
 from collections import Counter
 
@@ -145,9 +146,17 @@ class ResolverTestsMixin:
     A loopback DNS server and the gateway's resolver pointed at it.
     """
 
+    #: The documentation and loopback ranges the tests' records use: outside
+    #: the public address space, so allowed explicitly (dns.allow_networks).
+    ALLOWED = tuple(ipaddress.ip_network(n) for n in (
+        "192.0.2.0/24", "2001:db8::/32", "127.0.0.0/8", "::1/128",
+    ))
+
     def setUp(self):
         self.server = start_dns_server(self)
-        self.resolver = make_resolver(DNSConfig(servers=(self.server.address,), timeout=2.0))
+        self.resolver = make_resolver(
+            DNSConfig(servers=(self.server.address,), timeout=2.0, allow_networks=self.ALLOWED)
+        )
 
     def targets(self, domain, rng=None):
         return defer.Deferred.fromCoroutine(
@@ -425,4 +434,54 @@ class DNSFailureTests(unittest.TestCase):
         self.assertEqual((addresses.addresses, addresses.bogus, addresses.secure),
                          (("192.0.2.1",), False, False))
         self.assertEqual(addresses.problems, ("AAAA: the resolver answered REFUSED",))
+
+
+class AddressPolicyTests(ResolverTestsMixin, unittest.TestCase):
+    """
+    Where DNS may send the gateway: public addresses, and the networks the
+    operator allows (dns.allow_networks); never, by default, the operator's
+    own network on a peer's word.
+    """
+
+    @defer.inlineCallbacks
+    def test_private_addresses_refused_by_default(self):
+        strict = make_resolver(DNSConfig(servers=(self.server.address,), timeout=2.0))
+        for name, address in (
+            ("loopback.peer.test", "127.0.0.1"), ("private.peer.test", "10.1.2.3"),
+            ("linklocal.peer.test", "169.254.169.254"), ("shared.peer.test", "100.64.0.1"),
+            ("mixed.peer.test", "192.168.1.1"),
+        ):
+            self.server.add_a(name, address)
+        self.server.add_aaaa("v6.peer.test", "fe80::1")
+        self.server.add_aaaa("ula.peer.test", "fd00::1")
+        self.server.add_a("public.peer.test", "203.0.114.1")
+        self.server.add_a("mixed.peer.test", "203.0.114.2")
+        for host in ("loopback.peer.test", "private.peer.test", "linklocal.peer.test",
+                     "shared.peer.test", "v6.peer.test", "ula.peer.test"):
+            found = yield defer.Deferred.fromCoroutine(lookup_addresses(strict, host))
+            self.assertEqual(found.addresses, (), host)
+            self.assertTrue(any("not a public address" in p for p in found.problems), host)
+        found = yield defer.Deferred.fromCoroutine(lookup_addresses(strict, "mixed.peer.test"))
+        self.assertEqual(found.addresses, ("203.0.114.2",))
+        found = yield defer.Deferred.fromCoroutine(lookup_addresses(strict, "public.peer.test"))
+        self.assertEqual(found.addresses, ("203.0.114.1",))
+        # An allowed network is reachable.
+        found = yield defer.Deferred.fromCoroutine(
+            lookup_addresses(self.resolver, "loopback.peer.test")
+        )
+        self.assertEqual(found.addresses, ("127.0.0.1",))
+
+    @defer.inlineCallbacks
+    def test_ip_literal_srv_targets_refused(self):
+        """
+        RFC 2782: an SRV target is a host name; one shaped like an address
+        is not used (it would skip every address check and DNSSEC).
+        """
+        self.server.add_srv("_xmpp-server._tcp.peer.test", "10.0.0.1", 5269, 0, 0)
+        self.server.add_srv("_xmpp-server._tcp.peer.test", "xmpp.peer.test", 5269, 5, 0)
+        self.assertEqual(
+            (yield self.targets("peer.test")), [Target("xmpp.peer.test", 5269, False)]
+        )
+        self.server.add_srv("_xmpp-server._tcp.only.test", "127.0.0.1", 5269, 0, 0)
+        yield self.assertFailure(self.targets("only.test"), DNSLookupFailed)
 

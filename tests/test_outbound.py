@@ -589,6 +589,28 @@ class FederationConnectionTests(unittest.TestCase):
         failure = self.failureResultOf(d, DialbackError)
         self.assertEqual(failure.value.condition, "remote-server-not-found")
 
+    def test_private_addresses_not_connected(self):
+        """
+        With the default address policy, a peer whose DNS points at
+        loopback or private addresses (anyone's DNS can) is not connected
+        to: nothing is attempted, and the bounce says why.  The same holds
+        for the dialback callback a db:result would trigger.
+        """
+        from gateway.dns import AddressPolicy
+        from gateway.s2s.inbound import DialbackError
+
+        self.resolver.address_policy = AddressPolicy()
+        self.resolver.add("_xmpp-server._tcp.remote.example", "SRV", "0 0 5269 in.remote.example.")
+        self.resolver.add("in.remote.example", "A", "127.0.0.10")
+        self.resolver.add("in.remote.example", "A", "10.0.0.10")
+        self.federation.send(self.stanza("m1"), "local.example", "remote.example")
+        self.assertEqual(self.connection_attempts(), [])
+        self.assertEqual(self.router.bounces, [("m1", "remote-server-not-found")])
+        d = self.federation.verify_dialback_key("remote.example", "local.example", "id1", "key")
+        failure = self.failureResultOf(d, DialbackError)
+        self.assertIn("not a public address", failure.value.text)
+        self.assertEqual(self.connection_attempts(), [])
+
     def test_fallback_to_domain(self):
         self.resolver.add("remote.example", "A", "127.0.0.12")
         self.federation.send(self.stanza("m1"), "local.example", "remote.example")
