@@ -353,7 +353,7 @@ class HostileTestCase(unittest.TestCase):
 
     timeout = 120
 
-    async def start(self, extra=""):
+    async def start(self, extra="", limit=LIMIT):
         self.world = World(self)
         self.asked = record_dns_questions(self.world)
         self.stream_errors = []
@@ -365,7 +365,7 @@ class HostileTestCase(unittest.TestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
         self.target = await self.world.gateway(
-            "a.test", s2s_extra=f"max_stanza_size = {LIMIT}\n", extra=extra
+            "a.test", s2s_extra=f"max_stanza_size = {limit}\n", extra=extra
         )
         self.other = await self.world.gateway("b.test")
         self.alice = await self.world.component(self.target, "a.test")
@@ -704,6 +704,31 @@ class LimitTests(HostileTestCase):
         self.assertEqual(len(stanza), LIMIT)
         await self.attack(
             stanza, "policy-violation", "TLS is required for evil.test before authentication"
+        )
+
+
+class ElementCountTests(HostileTestCase):
+    """
+    A stanza of more elements than any Twisted or wokkel component reads
+    (100,000), under the size limit, is refused while it is parsed, on the
+    fast path as on the slow one, with a stream error naming the limit.
+    """
+
+    @coroutine_test
+    async def test_too_many_elements(self):
+        await self.start(limit=600_000)
+        opening = b"<message from='x@evil.test' to='y@a.test'>"
+        closing = b"</message>"
+        # At the limit: parsed whole, then refused for what it is (before TLS).
+        await self.attack(
+            opening + b"<a/>" * 99_999 + closing,
+            "policy-violation",
+            "TLS is required for evil.test before authentication",
+        )
+        await self.attack(
+            opening + b"<a/>" * 100_000 + closing,
+            "policy-violation",
+            "stanza with more than the limit of 100000 elements",
         )
 
 
