@@ -134,17 +134,18 @@ class DANETests(unittest.TestCase):
         self.assertEqual({r.method for r in records.values()}, {"dane"})
         self.assertEqual({r.evidence["usage"] for r in records.values()}, {"DANE-TA"})
 
-    async def refused_by_alpha(self, zone_options, tlsa, bogus_tlsa=False):
+    async def refused_by_alpha(self, zone_options, tlsa, bogus_tlsa=False,
+                               verifiers=("dane", "pkix")):
         """
-        alpha.test (DANE then PKIX, trusting the CA) and a peer with a
-        certificate from the CA, whose DNS is as given.
+        alpha.test (DANE then PKIX, or C{verifiers}, trusting the CA) and a
+        peer with a certificate from the CA, whose DNS is as given.
         """
         self.dns.zone("alpha.test")
         self.publish("alpha.test")
         self.dns.zone("peer.test", **zone_options)
         self.publish("peer.test", tlsa, bogus_tlsa=bogus_tlsa)
         await self.dns.start()
-        alpha, a = await self.gateway("alpha.test", ["dane", "pkix"], trust_ca=True)
+        alpha, a = await self.gateway("alpha.test", list(verifiers), trust_ca=True)
         peer, p = await self.gateway("peer.test", ["pkix", "dialback"], trust_ca=True)
         return alpha, a, peer, p
 
@@ -172,6 +173,32 @@ class DANETests(unittest.TestCase):
             self.assertFalse(record.authenticated)
             self.assertEqual([v["verifier"] for v in record.verdicts], ["dane"])
             self.assertTrue(record.verdicts[0]["decisive"])
+            self.assertIn("secure TLSA records exist and none matches", record.reason)
+
+    @defer.inlineCallbacks
+    def test_mismatch_refused_with_pkix_listed_first(self):
+        """
+        The same with verifiers = ["pkix", "dane"]: DANE is a gate, so the
+        order doesn't let a CA-valid certificate past secure TLSA records
+        that don't match it (issue: require_dane only held when dane ran
+        first).
+        """
+        other, _ = self.world.ca.issue(["peer.test"])
+        alpha, a, peer, p = yield defer.Deferred.fromCoroutine(
+            self.refused_by_alpha({}, tlsa_for(other), verifiers=("pkix", "dane"))
+        )
+        a.message("x@alpha.test", "y@peer.test", "no", "n1")
+        bounce = yield defer.Deferred.fromCoroutine(a.next(timeout=20))
+        self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        p.message("y@peer.test", "x@alpha.test", "no", "n2")
+        bounce = yield defer.Deferred.fromCoroutine(p.next(timeout=20))
+        self.assertEqual(error_condition(bounce), "internal-server-error")
+        records = yield alpha.records.for_peer("peer.test")
+        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        for record in records:
+            self.assertFalse(record.authenticated)
+            self.assertEqual([v["verifier"] for v in record.verdicts], ["pkix", "dane"])
+            self.assertEqual(record.verdicts[0]["outcome"], "verified")
             self.assertIn("secure TLSA records exist and none matches", record.reason)
 
     @defer.inlineCallbacks
