@@ -63,12 +63,41 @@ STANZA_ERROR_TYPES = {
 }
 
 
+#: The most bytes (roughly: characters of text and names) of the original
+#: payload an error reply echoes.  RFC 6120 section 8.3.1 lets an error
+#: include the payload; a 400 KB one is left out, so that answering a stanza
+#: never costs more than the stanza did.
+MAX_ECHOED_PAYLOAD = 4096
+
+
+def _payload_within(children, budget):
+    """
+    Whether C{children} (text and elements) come to at most C{budget}
+    characters of text, names and attribute values; stops counting as soon
+    as they don't.
+    """
+    stack = list(children)
+    while stack:
+        child = stack.pop()
+        if isinstance(child, str):
+            budget -= len(child)
+        else:
+            budget -= len(child.name) + 5 + sum(
+                len(str(k)) + len(v) + 4 for k, v in child.attributes.items()
+            )
+            stack.extend(child.children)
+        if budget < 0:
+            return False
+    return True
+
+
 def error_response(stanza, condition, text=None):
     """
     Build the error stanza (RFC 6120 section 8.3) that answers C{stanza}.
 
-    The addresses are swapped and the original payload kept; the error type
-    is the one RFC 6120 gives for C{condition}.
+    The addresses are swapped and the original payload kept, unless it is
+    larger than L{MAX_ECHOED_PAYLOAD}; the error type is the one RFC 6120
+    gives for C{condition}.
     """
     if condition not in STANZA_ERROR_TYPES:
         condition = "undefined-condition"
@@ -76,7 +105,13 @@ def error_response(stanza, condition, text=None):
         condition, type=STANZA_ERROR_TYPES[condition], text=text
     )
     error.code = None  # no legacy codes: RFC 6120 has none
-    return error.toResponse(stanza)
+    if _payload_within(stanza.children, MAX_ECHOED_PAYLOAD):
+        return error.toResponse(stanza)
+    children, stanza.children = stanza.children, []
+    try:
+        return error.toResponse(stanza)
+    finally:
+        stanza.children = children
 
 
 def rewrite_namespace(element, old, new):

@@ -634,6 +634,26 @@ class StanzaHelperTests(unittest.TestCase):
                 wrong.append((condition, got, error.getAttribute("type")))
         self.assertEqual(wrong, [])
 
+    def test_large_payload_not_echoed(self):
+        """
+        A payload over MAX_ECHOED_PAYLOAD is left out of the error reply (a
+        400 KB stanza is answered with a small error); a small one is kept.
+        """
+        from gateway.xmpp import MAX_ECHOED_PAYLOAD
+
+        big = parse(
+            f"<iq type='set' id='b' from='a@{REMOTE}' to='{COMPONENT}'>"
+            + "<a/>" * (MAX_ECHOED_PAYLOAD // 4) + "</iq>",
+            NS_SERVER,
+        )
+        reply = error_response(big, "service-unavailable")
+        self.assertEqual([c.name for c in reply.elements()], ["error"])
+        self.assertLess(len(reply.toXml()), 1024)
+        self.assertEqual(len(list(big.elements())), MAX_ECHOED_PAYLOAD // 4)
+        small = message(f"a@{REMOTE}", f"b@{COMPONENT}", namespace=NS_SERVER)
+        reply = error_response(small, "service-unavailable")
+        self.assertEqual([c.name for c in reply.elements()], ["body", "x", "error"])
+
     def test_error_response_without_text(self):
         """
         Without a text, the error has just the condition.
