@@ -91,6 +91,12 @@ class S2SConfig:
     @ivar max_unauthenticated: inbound streams not yet authenticated.
     @ivar max_unauthenticated_per_address: of those, from one source: the
         rest stays for everyone else.
+    @ivar max_unacked_bytes: bytes sent on one outbound stream that the peer
+        has not yet acknowledged (XEP-0198) before new stanzas for it are
+        refused.
+    @ivar max_stalled_bytes: bytes written to one outbound stream while it
+        does not read (its send buffer full) before new stanzas for it are
+        refused.
     @ivar max_verifications: dialback verifications under way at once.
     @ivar max_verifications_per_stream: on one stream.
     """
@@ -105,6 +111,8 @@ class S2SConfig:
     max_connections_per_address: int = 500
     max_unauthenticated: int = 200
     max_unauthenticated_per_address: int = 50
+    max_unacked_bytes: int = 2 * 1024 * 1024
+    max_stalled_bytes: int = 2 * 1024 * 1024
     max_verifications: int = 200
     max_verifications_per_stream: int = 10
 
@@ -138,11 +146,15 @@ class TimeoutsConfig:
     """
     @ivar idle: seconds an authenticated stream may carry nothing before it
         is closed (gracefully: it reopens when needed).
+    @ivar stalled: seconds an outbound stream may go without reading what
+        we write (its send buffer full), or without acknowledging what it
+        was asked to (XEP-0198), before it is closed.
     """
 
     connect: float = 10.0
     authentication: float = 30.0
     idle: float = 600.0
+    stalled: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -548,6 +560,8 @@ def _s2s(reader):
                 "max_connections_per_address",
                 "max_unauthenticated",
                 "max_unauthenticated_per_address",
+                "max_unacked_bytes",
+                "max_stalled_bytes",
                 "max_verifications",
                 "max_verifications_per_stream",
             )
@@ -624,6 +638,7 @@ def _timeouts(reader):
         connect=reader.number("connect", defaults.connect),
         authentication=reader.number("authentication", defaults.authentication),
         idle=reader.number("idle", defaults.idle),
+        stalled=reader.number("stalled", defaults.stalled),
     )
     reader.finish()
     return config

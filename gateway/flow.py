@@ -23,12 +23,17 @@ class Valve:
     """
     @param name: for the log.
     @param sources: a callable returning the transports to pause and resume.
+    @param on_full: called with a sink's key when its buffer fills up.
+    @param on_drained: called with a sink's key when it has drained (or is
+        detached).
     """
 
-    def __init__(self, name, sources):
+    def __init__(self, name, sources, on_full=None, on_drained=None):
         self.name = name
         self.sources = sources
         self.full = set()
+        self.on_full = on_full
+        self.on_drained = on_drained
 
     @property
     def closed(self):
@@ -44,6 +49,8 @@ class Valve:
         self.opened(key)
 
     def closed_by(self, key):
+        if self.on_full is not None and key not in self.full:
+            self.on_full(key)
         if not self.full:
             log.info("{valve}: a receiver is full; pausing its sources", valve=self.name)
             for transport in self.sources():
@@ -54,6 +61,8 @@ class Valve:
         if key not in self.full:
             return
         self.full.discard(key)
+        if self.on_drained is not None:
+            self.on_drained(key)
         if not self.full:
             log.info("{valve}: receivers drained; resuming", valve=self.name)
             for transport in self.sources():

@@ -69,6 +69,17 @@ class ShallowStanza(domish.Element):
         return element
 
 
+def element_from_bytes(data, context):
+    """
+    The first-level element serialised as C{data}, parsed in the namespace
+    context of the stream header C{context} (bytes).
+    """
+    stanza = ShallowStanza(("", ""))
+    stanza.raw = data
+    stanza.context = context
+    return stanza.expand()
+
+
 def expand(stanza):
     """
     C{stanza} whole: a L{ShallowStanza} expanded, any other element as it is.

@@ -232,6 +232,97 @@ class AdmissionTests(unittest.TestCase):
         )
 
 
+class _Outbound:
+    direction = "outbound"
+    peer_domain = "remote.example"
+    local_domain = "local.example"
+    closed = closing = False
+    authenticated = True
+    stream_id = "o1"
+
+    def __init__(self):
+        self.unacked_bytes = 0
+        self.bytes_out = 0
+        self.stalled_since = None
+        self.stalled_from = 0
+        self.sent = []
+        self.failed = []
+        self.last_activity = 0
+
+    def send_stanza(self, stanza):
+        self.sent.append(stanza["id"])
+        self.bytes_out += 1000
+
+    def fail(self, condition, text=None):
+        self.failed.append((condition, text))
+
+    def peer_name(self):
+        return self.peer_domain
+
+
+class OutboundByteLimitTests(unittest.TestCase):
+    """
+    Bytes an outbound stream holds for a peer that doesn't acknowledge or
+    doesn't read are bounded: past the limits new stanzas are bounced with
+    resource-constraint, and a stream stalled for timeouts.stalled is closed.
+    """
+
+    federation = FederationLimitTests.federation
+    stanza = FederationLimitTests.stanza
+
+    def route(self, extra=""):
+        federation = self.federation(extra)
+        self.router.components = {}
+        stream = _Outbound()
+        federation._outbound[("local.example", "remote.example")] = stream
+        federation.streams.add(stream)
+        return federation, stream
+
+    def test_unacknowledged_bytes(self):
+        federation, stream = self.route("max_unacked_bytes = 5000\n")
+        federation.send(self.stanza("u1", "remote.example"), "local.example", "remote.example")
+        stream.unacked_bytes = 5000
+        federation.send(self.stanza("u2", "remote.example"), "local.example", "remote.example")
+        self.assertEqual(stream.sent, ["u1"])
+        self.assertEqual(self.router.bounces, [("u2", "resource-constraint")])
+
+    def test_stalled_bytes_and_timeout(self):
+        federation, stream = self.route("max_stalled_bytes = 3000\n")
+        federation.to_peers.closed_by(stream)
+        self.assertEqual(stream.stalled_since, self.reactor.seconds())
+        for n in range(5):
+            federation.send(self.stanza(f"s{n}", "remote.example"), "local.example", "remote.example")
+        self.assertEqual(stream.sent, ["s0", "s1", "s2"])
+        self.assertEqual(
+            self.router.bounces, [("s3", "resource-constraint"), ("s4", "resource-constraint")]
+        )
+        self.reactor.advance(59)
+        federation.sweep()
+        self.assertEqual(stream.failed, [])
+        self.reactor.advance(1)
+        federation.sweep()
+        self.assertEqual(stream.failed, [("connection-timeout", "nothing we sent was read for 60s")])
+        # Drained in time, the stream is no longer stalled.
+        federation, stream = self.route()
+        federation.to_peers.closed_by(stream)
+        federation.to_peers.opened(stream)
+        self.assertIsNone(stream.stalled_since)
+
+    def test_resent_once(self):
+        """
+        Unacknowledged stanzas come back as bytes: sent again once, bounced
+        the second time.
+        """
+        from gateway.s2s.stream import serialise
+
+        federation, stream = self.route()
+        data = serialise(self.stanza("r1", "remote.example"))
+        federation.resend([(data, False)], "local.example", "remote.example")
+        self.assertEqual(stream.sent, ["r1"])
+        federation.resend([(data, True)], "local.example", "remote.example")
+        self.assertEqual(self.router.bounces, [("r1", "remote-server-timeout")])
+
+
 class ConnectionLimitTests(unittest.TestCase):
     timeout = 60
 

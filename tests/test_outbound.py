@@ -57,6 +57,7 @@ class FakeStreamFederation:
         self.dialback_secret = SECRET
         self.tls_profile = FakeTLSProfile()
         self.connect_timeout = 10.0
+        self.stalled_timeout = 60.0
         self.opened, self.closed, self.authenticated = [], [], []
         self.verifications, self.refused = [], []
         verdict = Verdict.verified("pkix", "certificate verified", identity="DNS-ID")
@@ -409,6 +410,55 @@ class OutboundVerificationTests(OutboundStreamTests):
         self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", (b"cert",))
         self.stream.tls_established()
         self.feed(peer_header("second") + features)
+
+    def sm_stream(self):
+        self.connect()
+        self.through_tls_to(
+            b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
+            b"<sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        )
+        self.feed(b"<db:result from='remote.example' to='local.example' type='valid'/>")
+        self.feed(b"<enabled xmlns='urn:xmpp:sm:3'/>")
+
+    def message(self, n, size=100):
+        stanza = domish.Element(("jabber:server", "message"))
+        stanza["to"] = "x@remote.example"
+        stanza["id"] = f"m{n}"
+        stanza.addElement("body", content="x" * size)
+        return stanza
+
+    def test_unacked_kept_as_bytes(self):
+        """
+        What the peer has yet to acknowledge is kept as the bytes sent, and
+        counted; acknowledgements release them.
+        """
+        self.sm_stream()
+        for n in range(3):
+            self.stream.send_stanza(self.message(n))
+        self.assertEqual([type(data) for data, _ in self.stream.unacked], [bytes] * 3)
+        self.assertEqual(self.stream.unacked_bytes, sum(len(d) for d, _ in self.stream.unacked))
+        self.assertIn(self.stream.unacked[0][0], self.transport.value())
+        self.feed(b"<a xmlns='urn:xmpp:sm:3' h='2'/>")
+        self.assertEqual(len(self.stream.unacked), 1)
+        self.assertEqual(self.stream.unacked_bytes, len(self.stream.unacked[0][0]))
+
+    def test_acknowledgement_overdue(self):
+        """
+        A peer asked to acknowledge that says nothing for the stall timeout
+        is closed with connection-timeout; one that acknowledges some gets
+        the timeout again.
+        """
+        self.sm_stream()
+        self.stream.send_stanza(self.message(1))
+        self.federation.clock.advance(0)  # the request goes out
+        self.assertTrue(self.transport.value().endswith(b"<r xmlns='urn:xmpp:sm:3'/>"))
+        self.federation.clock.advance(50)
+        self.stream.send_stanza(self.message(2))
+        self.feed(b"<a xmlns='urn:xmpp:sm:3' h='1'/>")
+        self.federation.clock.advance(50)
+        self.assertFalse(self.transport.disconnecting)
+        self.federation.clock.advance(10)
+        self.assertEqual(self.stream_error(), "connection-timeout")
 
     def test_handled_count_too_high(self):
         """

@@ -7,7 +7,6 @@ waiting for a stream to come up, and dialback verification requests.
 import datetime
 import ipaddress
 import itertools
-import weakref
 from dataclasses import dataclass
 
 from twisted.internet import defer, error as internet_error
@@ -24,6 +23,8 @@ from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage
+from gateway.s2s.stream import header_bytes
+from gateway.xmlparser import element_from_bytes
 from gateway.verifiers.dane import DANELookupFailed, target_tlsa
 from gateway.verifiers.tlsa import usable
 
@@ -31,6 +32,11 @@ log = Logger()
 
 #: Seconds a stream must have carried nothing before its parser is put away.
 PARK_AFTER = 1.0
+
+
+#: The namespace context that stanzas serialised for a stream are parsed in
+#: again (L{gateway.s2s.stream.serialise} writes for it).
+SERVER_CONTEXT = header_bytes({})
 
 
 def connection_source(address):
@@ -96,6 +102,7 @@ class Federation:
         self.max_verifications_per_stream = config.s2s.max_verifications_per_stream
         self.verifications_in_progress = 0
         self.idle_timeout = config.timeouts.idle
+        self.stalled_timeout = config.timeouts.stalled
         self.records_available = True
         self.shutting_down = False
         self.queue_limit = config.s2s.queue_limit
@@ -111,7 +118,10 @@ class Federation:
         self.records = records if records is not None else MemoryRecordStore()
         # Components feed outbound streams; inbound streams feed components.
         self.to_peers = Valve(
-            "components to peers", lambda: [c.transport for c in router.components.values()]
+            "components to peers",
+            lambda: [c.transport for c in router.components.values()],
+            on_full=self._sink_full,
+            on_drained=self._sink_drained,
         )
         self.to_components = Valve(
             "peers to components",
@@ -121,7 +131,6 @@ class Federation:
         self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
         self.continuity = Continuity()
         self._warned = set()
-        self._resent = weakref.WeakSet()
         self._serials = itertools.count(1)
         self.verifiers = verifiers
         self.streams = set()
@@ -181,6 +190,15 @@ class Federation:
         """
         now = self.clock.seconds()
         for stream in list(self.streams):
+            stalled = getattr(stream, "stalled_since", None)
+            if stalled is not None and now - stalled >= self.stalled_timeout and not stream.closed:
+                # Writes count as activity, so the idle timeout would never
+                # close a stream whose peer has stopped reading.
+                stream.fail(
+                    "connection-timeout",
+                    f"nothing we sent was read for {now - stalled:.0f}s",
+                )
+                continue
             if stream.authenticated and now - stream.last_activity >= self.idle_timeout:
                 log.info(
                     "s2s {direction} {peer}: closing, idle for {seconds:.0f}s",
@@ -518,6 +536,10 @@ class Federation:
             return
         stream = self._outbound.get(key)
         if stream is not None and not (stream.closed or stream.closing):
+            refusal = self._over_limits(stream)
+            if refusal is not None:
+                self.router.bounce(stanza, "resource-constraint", refusal)
+                return
             stream.send_stanza(stanza)
             return
         queue = self._queues.get(key)
@@ -548,35 +570,67 @@ class Federation:
             return
         queue.append(stanza)
 
-    def resend(self, stanzas, local_domain, peer_domain):
+    def _over_limits(self, stream):
+        """
+        Why C{stream} must take nothing more now, or L{None}: the peer has
+        not acknowledged C{max_unacked_bytes}, or has not read
+        C{max_stalled_bytes} written since its send buffer filled up.
+        """
+        limits = self.limits
+        if stream.unacked_bytes >= limits.max_unacked_bytes:
+            return (
+                f"{stream.peer_domain} has not acknowledged {stream.unacked_bytes} bytes "
+                f"(limit {limits.max_unacked_bytes})"
+            )
+        if (
+            stream.stalled_since is not None
+            and stream.bytes_out - stream.stalled_from >= limits.max_stalled_bytes
+        ):
+            return (
+                f"{stream.peer_domain} is not reading: {stream.bytes_out - stream.stalled_from} "
+                f"bytes wait to be sent (limit {limits.max_stalled_bytes})"
+            )
+        return None
+
+    def _sink_full(self, stream):
+        if getattr(stream, "direction", None) == "outbound" and stream.stalled_since is None:
+            stream.stalled_since = self.clock.seconds()
+            stream.stalled_from = stream.bytes_out
+
+    def _sink_drained(self, stream):
+        if getattr(stream, "direction", None) == "outbound":
+            stream.stalled_since = None
+
+    def resend(self, unacked, local_domain, peer_domain):
         """
         Stanzas an outbound stream sent but the peer never acknowledged
-        (XEP-0198) before the connection dropped: send them again on a new
-        stream, once; a stanza that was already resent is bounced instead,
-        so that a peer that keeps dropping can't loop.
+        (XEP-0198) before the connection dropped, as C{(bytes, resent)}
+        pairs: send them again on a new stream, once; one that was already
+        sent again is bounced instead, so that a peer that keeps dropping
+        can't loop.
         """
         if self.shutting_down:
             log.warn(
                 "s2s outbound {peer}: {count} stanzas were not acknowledged before the "
                 "gateway shut down; they may not have arrived",
                 peer=peer_domain,
-                count=len(stanzas),
+                count=len(unacked),
             )
             return
         log.info(
             "s2s outbound {peer}: {count} stanzas not acknowledged before the stream "
             "ended; sending them again",
             peer=peer_domain,
-            count=len(stanzas),
+            count=len(unacked),
         )
-        for stanza in stanzas:
-            if stanza in self._resent:
-                self._resent.discard(stanza)
+        for data, resent in unacked:
+            stanza = element_from_bytes(data, SERVER_CONTEXT)
+            if resent:
                 self.router.bounce(
                     stanza, "remote-server-timeout", f"{peer_domain} never acknowledged it"
                 )
                 continue
-            self._resent.add(stanza)
+            stanza.resent = True
             self.send(stanza, local_domain, peer_domain)
 
     def queued(self, local_domain, peer_domain):

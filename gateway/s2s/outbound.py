@@ -31,7 +31,7 @@ from twisted.words.xish import domish
 
 from gateway.dialback import dialback_key
 from gateway.jid import AddressError, bare_domain, parse_jid
-from gateway.s2s.stream import Input, S2SStream, StreamError
+from gateway.s2s.stream import Input, S2SStream, StreamError, serialise
 from gateway.xmpp import (
     NS_COMPONENT,
     NS_DIALBACK,
@@ -170,7 +170,12 @@ class OutboundStream(S2SStream):
         self.acked = 0
         self.sm_enabled = False
         self._ack_timer = None
+        self._ack_deadline = None
         self._silence = None
+        self.unacked_bytes = 0
+        self.bytes_out = 0
+        self.stalled_since = None
+        self.stalled_from = 0
 
     def _cancel(self, ready):
         self.ready = None
@@ -378,6 +383,10 @@ class OutboundStream(S2SStream):
         # Nothing is counted after all; what was sent can't be accounted for.
         log.info("s2s outbound {peer}: stream management refused", peer=self.peer_domain)
         self.unacked = None
+        self.unacked_bytes = 0
+        if self._ack_deadline is not None and self._ack_deadline.active():
+            self._ack_deadline.cancel()
+        self._ack_deadline = None
 
     def receive_sm_ack(self, element):
         if self.unacked is None:
@@ -395,13 +404,39 @@ class OutboundStream(S2SStream):
             raise StreamError(
                 "undefined-condition", "acknowledged stanzas that were never sent", detail
             )
+        self.unacked_bytes -= sum(len(data) for data, _ in self.unacked[:newly])
         del self.unacked[:newly]
         self.acked = handled
+        if self._ack_deadline is not None and self._ack_deadline.active():
+            if self.unacked:
+                # Progress: the peer reads; it has the stall timeout again.
+                self._ack_deadline.reset(self.federation.stalled_timeout)
+            else:
+                self._ack_deadline.cancel()
+                self._ack_deadline = None
 
     def _request_ack(self):
         self._ack_timer = None
-        if not self.closed and self.unacked:
+        if not self.closed and not self.closing and self.unacked:
             self.transport.write(b"<r xmlns='urn:xmpp:sm:3'/>")
+            if self._ack_deadline is None or not self._ack_deadline.active():
+                self._ack_deadline = self.clock.callLater(
+                    self.federation.stalled_timeout, self._ack_overdue
+                )
+
+    def _ack_overdue(self):
+        """
+        The peer acknowledged nothing for the stall timeout although asked:
+        it is not handling what we send.  Close the stream; what it never
+        acknowledged is sent once more on a new one (L{stream_closed}).
+        """
+        self._ack_deadline = None
+        if self.unacked and not self.closed:
+            self.fail(
+                "connection-timeout",
+                f"{len(self.unacked)} stanzas ({self.unacked_bytes} bytes) not acknowledged "
+                f"for {self.federation.stalled_timeout:g}s",
+            )
 
     def receive_proceed(self, element):
         self.state = OutboundState.TLS
@@ -505,13 +540,18 @@ class OutboundStream(S2SStream):
     def send_stanza(self, stanza):
         """
         Send C{stanza} (in C{jabber:server} or C{jabber:component:accept})
-        on this authenticated stream.
+        on this authenticated stream.  What the peer has yet to acknowledge
+        (XEP-0198) is kept as the bytes sent, not as the tree, with whether
+        it is being sent for the second time (C{stanza.resent}).
         """
         rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
+        data = serialise(stanza)
         self.stanzas_out += 1
-        self.send(stanza)
+        self.bytes_out += len(data)
+        self.send_bytes(data)
         if self.unacked is not None:
-            self.unacked.append(stanza)
+            self.unacked.append((data, getattr(stanza, "resent", False)))
+            self.unacked_bytes += len(data)
             if len(self.unacked) % self.SM_REQUEST_EVERY == 0:
                 self._request_ack()
             elif self._ack_timer is None:
@@ -549,12 +589,14 @@ class OutboundStream(S2SStream):
         self._stop_watching()
         if self._checking is not None:
             self._checking.cancel()
-        if self._ack_timer is not None and self._ack_timer.active():
-            self._ack_timer.cancel()
+        for timer in (self._ack_timer, self._ack_deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
         if self.unacked:
             # Never acknowledged: the peer may not have them; send them again.
             self.federation.resend(self.unacked, self.local_domain, self.peer_domain)
             self.unacked = []
+            self.unacked_bytes = 0
         bounce, stage = self._ended_condition()
         self._give_up(
             NegotiationFailure(
