@@ -69,6 +69,11 @@ class BrokenPeer(protocol.Protocol):
             self.transport.loseConnection()
         elif self.streams == 1:
             self.transport.write(STARTTLS_FEATURES)
+        elif mode == "hoarding":
+            self.transport.write(
+                b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
+                b"<sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+            )
         else:
             self.transport.write(DIALBACK_FEATURES)
 
@@ -85,6 +90,13 @@ class BrokenPeer(protocol.Protocol):
             self.transport.startTLS(self.factory.tls)
         elif element.name == "result" and self.factory.close_after_key:
             self.transport.abortConnection()
+        elif element.name == "result" and self.factory.mode == "hoarding":
+            self.transport.write(b"<db:result from='b.test' to='a.test' type='valid'/>")
+        elif element.name == "enable" and self.factory.mode == "hoarding":
+            # Stream management on, then never an acknowledgement, and no
+            # more reading: what the gateway sends piles up on its side.
+            self.transport.write(b"<enabled xmlns='urn:xmpp:sm:3'/>")
+            self.transport.pauseProducing()
 
 
 class FailoverTests(unittest.TestCase):
@@ -210,4 +222,45 @@ class FailoverTests(unittest.TestCase):
         self.assertEqual(received["id"], "s1")
         self.assertEqual(len(silent.connections), 1)
         self.assertLess(reactor.seconds() - started, 10)
+
+
+class HoardingPeerTests(unittest.TestCase):
+    """
+    Issue: a peer that authenticates, enables stream management, then never
+    acknowledges and stops reading made the gateway hold every stanza sent
+    to it, as trees, without limit.  Now what it holds is bounded in bytes,
+    and the rest is bounced at once.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_bounded_while_a_peer_hoards(self):
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway(
+            "a.test", s2s_extra="max_unacked_bytes = 1048576\nmax_stalled_bytes = 1048576\n",
+        ))
+        helper = FailoverTests()
+        helper.addCleanup = self.addCleanup
+        peer = yield defer.Deferred.fromCoroutine(
+            helper.broken(world, "hoarding", 0, identity="b.test")
+        )
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        size = 100_000
+        count = 40  # 4 MB in all
+        for n in range(count):
+            alice.message("alice@a.test", "bob@b.test", "x" * size, f"h{n}")
+        bounces = []
+        while len(bounces) < count - 12:
+            bounce = yield defer.Deferred.fromCoroutine(alice.next(timeout=30))
+            self.assertEqual(error_condition(bounce), "resource-constraint", bounce.toXml()[-300:])
+            self.assertIn("b.test has not acknowledged", str(bounce.error.text))
+            # The bounce does not echo the 100 KB body.
+            self.assertLess(len(bounce.toXml()), 2000)
+            bounces.append(bounce["id"])
+        stream = a.federation._outbound[("a.test", "b.test")]
+        # Held for the peer: at most the limit and one stanza more.
+        self.assertLessEqual(stream.unacked_bytes, 1_048_576 + size + 200)
+        self.assertLessEqual(stream.bytes_out, 1_048_576 + size + 200)
+        self.assertEqual(len(peer.connections), 1)
 

@@ -536,11 +536,7 @@ class Federation:
             return
         stream = self._outbound.get(key)
         if stream is not None and not (stream.closed or stream.closing):
-            refusal = self._over_limits(stream)
-            if refusal is not None:
-                self.router.bounce(stanza, "resource-constraint", refusal)
-                return
-            stream.send_stanza(stanza)
+            self._send_on(stream, stanza)
             return
         queue = self._queues.get(key)
         waiting = sum(len(q) for q in self._queues.values())
@@ -569,6 +565,13 @@ class Federation:
             )
             return
         queue.append(stanza)
+
+    def _send_on(self, stream, stanza):
+        refusal = self._over_limits(stream)
+        if refusal is not None:
+            self.router.bounce(stanza, "resource-constraint", refusal)
+            return
+        stream.send_stanza(stanza)
 
     def _over_limits(self, stream):
         """
@@ -652,7 +655,7 @@ class Federation:
         self.to_peers.attach_sink(stream.transport, stream)
         queue = self._queues.pop(key, [])
         for stanza in queue:
-            stream.send_stanza(stanza)
+            self._send_on(stream, stanza)
 
     def _route_failed(self, failure, key):
         del self._connecting[key]
