@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from gateway.jid import AddressError, parse_jid
 from gateway.xmlparser import ShallowStanza, expand
 from gateway.xmpp import (
+    MAX_ECHOED_PAYLOAD,
     NS_COMPONENT,
     NS_SERVER,
     error_response,
@@ -150,7 +151,7 @@ class Router:
         Answer undeliverable C{stanza} with error C{condition}, routed back to
         its sender.
         """
-        stanza = expand(stanza)
+        stanza = _for_answer(stanza)
         sender = _well_formed(stanza.getAttribute("from"))
         recipient = _well_formed(stanza.getAttribute("to"))
         if is_bounceable(stanza) and (sender is None or recipient is None):
@@ -176,7 +177,7 @@ class Router:
         when C{reply_from} is L{None}), unless C{stanza} is one that is never
         answered.
         """
-        stanza = expand(stanza)
+        stanza = _for_answer(stanza)
         if not is_bounceable(stanza):
             log.warn(
                 "not answering undeliverable {kind} of type {type} from {sender} to "
@@ -198,6 +199,18 @@ class Router:
             reply["from"] = reply_from
         reply["to"] = reply_to
         deliver(reply)
+
+
+def _for_answer(stanza):
+    """
+    C{stanza} as an error reply needs it: a shallow stanza too large for its
+    payload to be echoed (L{MAX_ECHOED_PAYLOAD}) is answered from its start
+    tag alone, without building the rest (a 400 KB stanza of 100,000
+    elements is never built only to be left out).
+    """
+    if isinstance(stanza, ShallowStanza) and len(stanza.raw) > MAX_ECHOED_PAYLOAD:
+        return stanza
+    return expand(stanza)
 
 
 def _well_formed(value):

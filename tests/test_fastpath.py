@@ -193,6 +193,28 @@ class RouterFastPathTests(unittest.TestCase):
         self.assertEqual(str(bounce.body), "hi")
         self.assertEqual([c.uri for c in bounce.elements() if c.name == "x"], ["jabber:x:oob"])
 
+    def test_large_bounce_not_built(self):
+        """
+        A stanza too large to echo is answered from its start tag alone: it
+        is never built (a 400 KB stanza of small children would cost many
+        times its size as a tree), and the error carries no payload.
+        """
+        self.router.detach_component("local.example", self.component)
+        data = f"<iq {A} id='q1' type='set'>".encode() + b"<a/>" * 10_000 + b"</iq>"
+        shallow = first_level(data, InboundStream.SHALLOW)
+
+        def refuse_to_build():
+            raise AssertionError("built")
+
+        shallow.expand = refuse_to_build
+        self.router.route_from_s2s(shallow, "remote.example", "local.example")
+        ((bounce, local, peer),) = self.router.federation.sent
+        self.assertEqual(
+            (bounce.name, bounce["type"], bounce["id"], bounce["to"], bounce["from"]),
+            ("iq", "error", "q1", "a@remote.example/r", "b@local.example"),
+        )
+        self.assertEqual([c.name for c in bounce.elements()], ["error"])
+
 
 def _tree(names=("a", "b", "x")):
     """
