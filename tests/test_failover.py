@@ -8,12 +8,12 @@ key waits for its answer; then a good one.
 
 import os
 
-from twisted.internet import defer, protocol, reactor, ssl
+from twisted.internet import defer, protocol, reactor, ssl, threads
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial import unittest
 
 from gateway.xmlparser import StreamParser
-from tests.support import World, error_condition
+from tests.support import World, error_condition, wait_for
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
@@ -92,6 +92,12 @@ class BrokenPeer(protocol.Protocol):
             self.transport.abortConnection()
         elif element.name == "result" and self.factory.mode == "hoarding":
             self.transport.write(b"<db:result from='b.test' to='a.test' type='valid'/>")
+        elif element.name == "verify" and self.factory.mode == "hoarding":
+            # Our own authoritative server: every key is ours.
+            self.transport.write(
+                f"<db:verify from='b.test' to='a.test' id='{element['id']}' type='valid'/>"
+                .encode()
+            )
         elif element.name == "enable" and self.factory.mode == "hoarding":
             # Stream management on, then never an acknowledgement, and no
             # more reading: what the gateway sends piles up on its side.
@@ -263,4 +269,69 @@ class HoardingPeerTests(unittest.TestCase):
         self.assertLessEqual(stream.unacked_bytes, 1_048_576 + size + 200)
         self.assertLessEqual(stream.bytes_out, 1_048_576 + size + 200)
         self.assertEqual(len(peer.connections), 1)
+
+    @defer.inlineCallbacks
+    def test_bounce_flood_to_a_hoarding_peer(self):
+        """
+        The reproduction from the security review: b.test authenticates
+        (dialback, its own server answering), then sends IQs of ~400 KB, each
+        of 99,000 small children, to a local domain with no component; every
+        bounce goes back over the gateway's stream to b.test, which enabled
+        stream management and stopped reading.  Five such IQs held 190 MB;
+        now the gateway's memory grows by a few MB at most, and what it holds
+        for b.test stays small (each bounce is answered from the start tag).
+        Measured here: 210 MiB of growth before the fix, 2.3 MiB after.
+        """
+        from tests.test_hostile import HostilePeer
+        from tests.test_tls import client_context
+
+        def rss_kib():
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))  # no component
+        helper = FailoverTests()
+        helper.addCleanup = self.addCleanup
+        peer = yield defer.Deferred.fromCoroutine(
+            helper.broken(world, "hoarding", 0, identity="b.test")
+        )
+        header = (
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' "
+            b"xmlns:db='jabber:server:dialback' from='b.test' to='a.test' version='1.0'>"
+        )
+
+        def attack():
+            attacker = HostilePeer(a.s2s_port, timeout=20)
+            try:
+                attacker.send(header)
+                assert attacker.read_until(b"</stream:features>"), attacker.received
+                attacker.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                assert attacker.read_until(b"<proceed"), attacker.received
+                attacker.sock = client_context().wrap_socket(attacker.sock)
+                attacker.received = b""
+                attacker.send(header.split(b"?>", 1)[1])
+                assert attacker.read_until(b"</stream:features>"), attacker.received
+                attacker.send(b"<db:result from='b.test' to='a.test'>key</db:result>")
+                assert attacker.read_until(b"type='valid'"), attacker.received
+                payload = b"<a/>" * 99_000
+                for n in range(5):
+                    attacker.send(
+                        f"<iq type='set' id='big{n}' from='x@b.test' to='a.test'>".encode()
+                        + payload + b"</iq>"
+                    )
+                return attacker.still_open(1.0)
+            finally:
+                attacker.close()
+
+        before = rss_kib()
+        still_open = yield threads.deferToThread(attack)
+        self.assertTrue(still_open)
+        yield wait_for(lambda: a.router.bounced >= 5, timeout=20)
+        grown_mib = (rss_kib() - before) / 1024
+        self.assertLess(grown_mib, 40, f"RSS grew by {grown_mib:.1f} MiB")
+        (stream,) = [s for s in a.federation.streams if s.direction == "outbound"]
+        self.assertLess(stream.bytes_out, 20_000)
+        self.assertGreaterEqual(len(peer.connections), 1)
 
