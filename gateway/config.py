@@ -91,6 +91,8 @@ class S2SConfig:
     @ivar max_unauthenticated: inbound streams not yet authenticated.
     @ivar max_unauthenticated_per_address: of those, from one source: the
         rest stays for everyone else.
+    @ivar queue_limit_bytes: bytes waiting for one route's stream.
+    @ivar queue_limit_total_bytes: bytes waiting for all routes together.
     @ivar max_unacked_bytes: bytes sent on one outbound stream that the peer
         has not yet acknowledged (XEP-0198) before new stanzas for it are
         refused.
@@ -112,6 +114,8 @@ class S2SConfig:
     max_unauthenticated: int = 200
     max_unauthenticated_per_address: int = 50
     max_unacked_bytes: int = 2 * 1024 * 1024
+    queue_limit_bytes: int = 2 * 1024 * 1024
+    queue_limit_total_bytes: int = 64 * 1024 * 1024
     max_stalled_bytes: int = 2 * 1024 * 1024
     max_verifications: int = 200
     max_verifications_per_stream: int = 10
@@ -562,6 +566,8 @@ def _s2s(reader):
                 "max_unauthenticated_per_address",
                 "max_unacked_bytes",
                 "max_stalled_bytes",
+                "queue_limit_bytes",
+                "queue_limit_total_bytes",
                 "max_verifications",
                 "max_verifications_per_stream",
             )

@@ -5,8 +5,9 @@ newest work with an error and leaves existing streams alone.
 
 import socket
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, error, threads
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
@@ -128,6 +129,38 @@ class FederationLimitTests(unittest.TestCase):
         for n, domain in enumerate(["one.example", "two.example", "one.example", "two.example"]):
             federation.send(self.stanza(f"m{n}", domain), "local.example", domain)
         self.assertEqual(self.router.bounces, [("m3", "resource-constraint")])
+
+    def test_queue_bytes(self):
+        """
+        Waiting stanzas are counted in bytes too, per route and overall: a
+        few large stanzas fill a queue that the count alone would not; what
+        waits is kept as the bytes to send, and bounced whole from them when
+        the route fails.
+        """
+        federation = self.federation("queue_limit_bytes = 3000\nqueue_limit_total_bytes = 3500\n")
+        federation.resolver.add("one.example", "A", "127.0.0.10")
+        federation.resolver.add("two.example", "A", "127.0.0.11")
+
+        def big(stanza_id, domain):
+            stanza = self.stanza(stanza_id, domain)
+            stanza.addElement("body", content="x" * 1200)
+            return stanza
+
+        # b0 and b1 wait for one.example; b2 would take its queue over 3000
+        # bytes; b3 would take all queues over 3500 (two stanzas, under
+        # every count limit).
+        for n, domain in enumerate(["one.example"] * 3 + ["two.example"]):
+            federation.send(big(f"b{n}", domain), "local.example", domain)
+        self.assertEqual(
+            self.router.bounces, [("b2", "resource-constraint"), ("b3", "resource-constraint")]
+        )
+        self.assertEqual(federation.queued("local.example", "one.example"), 2)
+        self.assertEqual(federation.queued("local.example", "two.example"), 0)
+        self.assertEqual(federation._queued_bytes, sum(federation._queue_bytes.values()))
+        _, _, factory, _, _ = self.reactor.tcpClients[0]
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        self.assertEqual([b for b, _ in self.router.bounces], ["b2", "b3", "b0", "b1"])
+        self.assertEqual(federation.queued("local.example", "one.example"), 0)
 
     def test_records_unavailable(self):
         """

@@ -23,7 +23,8 @@ from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage
-from gateway.s2s.stream import header_bytes
+from gateway.s2s.stream import header_bytes, serialise
+from gateway.xmpp import NS_COMPONENT, NS_SERVER, rewrite_namespace
 from gateway.xmlparser import element_from_bytes
 from gateway.verifiers.dane import DANELookupFailed, target_tlsa
 from gateway.verifiers.tlsa import usable
@@ -136,6 +137,8 @@ class Federation:
         self.streams = set()
         self._outbound = {}
         self._queues = {}
+        self._queue_bytes = {}
+        self._queued_bytes = 0
         self._connecting = {}
         self._drained = []
 
@@ -552,9 +555,23 @@ class Federation:
                 stanza, "internal-server-error", "authentications can't be recorded right now"
             )
             return
+        # Queued as the bytes it will be sent as, counted against the byte
+        # limits (a few large stanzas would pass any count).
+        rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
+        data = serialise(stanza)
+        if self._queued_bytes + len(data) > self.limits.queue_limit_total_bytes:
+            self.router.bounce(
+                stanza,
+                "resource-constraint",
+                f"too many bytes waiting for streams (limit {self.limits.queue_limit_total_bytes})",
+            )
+            return
+        entry = (data, getattr(stanza, "resent", False))
         if queue is None:
             # Queue first: the attempt may fail (and bounce the queue) at once.
-            self._queues[key] = [stanza]
+            self._queues[key] = [entry]
+            self._queue_bytes[key] = len(data)
+            self._queued_bytes += len(data)
             self._connect_route(key)
             return
         if len(queue) >= self.queue_limit:
@@ -564,7 +581,16 @@ class Federation:
                 f"too many stanzas waiting for {peer_domain} (limit {self.queue_limit})",
             )
             return
-        queue.append(stanza)
+        if self._queue_bytes[key] + len(data) > self.limits.queue_limit_bytes:
+            self.router.bounce(
+                stanza,
+                "resource-constraint",
+                f"too many bytes waiting for {peer_domain} (limit {self.limits.queue_limit_bytes})",
+            )
+            return
+        queue.append(entry)
+        self._queue_bytes[key] += len(data)
+        self._queued_bytes += len(data)
 
     def _send_on(self, stream, stanza):
         refusal = self._over_limits(stream)
@@ -636,6 +662,19 @@ class Federation:
             stanza.resent = True
             self.send(stanza, local_domain, peer_domain)
 
+    def _take_queue(self, key):
+        """
+        The stanzas waiting for route C{key}, as C{(bytes, resent)} pairs,
+        no longer counted as waiting.
+        """
+        queue = self._queues.pop(key, [])
+        self._queued_bytes -= self._queue_bytes.pop(key, 0)
+        return queue
+
+    def _bounce_queued(self, entry, condition, text):
+        data, _ = entry
+        self.router.bounce(element_from_bytes(data, SERVER_CONTEXT), condition, text)
+
     def queued(self, local_domain, peer_domain):
         return len(self._queues.get((local_domain, peer_domain), ()))
 
@@ -653,9 +692,12 @@ class Federation:
         del self._connecting[key]
         self._outbound[key] = stream
         self.to_peers.attach_sink(stream.transport, stream)
-        queue = self._queues.pop(key, [])
-        for stanza in queue:
-            self._send_on(stream, stanza)
+        for data, resent in self._take_queue(key):
+            refusal = self._over_limits(stream)
+            if refusal is not None:
+                self._bounce_queued((data, resent), "resource-constraint", refusal)
+                continue
+            stream.send_serialised(data, resent)
 
     def _route_failed(self, failure, key):
         del self._connecting[key]
@@ -668,7 +710,7 @@ class Federation:
         else:
             log.failure("s2s outbound {peer}: unexpected failure", failure, peer=peer_domain)
             condition, text = "internal-server-error", "the stream could not be set up"
-        queue = self._queues.pop(key, [])
+        queue = self._take_queue(key)
         log.info(
             "s2s outbound {peer} for {local} failed: {condition} ({text}); bouncing {count} stanzas",
             peer=peer_domain,
@@ -677,8 +719,8 @@ class Federation:
             text=text,
             count=len(queue),
         )
-        for stanza in queue:
-            self.router.bounce(stanza, condition, text)
+        for entry in queue:
+            self._bounce_queued(entry, condition, text)
 
     # Dialback verification -------------------------------------------------
 

@@ -545,12 +545,18 @@ class OutboundStream(S2SStream):
         it is being sent for the second time (C{stanza.resent}).
         """
         rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
-        data = serialise(stanza)
+        self.send_serialised(serialise(stanza), getattr(stanza, "resent", False))
+
+    def send_serialised(self, data, resent=False):
+        """
+        Send a stanza serialised already (by L{serialise}, in
+        C{jabber:server}); C{resent}: whether it is sent for the second time.
+        """
         self.stanzas_out += 1
         self.bytes_out += len(data)
         self.send_bytes(data)
         if self.unacked is not None:
-            self.unacked.append((data, getattr(stanza, "resent", False)))
+            self.unacked.append((data, resent))
             self.unacked_bytes += len(data)
             if len(self.unacked) % self.SM_REQUEST_EVERY == 0:
                 self._request_ack()
