@@ -115,3 +115,31 @@ class InboundPathTests(unittest.TestCase):
         self.assertEqual([kind for kind, _ in figures], ["ascii", "emoji nickname", "rewritten domain"])
         for _, best in figures:
             self.assertGreater(float(best), 0)
+
+
+class AttackRunTests(unittest.TestCase):
+    """
+    bench/attack.py runs the attack to the end and prints its figures; the
+    gateway's memory stays bounded meanwhile (a loose bound here: the
+    figures are for docs/security.md).
+    """
+
+    timeout = 180
+
+    async def test_small_run(self):
+        done = await threads.deferToThread(
+            subprocess.run,
+            [sys.executable, os.path.join(REPO, "bench", "attack.py"),
+             "--rounds", "5", "--messages", "20"],
+            capture_output=True,
+            text=True,
+            timeout=170,
+            cwd=REPO,
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        bounced = re.search(r"bounces sent by the gateway\s+(\d+)", done.stdout)
+        self.assertGreaterEqual(int(bounced.group(1)), 5, done.stdout)
+        before, after = map(float, re.search(
+            r"peak RSS before / after\s+([\d.]+) / ([\d.]+) MiB", done.stdout).groups())
+        self.assertLess(after - before, 40, done.stdout)
+        self.assertRegex(done.stdout, r"legitimate latency, attack: median / p90\s+[\d.]+ / [\d.]+ ms")

@@ -91,12 +91,15 @@ class BrokenPeer(protocol.Protocol):
         elif element.name == "result" and self.factory.close_after_key:
             self.transport.abortConnection()
         elif element.name == "result" and self.factory.mode == "hoarding":
-            self.transport.write(b"<db:result from='b.test' to='a.test' type='valid'/>")
+            self.transport.write(
+                f"<db:result from='{element['to']}' to='{element['from']}' type='valid'/>"
+                .encode()
+            )
         elif element.name == "verify" and self.factory.mode == "hoarding":
             # Our own authoritative server: every key is ours.
             self.transport.write(
-                f"<db:verify from='b.test' to='a.test' id='{element['id']}' type='valid'/>"
-                .encode()
+                f"<db:verify from='{element['to']}' to='{element['from']}' "
+                f"id='{element['id']}' type='valid'/>".encode()
             )
         elif element.name == "enable" and self.factory.mode == "hoarding":
             # Stream management on, then never an acknowledgement, and no
