@@ -176,6 +176,19 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class RecordsConfig:
+    """
+    How long authentication records are kept.
+
+    @ivar max_age_days: records older than this many days are forgotten.
+    @ivar max_records: at most this many are kept, the newest.
+    """
+
+    max_age_days: float = 90.0
+    max_records: int = 1_000_000
+
+
+@dataclass(frozen=True)
 class POSHConfig:
     """
     POSH (RFC 7711): checking peers' files, and publishing ours.
@@ -290,6 +303,7 @@ class GatewayConfig:
     policy: PolicyConfig = PolicyConfig()
     posh: POSHConfig = POSHConfig()
     admin: AdminConfig = AdminConfig()
+    records: RecordsConfig = RecordsConfig()
 
     @property
     def domain_names(self):
@@ -452,6 +466,16 @@ def parse_config(text, path, base, known_verifiers=None):
     dns = _dns(root.table_of("dns"))
     timeouts = _timeouts(root.table_of("timeouts"))
     posh = _posh(root.table_of("posh"))
+    records_table = root.table_of("records")
+    records = RecordsConfig(
+        max_age_days=records_table.number(
+            "max_age_days", RecordsConfig().max_age_days, minimum=0
+        ),
+        max_records=records_table.number(
+            "max_records", RecordsConfig().max_records, minimum=0, integer=True
+        ),
+    )
+    records_table.finish()
     admin_table = root.table_of("admin")
     admin = AdminConfig(
         listen=admin_table.endpoints("listen", AdminConfig().listen),
@@ -475,6 +499,7 @@ def parse_config(text, path, base, known_verifiers=None):
         policy=policy,
         posh=posh,
         admin=admin,
+        records=records,
     )
 
 

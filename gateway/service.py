@@ -172,10 +172,15 @@ class GatewayService(service.MultiService):
         self._parker = LoopingCall(self.federation.park_quiet_parsers)
         self._parker.clock = self.federation.clock
         self._parker.start(1.0, now=False)
+        # Records are kept for records.max_age_days, and at most
+        # records.max_records of them: checked at start and every hour.
+        self._pruner = LoopingCall(self._prune_records)
+        self._pruner.clock = self.federation.clock
         d = self.records.start()
         d.addCallback(
             lambda _: log.info("authentication records in {path}", path=self.records.path)
         )
+        d.addCallback(self._start_pruning)
         # Remember the certificate each peer presented last, across restarts.
         d.addCallback(lambda _: self.records.recent(limit=None))
         d.addCallback(self.federation.continuity.load)
@@ -185,6 +190,30 @@ class GatewayService(service.MultiService):
             )
         )
 
+    def _start_pruning(self, ignored):
+        # Not waited for: the loop's Deferred fires only when it stops.  The
+        # store may come up after the service was stopped again.
+        if self.running and not self._pruner.running:
+            self._pruner.start(3600.0, now=True)
+
+    def _prune_records(self):
+        retention = self.config.records
+        before = self.federation.clock.seconds() - retention.max_age_days * 86400
+        d = self.records.prune(before=before, keep=retention.max_records)
+
+        def pruned(count):
+            if count:
+                log.info(
+                    "forgot {count} authentication records (older than {days:g} days, or "
+                    "beyond the newest {keep})",
+                    count=count,
+                    days=retention.max_age_days,
+                    keep=retention.max_records,
+                )
+
+        d.addCallbacks(pruned, lambda f: log.failure("pruning authentication records", f))
+        return None
+
     def stopService(self):
         if not self.running:
             return defer.succeed(None)
@@ -192,6 +221,8 @@ class GatewayService(service.MultiService):
             self._sweeper.stop()
         if self._parker.running:
             self._parker.stop()
+        if self._pruner.running:
+            self._pruner.stop()
         stopped = defer.maybeDeferred(super().stopService)
         done = defer.gatherResults(
             [stopped, self.federation.shut_down(), self.components.close_all()]

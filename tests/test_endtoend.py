@@ -179,6 +179,33 @@ class FederationTests(unittest.TestCase):
         self.assertEqual((a.router.bounced, b.router.bounced), (0, 0))
 
     @defer.inlineCallbacks
+    def test_records_retention(self):
+        """
+        [records] max_records and max_age_days bound what the gateway keeps:
+        pruning (at start and hourly) forgets all but the newest records,
+        and those older than the limit.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(
+            world.gateway("a.test", extra="[records]\nmax_records = 1\nmax_age_days = 1\n")
+        )
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        alice.message("alice@a.test", "bob@b.test", "there", "r1")
+        yield defer.Deferred.fromCoroutine(bob.next())
+        bob.message("bob@b.test", "alice@a.test", "and back", "r2")
+        yield defer.Deferred.fromCoroutine(alice.next())
+        self.assertEqual(len((yield a.records.recent(limit=None))), 2)
+        self.assertIsNotNone(a._pruner)
+        a._prune_records()
+        # The store's one thread does the pruning before this read.
+        kept = yield a.records.recent(limit=None)
+        self.assertEqual(len(kept), 1)
+        forgotten = yield a.records.prune(before=kept[0].time + 1)
+        self.assertEqual(forgotten, 1)
+
+    @defer.inlineCallbacks
     def test_many_messages_in_order(self):
         """
         Stanzas queued while the stream is set up, and sent after, all

@@ -291,6 +291,26 @@ class RecordStoreTestsMixin:
         self.assertTrue(verifyObject(IRecordStore, self.store()))
 
     @deferred_test
+    async def test_prune(self):
+        """
+        Records made before a time are forgotten, then all but the newest N;
+        the count of those forgotten comes back.
+        """
+        store = self.store()
+        for n in range(10):
+            store.add(make_record(time=1000.0 + n, peer_domain=f"p{n % 2}.example"))
+        self.assertEqual(await store.prune(before=1003.0), 3)
+        self.assertEqual([r.time for r in await store.recent(limit=None)],
+                         [1009.0, 1008.0, 1007.0, 1006.0, 1005.0, 1004.0, 1003.0])
+        self.assertEqual(await store.prune(keep=4), 3)
+        self.assertEqual([r.time for r in await store.recent(limit=None)],
+                         [1009.0, 1008.0, 1007.0, 1006.0])
+        self.assertEqual([r.time for r in await store.for_peer("p1.example")], [1009.0, 1007.0])
+        self.assertEqual(await store.prune(), 0)
+        self.assertEqual(await store.prune(before=2000.0, keep=10), 4)
+        self.assertEqual(await store.recent(), [])
+
+    @deferred_test
     async def test_empty(self):
         """
         A new store has no records.

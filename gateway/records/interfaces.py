@@ -55,6 +55,15 @@ class IRecordStore(Interface):
             L{AuthenticationRecord}.
         """
 
+    def prune(before=None, keep=None):
+        """
+        Forget old records: those made before C{before} (POSIX seconds; no
+        limit by age if L{None}), then all but the newest C{keep} (no limit
+        by number if L{None}).
+
+        @return: a Deferred firing with how many records were forgotten.
+        """
+
     def close():
         """
         Finish the work already asked for, then release the store's

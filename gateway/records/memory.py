@@ -71,6 +71,19 @@ class MemoryRecordStore:
     def recent(self, limit=100):
         return self._guard(lambda: self._newest(self._rows, limit))
 
+    def prune(self, before=None, keep=None):
+        def prune():
+            count = len(self._rows)
+            rows = self._rows
+            if before is not None:
+                rows = [row for row in rows if row[0] >= before]
+            if keep is not None:
+                rows = sorted(rows, key=lambda row: (row[0], row[1]), reverse=True)[:keep]
+            self._rows = sorted(rows, key=lambda row: row[1])
+            return count - len(self._rows)
+
+        return self._guard(prune)
+
     def close(self):
         self.closed = True
         return defer.succeed(None)

@@ -270,6 +270,28 @@ class SQLiteRecordStore:
     def recent(self, limit=100):
         return self._newest(f"{SELECT} {NEWEST_FIRST}", (), limit)
 
+    def prune(self, before=None, keep=None):
+        """
+        After every record added so far is written, forget those made before
+        C{before} and all but the newest C{keep}, in one transaction.
+        """
+        if keep is not None:
+            try:
+                keep = check_limit(keep)
+            except ValueError:
+                return defer.fail()
+
+        def prune(ignored=None):
+            return self._run(self._pool.runInteraction, self._prune, before, keep)
+
+        last = self._last_added
+        if last is None or last.called:
+            return prune()
+        self._write_now()
+        written = defer.Deferred()
+        last.addBoth(lambda result: (written.callback(None), result)[1])
+        return written.addCallback(prune)
+
     def _newest(self, query, parameters, limit):
         try:
             limit = check_limit(limit)
@@ -416,6 +438,20 @@ class SQLiteRecordStore:
 
     def _insert_many(self, transaction, rows):
         transaction.executemany(INSERT, rows)
+
+    def _prune(self, transaction, before, keep):
+        forgotten = 0
+        if before is not None:
+            transaction.execute("DELETE FROM authentication WHERE time < ?", (before,))
+            forgotten += transaction.rowcount
+        if keep is not None:
+            transaction.execute(
+                "DELETE FROM authentication WHERE id IN (SELECT id FROM authentication "
+                "ORDER BY time DESC, id DESC LIMIT -1 OFFSET ?)",
+                (keep,),
+            )
+            forgotten += transaction.rowcount
+        return forgotten
 
     def _select(self, transaction, query, parameters):
         transaction.execute(query, parameters)
