@@ -182,7 +182,7 @@ class GatewayService(service.MultiService):
         )
         d.addCallback(self._start_pruning)
         # Remember the certificate each peer presented last, across restarts.
-        d.addCallback(lambda _: self.records.recent(limit=None))
+        d.addCallback(lambda _: self.records.latest_accepted())
         d.addCallback(self.federation.continuity.load)
         d.addErrback(
             lambda f: log.critical(

@@ -291,6 +291,23 @@ class RecordStoreTestsMixin:
         self.assertTrue(verifyObject(IRecordStore, self.store()))
 
     @deferred_test
+    async def test_latest_accepted(self):
+        """
+        One record per peer: its newest that accepted it with a certificate;
+        refusals and records without a certificate don't count.
+        """
+        store = self.store()
+        await store.add(make_record(time=1.0, peer_domain="a.example"))
+        await store.add(make_record(time=3.0, peer_domain="a.example"))
+        await store.add(refused_record(time=4.0, peer_domain="a.example"))
+        await store.add(make_record(time=2.0, peer_domain="b.example"))
+        await store.add(make_record(time=5.0, peer_domain="b.example", certificate=None))
+        await store.add(refused_record(time=6.0, peer_domain="c.example"))
+        latest = await store.latest_accepted()
+        self.assertEqual([(r.peer_domain, r.time) for r in latest],
+                         [("a.example", 3.0), ("b.example", 2.0)])
+
+    @deferred_test
     async def test_prune(self):
         """
         Records made before a time are forgotten, then all but the newest N;

@@ -55,6 +55,16 @@ class IRecordStore(Interface):
             L{AuthenticationRecord}.
         """
 
+    def latest_accepted():
+        """
+        For each peer domain, its newest record that accepted the peer with
+        a certificate: what certificate continuity needs at start, without
+        loading every record.
+
+        @return: a Deferred firing with a L{list} of L{AuthenticationRecord},
+            newest first.
+        """
+
     def prune(before=None, keep=None):
         """
         Forget old records: those made before C{before} (POSIX seconds; no

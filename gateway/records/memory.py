@@ -71,6 +71,19 @@ class MemoryRecordStore:
     def recent(self, limit=100):
         return self._guard(lambda: self._newest(self._rows, limit))
 
+    def latest_accepted(self):
+        def latest():
+            seen = set()
+            chosen = []
+            for row in sorted(self._rows, key=lambda row: (row[0], row[1]), reverse=True):
+                record = self._load(row)
+                if record.authenticated and record.certificate and row[2] not in seen:
+                    seen.add(row[2])
+                    chosen.append(record)
+            return chosen
+
+        return self._guard(latest)
+
     def prune(self, before=None, keep=None):
         def prune():
             count = len(self._rows)

@@ -270,6 +270,16 @@ class SQLiteRecordStore:
     def recent(self, limit=100):
         return self._newest(f"{SELECT} {NEWEST_FIRST}", (), limit)
 
+    def latest_accepted(self):
+        columns = ", ".join(COLUMNS)
+        query = (
+            f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY peer_domain "
+            "ORDER BY time DESC, id DESC) AS newest FROM authentication "
+            "WHERE authenticated = 1 AND certificate IS NOT NULL) "
+            "WHERE newest = 1 ORDER BY time DESC, id DESC LIMIT ?"
+        )
+        return self._newest(query, (), None)
+
     def prune(self, before=None, keep=None):
         """
         After every record added so far is written, forget those made before
