@@ -37,6 +37,10 @@ class Warning:
     message: str
     details: dict = field(default_factory=dict)
     acknowledged: bool = False
+    #: How many times it happened: a repeated refusal of the same peer
+    #: counts here instead of adding a warning each time.
+    count: int = 1
+    first_time: float | None = None
 
     def as_dict(self):
         from gateway.records.record import time_iso
@@ -49,6 +53,8 @@ class Warning:
             "message": self.message,
             "details": dict(self.details),
             "acknowledged": self.acknowledged,
+            "count": self.count,
+            "first_time": time_iso(self.first_time if self.first_time is not None else self.time),
         }
 
 
@@ -62,16 +68,53 @@ class Warnings:
         self.limit = limit
         self._warnings = []
         self._ids = itertools.count(1)
+        self._logged = {}
         self.on_acknowledge = on_acknowledge
 
+    #: Kinds whose repeats, for the same peer and while unacknowledged, are
+    #: counted in one warning (a peer refused a thousand times is one line,
+    #: not a thousand); the log says so at most once a minute per peer.
+    AGGREGATED = frozenset({"verification-failure"})
+    LOG_EVERY = 60.0
+
     def add(self, kind, peer_domain, message, **details):
-        warning = Warning(next(self._ids), self.clock.seconds(), kind, peer_domain, message, details)
+        now = self.clock.seconds()
+        if kind in self.AGGREGATED:
+            for warning in self._warnings:
+                if (warning.kind, warning.peer_domain) == (kind, peer_domain) and not (
+                    warning.acknowledged
+                ):
+                    warning.count += 1
+                    warning.time = now
+                    warning.message = message
+                    warning.details = details
+                    self._warnings.remove(warning)
+                    self._warnings.insert(0, warning)
+                    self._log(warning, now)
+                    return warning
+        warning = Warning(next(self._ids), now, kind, peer_domain, message, details,
+                          first_time=now)
         self._warnings.insert(0, warning)
         del self._warnings[self.limit:]
-        log.warn(
-            "warning for {peer}: {message}", peer=peer_domain, message=message, kind=kind
-        )
+        self._log(warning, now)
         return warning
+
+    def _log(self, warning, now):
+        last = self._logged.get((warning.kind, warning.peer_domain))
+        if last is not None and now - last[0] < self.LOG_EVERY:
+            return
+        repeated = warning.count - (last[1] if last is not None else 0)
+        self._logged[(warning.kind, warning.peer_domain)] = (now, warning.count)
+        if len(self._logged) > self.limit:
+            self._logged.pop(next(iter(self._logged)))
+        log.warn(
+            "warning for {peer}: {message}"
+            + (" ({repeated} times since the last line)" if repeated > 1 else ""),
+            peer=warning.peer_domain,
+            message=warning.message,
+            kind=warning.kind,
+            repeated=repeated,
+        )
 
     def list(self, include_acknowledged=True):
         return [w for w in self._warnings if include_acknowledged or not w.acknowledged]

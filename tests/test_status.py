@@ -65,6 +65,34 @@ class ContinuityTests(unittest.TestCase):
 
 
 class WarningsTests(unittest.TestCase):
+    def test_repeated_refusals_aggregated(self):
+        """
+        Repeated verification failures of one peer count in one warning
+        (until acknowledged), and the log says so at most once a minute.
+        """
+        from twisted.logger import globalLogPublisher
+
+        lines = []
+        observer = lambda event: lines.append(event) if event.get("kind") else None  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        clock = Clock()
+        warnings = Warnings(clock)
+        for n in range(100):
+            clock.advance(1)
+            warnings.add("verification-failure", "evil.example", f"refused {n}")
+        (warning,) = warnings.list()
+        self.assertEqual((warning.count, warning.message), (100, "refused 99"))
+        self.assertEqual(warning.as_dict()["count"], 100)
+        self.assertEqual([e["repeated"] for e in lines], [1, 60])
+        warnings.add("verification-failure", "other.example", "refused")
+        self.assertTrue(warnings.acknowledge(warning.id))
+        warnings.add("verification-failure", "evil.example", "refused again")
+        self.assertEqual(
+            [(w.peer_domain, w.count) for w in warnings.list()],
+            [("evil.example", 1), ("other.example", 1), ("evil.example", 100)],
+        )
+
     def test_newest_first_bounded_acknowledged(self):
         clock = Clock()
         acknowledged = []

@@ -132,6 +132,7 @@ class Federation:
         self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
         self.continuity = Continuity()
         self._warned = set()
+        self._refusals_logged = {}
         self._serials = itertools.count(1)
         self.verifiers = verifiers
         self.streams = set()
@@ -464,14 +465,26 @@ class Federation:
         """
         The chain refused C{peer_domain} on C{stream}: log and record it.
         """
-        log.info(
-            "s2s {direction} {peer} refused for {local}: {reason}",
-            direction=direction,
-            peer=peer_domain,
-            local=local_domain,
-            reason=result.reason,
-            stream_id=stream.stream_id,
-        )
+        # At most one line a minute per peer: a peer (or someone claiming to
+        # be one) refused over and over must not fill the log.
+        now = self.clock.seconds()
+        last, suppressed = self._refusals_logged.get(peer_domain, (None, 0))
+        if last is None or now - last >= 60.0:
+            log.info(
+                "s2s {direction} {peer} refused for {local}: {reason}"
+                + (" ({suppressed} more refusals since the last line)" if suppressed else ""),
+                direction=direction,
+                peer=peer_domain,
+                local=local_domain,
+                reason=result.reason,
+                stream_id=stream.stream_id,
+                suppressed=suppressed,
+            )
+            self._refusals_logged[peer_domain] = (now, 0)
+            if len(self._refusals_logged) > 10_000:
+                self._refusals_logged.pop(next(iter(self._refusals_logged)))
+        else:
+            self._refusals_logged[peer_domain] = (last, suppressed + 1)
         self._record(stream, direction, local_domain, peer_domain, result, False, None)
         deciding = result.verdict.verifier if result.verdict else "chain exhausted"
         self.metrics.handshakes.labels(direction, "refused").inc()
