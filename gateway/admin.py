@@ -561,7 +561,7 @@ class AdminResource(Resource):
             return self._unauthorised(request)
         if segments is None:
             return error_reply(404, "not found")
-        return await self._api(method, segments)
+        return await self._api(method, segments, request.args)
 
     def _not_allowed(self, allowed):
         return error_reply(405, "method not allowed", ((b"Allow", allowed),))
@@ -582,7 +582,7 @@ class AdminResource(Resource):
             200, render_status_page(status.streams(), status.warnings(), peers), HTML_CONTENT_TYPE
         )
 
-    async def _api(self, method, segments):
+    async def _api(self, method, segments, args=None):
         status = self.status
         match segments:
             case ["metrics"]:
@@ -618,7 +618,20 @@ class AdminResource(Resource):
             case ["api", "peers"]:
                 if method != b"GET":
                     return self._not_allowed(b"GET, HEAD")
-                return json_reply({"peers": await status.peers()})
+                args = args or {}
+                try:
+                    limit = int(args.get(b"limit", [b"1000"])[0])
+                    if not 0 < limit <= 1000:
+                        raise ValueError
+                except ValueError:
+                    return error_reply(400, "limit must be an integer from 1 to 1000")
+                after = args.get(b"after", [b""])[0].decode("utf-8", "replace") or None
+                peers = await status.peers(limit=limit, after=after)
+                return json_reply({
+                    "peers": peers,
+                    # The next page starts after the last peer of this one.
+                    "next": peers[-1]["peer_domain"] if len(peers) == limit else None,
+                })
             case ["api", "peers", domain]:
                 if method != b"GET":
                     return self._not_allowed(b"GET, HEAD")

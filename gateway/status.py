@@ -324,15 +324,27 @@ class StatusSource:
             return None
         return _chain_pem(stream.tls.peer_chain)
 
-    async def peers(self):
+    #: The most peers one listing holds, and records one peer's history.
+    PAGE = 1000
+
+    async def peers(self, limit=PAGE, after=None):
         """
-        Every peer domain in the records: when last seen, how, and how
-        many certificates.
+        The peer domains in the records, by name, a page at a time (those
+        after C{after}, at most C{limit}): when last seen, how, and how many
+        certificates.  Summed up by the store, not read record by record.
         """
-        history = {}
-        for record in await self.records.recent(limit=None):
-            history.setdefault(record.peer_domain, []).append(record)
-        return [self._peer(domain, records) for domain, records in sorted(history.items())]
+        from gateway.records.record import time_iso
+
+        return [
+            {
+                "peer_domain": summary.peer_domain,
+                "last_seen": time_iso(summary.last_time),
+                "last_method": summary.last_method,
+                "last_authenticated": summary.last_authenticated,
+                "certificates": summary.certificates,
+            }
+            for summary in await self.records.peer_summaries(limit=limit, after=after)
+        ]
 
     async def peer(self, domain):
         """
@@ -343,7 +355,7 @@ class StatusSource:
             domain = bare_domain(domain)
         except AddressError:
             return None
-        records = await self.records.for_peer(domain, limit=None)
+        records = await self.records.for_peer(domain, limit=self.PAGE)
         if not records:
             return None
         return self._peer(domain, records, detail=True)

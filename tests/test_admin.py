@@ -387,7 +387,8 @@ class PeersTests(unittest.TestCase):
         yield defer.Deferred.fromCoroutine(exchange(world, a, b))
         yield wait_for(lambda: len(live(a, "b.test")) == 2)
         peers = (yield defer.Deferred.fromCoroutine(http(a, "/api/peers"))).json()
-        self.assertEqual(list(peers), ["peers"])
+        self.assertEqual(sorted(peers), ["next", "peers"])
+        self.assertIsNone(peers["next"])
         (peer,) = peers["peers"]
         self.assertEqual(peer["peer_domain"], "b.test")
         self.assertEqual(peer["last_method"], "pkix")
@@ -859,8 +860,9 @@ class FakeStatus:
     def stream_certificate_pem(self, stream_id):
         return None
 
-    async def peers(self):
-        return self._peers
+    async def peers(self, limit=1000, after=None):
+        names = [p for p in self._peers if after is None or p["peer_domain"] > after]
+        return names[:limit]
 
     async def peer(self, domain):
         return None
@@ -960,6 +962,33 @@ class PageTests(unittest.TestCase):
         failed = yield defer.Deferred.fromCoroutine(http_port(number, "/api/warnings", "t0ken"))
         self.assertEqual((failed.code, failed.json()), (500, {"error": "internal error; see the gateway's log"}))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_peers_paged(self):
+        """
+        /api/peers comes a page at a time: limit (1 to 1000), after, and
+        "next" naming where the next page starts.
+        """
+        peers = [{"peer_domain": name} for name in ("a.example", "b.example", "c.example")]
+        site = make_admin_site(FakeStatus(peers=peers), "t0ken")
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+
+        def get(path):
+            return defer.Deferred.fromCoroutine(http_port(number, path, "t0ken"))
+
+        first = (yield get("/api/peers?limit=2")).json()
+        self.assertEqual(
+            ([p["peer_domain"] for p in first["peers"]], first["next"]),
+            (["a.example", "b.example"], "b.example"),
+        )
+        rest = (yield get("/api/peers?limit=2&after=b.example")).json()
+        self.assertEqual(([p["peer_domain"] for p in rest["peers"]], rest["next"]),
+                         (["c.example"], None))
+        for bad in ("0", "1001", "x"):
+            refused = yield get(f"/api/peers?limit={bad}")
+            self.assertEqual(refused.code, 400, bad)
 
     def test_needs_a_token(self):
         self.assertRaises(ValueError, make_admin_site, FakeStatus(), "")

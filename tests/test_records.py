@@ -291,6 +291,31 @@ class RecordStoreTestsMixin:
         self.assertTrue(verifyObject(IRecordStore, self.store()))
 
     @deferred_test
+    async def test_peer_summaries(self):
+        """
+        One summary per peer, by name, a page at a time: when last seen, how,
+        and how many certificates it presented.
+        """
+        from gateway.records.interfaces import PeerSummary
+
+        store = self.store()
+        other = dict(make_record().certificate, sha256="ff" * 32)
+        await store.add(make_record(time=1.0, peer_domain="b.example"))
+        await store.add(make_record(time=2.0, peer_domain="b.example", certificate=other))
+        await store.add(refused_record(time=3.0, peer_domain="b.example"))
+        await store.add(make_record(time=4.0, peer_domain="a.example", certificate=None))
+        await store.add(make_record(time=5.0, peer_domain="c.example"))
+        first = await store.peer_summaries(limit=2)
+        self.assertEqual([s.peer_domain for s in first], ["a.example", "b.example"])
+        self.assertEqual(
+            first[1], PeerSummary("b.example", 3.0, refused_record().method, False, 2)
+        )
+        self.assertEqual(first[0].certificates, 0)
+        rest = await store.peer_summaries(limit=2, after="b.example")
+        self.assertEqual([(s.peer_domain, s.last_method) for s in rest], [("c.example", "pkix")])
+        self.assertEqual(len(await store.peer_summaries(limit=None)), 3)
+
+    @deferred_test
     async def test_latest_accepted(self):
         """
         One record per peer: its newest that accepted it with a certificate;

@@ -4,6 +4,8 @@ L{AuthenticationRecord<gateway.records.record.AuthenticationRecord>} for
 every stream whose peer it checked.
 """
 
+from dataclasses import dataclass
+
 from zope.interface import Interface
 
 
@@ -55,6 +57,14 @@ class IRecordStore(Interface):
             L{AuthenticationRecord}.
         """
 
+    def peer_summaries(limit=100, after=None):
+        """
+        One summary per peer domain, in the order of their names, from the
+        first name after C{after} (all if L{None}): at most C{limit}.
+
+        @return: a Deferred firing with a L{list} of L{PeerSummary}.
+        """
+
     def latest_accepted():
         """
         For each peer domain, its newest record that accepted the peer with
@@ -96,3 +106,19 @@ def check_limit(limit):
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
     return limit
+
+
+@dataclass(frozen=True)
+class PeerSummary:
+    """
+    What the records say of one peer domain, in short.
+
+    @ivar certificates: how many different certificates it presented.
+    """
+
+    peer_domain: str
+    last_time: float
+    last_method: str
+    last_authenticated: bool
+    certificates: int
+

@@ -13,7 +13,7 @@ import json
 from twisted.internet import defer
 from zope.interface import implementer
 
-from gateway.records.interfaces import IRecordStore, RecordStoreError, check_limit
+from gateway.records.interfaces import IRecordStore, PeerSummary, RecordStoreError, check_limit
 from gateway.records.record import AuthenticationRecord
 
 
@@ -70,6 +70,24 @@ class MemoryRecordStore:
 
     def recent(self, limit=100):
         return self._guard(lambda: self._newest(self._rows, limit))
+
+    def peer_summaries(self, limit=100, after=None):
+        def summaries():
+            by_peer = {}
+            for row in sorted(self._rows, key=lambda row: (row[0], row[1])):
+                by_peer.setdefault(row[2], []).append(row)
+            names = sorted(name for name in by_peer if after is None or name > after)
+            chosen = []
+            for name in names[:check_limit(limit)] if limit is not None else names:
+                records = [self._load(row) for row in by_peer[name]]
+                latest = records[-1]
+                chosen.append(PeerSummary(
+                    name, latest.time, latest.method, latest.authenticated,
+                    len({r.certificate["sha256"] for r in records if r.certificate}),
+                ))
+            return chosen
+
+        return self._guard(summaries)
 
     def latest_accepted(self):
         def latest():

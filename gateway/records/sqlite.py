@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python import failure
 from zope.interface import implementer
 
-from gateway.records.interfaces import IRecordStore, RecordStoreError, check_limit
+from gateway.records.interfaces import IRecordStore, PeerSummary, RecordStoreError, check_limit
 from gateway.records.record import AuthenticationRecord
 
 log = Logger()
@@ -269,6 +269,44 @@ class SQLiteRecordStore:
 
     def recent(self, limit=100):
         return self._newest(f"{SELECT} {NEWEST_FIRST}", (), limit)
+
+    def peer_summaries(self, limit=100, after=None):
+        try:
+            limit = check_limit(limit)
+        except ValueError:
+            return defer.fail()
+        query = (
+            "SELECT n.peer_domain, n.time, n.method, n.authenticated, c.certificates FROM "
+            "(SELECT peer_domain, time, method, authenticated, ROW_NUMBER() OVER "
+            "(PARTITION BY peer_domain ORDER BY time DESC, id DESC) AS newest "
+            "FROM authentication WHERE peer_domain > ?) AS n "
+            "JOIN (SELECT peer_domain, COUNT(DISTINCT json_extract(certificate, '$.sha256')) "
+            "AS certificates FROM authentication WHERE peer_domain > ? GROUP BY peer_domain) "
+            "AS c USING (peer_domain) "
+            "WHERE n.newest = 1 ORDER BY n.peer_domain LIMIT ?"
+        )
+
+        def read(ignored=None):
+            return self._run(
+                self._pool.runInteraction, self._summaries, query,
+                ("" if after is None else after, "" if after is None else after,
+                 -1 if limit is None else limit),
+            )
+
+        last = self._last_added
+        if last is None or last.called:
+            return read()
+        self._write_now()
+        written = defer.Deferred()
+        last.addBoth(lambda result: (written.callback(None), result)[1])
+        return written.addCallback(read)
+
+    def _summaries(self, transaction, query, parameters):
+        transaction.execute(query, parameters)
+        return [
+            PeerSummary(domain, time, method, bool(authenticated), certificates)
+            for domain, time, method, authenticated, certificates in transaction.fetchall()
+        ]
 
     def latest_accepted(self):
         columns = ", ".join(COLUMNS)
