@@ -84,6 +84,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
@@ -467,6 +468,39 @@ def trust_root(path):
     return trustRootFromCertificates(certificates)
 
 
+#: Bytes a POSH server may send beyond the document's own limit: the status
+#: line, headers and TLS records.  Twisted's HTTP client caps each header
+#: line but not how many there are; this caps them all.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class _ReceiveLimit(WrappingFactory):
+    """
+    Drops a connection that receives more than C{limit} bytes in all (a
+    server sending 300,000 headers, say).
+    """
+
+    protocol = None
+
+    def __init__(self, wrapped, limit):
+        super().__init__(wrapped)
+        self.limit = limit
+
+    def buildProtocol(self, address):
+        return _ReceiveLimitProtocol(self, self.wrappedFactory.buildProtocol(address))
+
+
+class _ReceiveLimitProtocol(ProtocolWrapper):
+    received = 0
+
+    def dataReceived(self, data):
+        self.received += len(data)
+        if self.received > self.factory.limit:
+            self.transport.abortConnection()
+            return
+        super().dataReceived(data)
+
+
 @implementer(IStreamClientEndpoint)
 class _ResolvingEndpoint:
     """
@@ -474,15 +508,20 @@ class _ResolvingEndpoint:
     (IPv6 first), trying each in turn.
     """
 
-    def __init__(self, reactor, dns_client, host, port, timeout):
+    def __init__(self, reactor, dns_client, host, port, timeout, max_received=None):
         self.reactor = reactor
         self.dns_client = dns_client
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.max_received = max_received
 
     def connect(self, factory):
-        return defer.Deferred.fromCoroutine(self._connect(factory))
+        if self.max_received is None:
+            return defer.Deferred.fromCoroutine(self._connect(factory))
+        # The caller gets its own protocol back, as from any endpoint.
+        d = defer.Deferred.fromCoroutine(self._connect(_ReceiveLimit(factory, self.max_received)))
+        return d.addCallback(lambda protocol: protocol.wrappedProtocol)
 
     async def _connect(self, factory):
         found = await lookup_addresses(self.dns_client, self.host)
@@ -526,12 +565,14 @@ class _EndpointFactory:
     without a port goes to C{default_port} (443, but for tests).
     """
 
-    def __init__(self, reactor, dns_client, trust_root, default_port, timeout):
+    def __init__(self, reactor, dns_client, trust_root, default_port, timeout,
+                 max_received=None):
         self.reactor = reactor
         self.dns_client = dns_client
         self.trust_root = trust_root
         self.default_port = default_port
         self.timeout = timeout
+        self.max_received = max_received
         self.connections = []
 
     def endpointForURI(self, uri):
@@ -546,7 +587,9 @@ class _EndpointFactory:
         )
         return wrapClientTLS(
             _KeepConnections(options, self.connections),
-            _ResolvingEndpoint(self.reactor, self.dns_client, host, port, self.timeout),
+            _ResolvingEndpoint(
+                self.reactor, self.dns_client, host, port, self.timeout, self.max_received
+            ),
         )
 
 
@@ -774,7 +817,8 @@ class POSHClient:
         """
         host = urlsplit(url).hostname or ""
         endpoints = _EndpointFactory(
-            self.reactor, self.dns_client, self.trust_root, self.port, self.timeout
+            self.reactor, self.dns_client, self.trust_root, self.port, self.timeout,
+            max_received=self.max_size + MAX_HEADER_BYTES,
         )
         agent = Agent.usingEndpointFactory(
             self.reactor, endpoints, pool=_QuietPool(self.reactor)

@@ -870,6 +870,27 @@ class POSHClientTests(ClientTestsMixin, unittest.TestCase):
         self.assertLess(streamer.sent, 1024 * 1024)
 
     @defer.inlineCallbacks
+    def test_endless_headers(self):
+        """
+        A server sending headers without end (100,000 here) is cut off once
+        the connection has received the file's limit plus 64 KiB: Twisted's
+        HTTP client caps each header line, not how many there are.
+        """
+        from gateway.posh import MAX_HEADER_BYTES
+
+        body = posh_document(self.xmpp, 60)
+        self.web.serve(
+            TENANT, body, headers=[(b"X-Filler-%d" % n, b"0123456789") for n in range(100_000)]
+        )
+        result = yield self.fetch(self.client(max_size=4096))
+        self.assertEqual(result.status, ERROR, result.reason)
+        self.assertIn("no response: Connection to the other side was lost", result.reason)
+        self.assertEqual(MAX_HEADER_BYTES, 64 * 1024)
+        self.web.serve(TENANT, body, headers=[(b"X-Filler-%d" % n, b"x") for n in range(100)])
+        result = yield self.fetch(self.client(max_size=4096))
+        self.assertEqual(result.status, FOUND, result.reason)
+
+    @defer.inlineCallbacks
     def test_body_at_the_limit(self):
         body = posh_document(self.xmpp, 60)
         self.web.serve(TENANT, body)
