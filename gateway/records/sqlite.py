@@ -286,20 +286,11 @@ class SQLiteRecordStore:
             "WHERE n.newest = 1 ORDER BY n.peer_domain LIMIT ?"
         )
 
-        def read(ignored=None):
-            return self._run(
-                self._pool.runInteraction, self._summaries, query,
-                ("" if after is None else after, "" if after is None else after,
-                 -1 if limit is None else limit),
-            )
-
-        last = self._last_added
-        if last is None or last.called:
-            return read()
-        self._write_now()
-        written = defer.Deferred()
-        last.addBoth(lambda result: (written.callback(None), result)[1])
-        return written.addCallback(read)
+        after = "" if after is None else after
+        return self._after_writes(
+            self._pool.runInteraction, self._summaries, query,
+            (after, after, -1 if limit is None else limit),
+        )
 
     def _summaries(self, transaction, query, parameters):
         transaction.execute(query, parameters)
@@ -328,37 +319,29 @@ class SQLiteRecordStore:
                 keep = check_limit(keep)
             except ValueError:
                 return defer.fail()
-
-        def prune(ignored=None):
-            return self._run(self._pool.runInteraction, self._prune, before, keep)
-
-        last = self._last_added
-        if last is None or last.called:
-            return prune()
-        self._write_now()
-        written = defer.Deferred()
-        last.addBoth(lambda result: (written.callback(None), result)[1])
-        return written.addCallback(prune)
+        return self._after_writes(self._pool.runInteraction, self._prune, before, keep)
 
     def _newest(self, query, parameters, limit):
         try:
             limit = check_limit(limit)
         except ValueError:
             return defer.fail()
+        return self._after_writes(
+            self._pool.runInteraction,
+            self._select,
+            query,
+            (*parameters, -1 if limit is None else limit),
+        )
 
-        def read(ignored=None):
-            return self._run(
-                self._pool.runInteraction,
-                self._select,
-                query,
-                (*parameters, -1 if limit is None else limit),
-            )
-
+    def _after_writes(self, method, *args):
+        """
+        L{_run} C{method(*args)} once every record added before now is
+        written, so that what it reads or deletes includes them: the last
+        one's batch is started at once, without its gathering delay.
+        """
         last = self._last_added
         if last is None or last.called:
-            return read()
-        # Every record added before this read is in it: wait for the last
-        # one's batch (started now, without its gathering delay).
+            return self._run(method, *args)
         self._write_now()
         written = defer.Deferred()
 
@@ -367,7 +350,7 @@ class SQLiteRecordStore:
             return result
 
         last.addBoth(settled)
-        written.addCallback(read)
+        written.addCallback(lambda ignored: self._run(method, *args))
         return written
 
     def close(self):
