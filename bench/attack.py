@@ -96,33 +96,13 @@ def attack(port, rounds, stop):
     C{rounds}, and on until C{stop} is set (the legitimate measurement runs
     under the attack from start to end).
     """
-    from tests.test_hostile import HostilePeer
-    from tests.test_tls import client_context
+    from tests.test_failover import authenticated_attacker, big_iq
 
-    header = (
-        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-        b"xmlns:stream='http://etherx.jabber.org/streams' "
-        b"xmlns:db='jabber:server:dialback' from='b.test' to='empty.test' version='1.0'>"
-    )
-    peer = HostilePeer(port, timeout=30)
+    peer = authenticated_attacker(port, "b.test", "empty.test")
     try:
-        peer.send(header)
-        assert peer.read_until(b"</stream:features>"), peer.received
-        peer.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        assert peer.read_until(b"<proceed"), peer.received
-        peer.sock = client_context().wrap_socket(peer.sock)
-        peer.received = b""
-        peer.send(header.split(b"?>", 1)[1])
-        assert peer.read_until(b"</stream:features>"), peer.received
-        peer.send(b"<db:result from='b.test' to='empty.test'>key</db:result>")
-        assert peer.read_until(b"type='valid'"), peer.received
-        payload = b"<a/>" * 99_000
         sent = 0
         while sent < rounds or not stop.is_set():
-            peer.send(
-                f"<iq type='set' id='big{sent}' from='x@b.test' to='empty.test'>".encode()
-                + payload + b"</iq>"
-            )
+            peer.send(big_iq(sent, "x@b.test", "empty.test"))
             sent += 1
         return sent
     finally:

@@ -233,6 +233,52 @@ class FailoverTests(unittest.TestCase):
         self.assertLess(reactor.seconds() - started, 10)
 
 
+def authenticated_attacker(port, sender, receiving, timeout=30.0):
+    """
+    A blocking peer (L{tests.test_hostile.HostilePeer}; run it in a thread)
+    that opens a stream to the gateway at C{port}, STARTTLS, and gets its
+    C{sender} domain verified by dialback for C{receiving}: the gateway's
+    callback must reach a server answering for C{sender} (a hoarding
+    L{BrokenPeer}).
+    """
+    from tests.test_hostile import HostilePeer
+    from tests.test_tls import client_context
+
+    header = (
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' "
+        b"xmlns:db='jabber:server:dialback' "
+        + f"from='{sender}' to='{receiving}' version='1.0'>".encode()
+    )
+    peer = HostilePeer(port, timeout=timeout)
+    try:
+        peer.send(header)
+        assert peer.read_until(b"</stream:features>"), peer.received
+        peer.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        assert peer.read_until(b"<proceed"), peer.received
+        peer.sock = client_context().wrap_socket(peer.sock)
+        peer.received = b""
+        peer.send(header.split(b"?>", 1)[1])
+        assert peer.read_until(b"</stream:features>"), peer.received
+        peer.send(f"<db:result from='{sender}' to='{receiving}'>key</db:result>".encode())
+        assert peer.read_until(b"type='valid'"), peer.received
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
+#: An IQ of ~400 KB: 99,000 small children, under the element limit.
+_PAYLOAD = b"<a/>" * 99_000
+
+
+def big_iq(number, sender, recipient):
+    return (
+        f"<iq type='set' id='big{number}' from='{sender}' to='{recipient}'>".encode()
+        + _PAYLOAD + b"</iq>"
+    )
+
+
 class HoardingPeerTests(unittest.TestCase):
     """
     Issue: a peer that authenticates, enables stream management, then never
@@ -285,9 +331,6 @@ class HoardingPeerTests(unittest.TestCase):
         for b.test stays small (each bounce is answered from the start tag).
         Measured here: 210 MiB of growth before the fix, 2.3 MiB after.
         """
-        from tests.test_hostile import HostilePeer
-        from tests.test_tls import client_context
-
         def rss_kib():
             with open("/proc/self/status") as f:
                 return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
@@ -299,31 +342,11 @@ class HoardingPeerTests(unittest.TestCase):
         peer = yield defer.Deferred.fromCoroutine(
             helper.broken(world, "hoarding", 0, identity="b.test")
         )
-        header = (
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-            b"xmlns:stream='http://etherx.jabber.org/streams' "
-            b"xmlns:db='jabber:server:dialback' from='b.test' to='a.test' version='1.0'>"
-        )
-
         def attack():
-            attacker = HostilePeer(a.s2s_port, timeout=20)
+            attacker = authenticated_attacker(a.s2s_port, "b.test", "a.test", timeout=20)
             try:
-                attacker.send(header)
-                assert attacker.read_until(b"</stream:features>"), attacker.received
-                attacker.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-                assert attacker.read_until(b"<proceed"), attacker.received
-                attacker.sock = client_context().wrap_socket(attacker.sock)
-                attacker.received = b""
-                attacker.send(header.split(b"?>", 1)[1])
-                assert attacker.read_until(b"</stream:features>"), attacker.received
-                attacker.send(b"<db:result from='b.test' to='a.test'>key</db:result>")
-                assert attacker.read_until(b"type='valid'"), attacker.received
-                payload = b"<a/>" * 99_000
                 for n in range(5):
-                    attacker.send(
-                        f"<iq type='set' id='big{n}' from='x@b.test' to='a.test'>".encode()
-                        + payload + b"</iq>"
-                    )
+                    attacker.send(big_iq(n, "x@b.test", "a.test"))
                 return attacker.still_open(1.0)
             finally:
                 attacker.close()
