@@ -21,7 +21,12 @@ DOMAIN = "peer.example"
 HOST = "xmpp.peer.example"
 
 
-class DANEVerifierTests(unittest.TestCase):
+class PeerWithDNS:
+    """
+    A peer certificate (C{leaf}), another from the same CA (C{other}), and
+    an in-memory DNS (C{client}) to publish the peer's records in.
+    """
+
     def setUp(self):
         self.ca = CertificateAuthority()
         certificate, _ = self.ca.issue([DOMAIN])
@@ -29,13 +34,18 @@ class DANEVerifierTests(unittest.TestCase):
         other, _ = self.ca.issue([DOMAIN])
         self.other = other.public_bytes(serialization.Encoding.DER)
         self.client = FakeDNSClient()
-        self.verifier = DANEVerifier(self.client)
 
     def secure_srv(self, secure=True, port=5269):
         self.client.add(f"_xmpp-server._tcp.{DOMAIN}", "SRV", f"0 0 {port} {HOST}.", secure=secure)
         self.client.deny(f"_xmpps-server._tcp.{DOMAIN}", "SRV", secure=secure)
         self.client.add(HOST, "A", "192.0.2.1", secure=True)
         self.client.deny(HOST, "AAAA", secure=True)
+
+
+class DANEVerifierTests(PeerWithDNS, unittest.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.verifier = DANEVerifier(self.client)
 
     def tlsa(self, record, name=f"_5269._tcp.{HOST}", secure=True):
         self.client.add(name, "TLSA", str(record), secure=secure)
@@ -188,7 +198,7 @@ class DANEVerifierTests(unittest.TestCase):
 
 
 
-class GateInEveryOrderTests(unittest.TestCase):
+class GateInEveryOrderTests(PeerWithDNS, unittest.TestCase):
     """
     DANE is a gate (L{gateway.verifiers.chain}): secure TLSA records that
     don't match, and require_dane without any, refuse a peer that PKIX (with
@@ -207,12 +217,7 @@ class GateInEveryOrderTests(unittest.TestCase):
         from gateway.verifiers.pkix import PKIXVerifier
         from tests.test_chain import FakeVerifier
 
-        self.ca = CertificateAuthority()
-        certificate, _ = self.ca.issue([DOMAIN])
-        self.leaf = certificate.public_bytes(serialization.Encoding.DER)
-        other, _ = self.ca.issue([DOMAIN])
-        self.other = other.public_bytes(serialization.Encoding.DER)
-        self.client = FakeDNSClient()
+        super().setUp()
         self.clock = Clock()
         self.clock.advance(__import__("time").time())
         store = Store([x509.load_der_x509_certificate(self.ca.der)])
@@ -227,12 +232,6 @@ class GateInEveryOrderTests(unittest.TestCase):
             for order in itertools.permutations(("pkix", "dane", "posh"), size)
             if "dane" in order
         ]
-
-    def secure_srv(self):
-        self.client.add(f"_xmpp-server._tcp.{DOMAIN}", "SRV", f"0 0 5269 {HOST}.", secure=True)
-        self.client.deny(f"_xmpps-server._tcp.{DOMAIN}", "SRV", secure=True)
-        self.client.add(HOST, "A", "192.0.2.1", secure=True)
-        self.client.deny(HOST, "AAAA", secure=True)
 
     def outcomes(self, require_dane=False):
         from gateway.verifiers.chain import run_chain

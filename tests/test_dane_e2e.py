@@ -149,31 +149,42 @@ class DANETests(unittest.TestCase):
         peer, p = await self.gateway("peer.test", ["pkix", "dialback"], trust_ca=True)
         return alpha, a, peer, p
 
+    async def mismatch_refused(self, verifiers):
+        """
+        alpha (with C{verifiers}) and a peer whose certificate is from a CA
+        PKIX trusts, but whose secure TLSA records name another: refused both
+        ways, nothing sent to it.
+
+        @return: alpha's records of the peer (one each way, both refusals
+            by DANE's mismatch).
+        """
+        other, _ = self.world.ca.issue(["peer.test"])
+        alpha, a, peer, p = await self.refused_by_alpha({}, tlsa_for(other), verifiers=verifiers)
+        a.message("x@alpha.test", "y@peer.test", "no", "n1")
+        bounce = await a.next(timeout=20)
+        self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        # alpha answers the peer's key "invalid": XEP-0220 makes the peer
+        # bounce with internal-server-error.
+        p.message("y@peer.test", "x@alpha.test", "no", "n2")
+        bounce = await p.next(timeout=20)
+        self.assertEqual(error_condition(bounce), "internal-server-error")
+        records = await alpha.records.for_peer("peer.test")
+        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        for record in records:
+            self.assertFalse(record.authenticated)
+            self.assertIn("secure TLSA records exist and none matches", record.reason)
+        return records
+
     @defer.inlineCallbacks
     def test_mismatch_refused_though_pkix_would_pass(self):
         """
         Secure TLSA records that don't match refuse the peer, although its
         certificate is from a CA that PKIX trusts; nothing is sent to it.
         """
-        other, _ = self.world.ca.issue(["peer.test"])
-        alpha, a, peer, p = yield defer.Deferred.fromCoroutine(
-            self.refused_by_alpha({}, tlsa_for(other))
-        )
-        a.message("x@alpha.test", "y@peer.test", "no", "n1")
-        bounce = yield defer.Deferred.fromCoroutine(a.next(timeout=20))
-        self.assertEqual(error_condition(bounce), "remote-server-not-found")
-        # alpha answers the peer's key "invalid": XEP-0220 makes the peer
-        # bounce with internal-server-error.
-        p.message("y@peer.test", "x@alpha.test", "no", "n2")
-        bounce = yield defer.Deferred.fromCoroutine(p.next(timeout=20))
-        self.assertEqual(error_condition(bounce), "internal-server-error")
-        records = yield alpha.records.for_peer("peer.test")
-        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        records = yield defer.Deferred.fromCoroutine(self.mismatch_refused(("dane", "pkix")))
         for record in records:
-            self.assertFalse(record.authenticated)
             self.assertEqual([v["verifier"] for v in record.verdicts], ["dane"])
             self.assertTrue(record.verdicts[0]["decisive"])
-            self.assertIn("secure TLSA records exist and none matches", record.reason)
 
     @defer.inlineCallbacks
     def test_mismatch_refused_with_pkix_listed_first(self):
@@ -183,23 +194,10 @@ class DANETests(unittest.TestCase):
         that don't match it (issue: require_dane only held when dane ran
         first).
         """
-        other, _ = self.world.ca.issue(["peer.test"])
-        alpha, a, peer, p = yield defer.Deferred.fromCoroutine(
-            self.refused_by_alpha({}, tlsa_for(other), verifiers=("pkix", "dane"))
-        )
-        a.message("x@alpha.test", "y@peer.test", "no", "n1")
-        bounce = yield defer.Deferred.fromCoroutine(a.next(timeout=20))
-        self.assertEqual(error_condition(bounce), "remote-server-not-found")
-        p.message("y@peer.test", "x@alpha.test", "no", "n2")
-        bounce = yield defer.Deferred.fromCoroutine(p.next(timeout=20))
-        self.assertEqual(error_condition(bounce), "internal-server-error")
-        records = yield alpha.records.for_peer("peer.test")
-        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        records = yield defer.Deferred.fromCoroutine(self.mismatch_refused(("pkix", "dane")))
         for record in records:
-            self.assertFalse(record.authenticated)
             self.assertEqual([v["verifier"] for v in record.verdicts], ["pkix", "dane"])
             self.assertEqual(record.verdicts[0]["outcome"], "verified")
-            self.assertIn("secure TLSA records exist and none matches", record.reason)
 
     @defer.inlineCallbacks
     def test_bogus_tlsa_refused(self):
