@@ -16,21 +16,28 @@ from twisted.trial import unittest
 from tests.interop.peers import require_program
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "bench", "versus_prosody.py")
+
+
+def run_script(name, *arguments, timeout):
+    """
+    Run C{bench/<name>} with C{arguments} (in a thread); the Deferred fires
+    with the finished process, its output as text.
+    """
+    return threads.deferToThread(
+        subprocess.run,
+        [sys.executable, os.path.join(REPO, "bench", name), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 class VersusProsodyTests(unittest.TestCase):
     timeout = 240
 
     def run_bench(self, *arguments):
-        return threads.deferToThread(
-            subprocess.run,
-            [sys.executable, SCRIPT, *arguments],
-            capture_output=True,
-            text=True,
-            timeout=220,
-            cwd=REPO,
-        )
+        return run_script("versus_prosody.py", *arguments, timeout=220)
 
     async def test_small_run(self):
         require_program("prosody", "prosody")
@@ -103,14 +110,8 @@ class InboundPathTests(unittest.TestCase):
     """
 
     async def test_small_run(self):
-        done = await threads.deferToThread(
-            subprocess.run,
-            [sys.executable, os.path.join(REPO, "bench", "inbound_path.py"),
-             "--messages", "300", "--repeats", "2"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
+        done = await run_script(
+            "inbound_path.py", "--messages", "300", "--repeats", "2", timeout=120
         )
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         figures = re.findall(r"^  (.+?)\s+CPU per 10,000 stanzas: best ([\d.]+) s", done.stdout, re.M)
@@ -129,15 +130,7 @@ class AttackRunTests(unittest.TestCase):
     timeout = 180
 
     async def test_small_run(self):
-        done = await threads.deferToThread(
-            subprocess.run,
-            [sys.executable, os.path.join(REPO, "bench", "attack.py"),
-             "--rounds", "5", "--messages", "20"],
-            capture_output=True,
-            text=True,
-            timeout=170,
-            cwd=REPO,
-        )
+        done = await run_script("attack.py", "--rounds", "5", "--messages", "20", timeout=170)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         bounced = re.search(r"bounces sent by the gateway\s+(\d+)", done.stdout)
         self.assertGreaterEqual(int(bounced.group(1)), 5, done.stdout)
