@@ -28,6 +28,41 @@ from gateway.jid import AddressError, bare_domain
 log = Logger()
 
 
+class LogThrottle:
+    """
+    At most one log line per key (a peer, a kind of warning) every C{every}
+    seconds, so that what a peer can make happen over and over can't fill
+    the log; the line that is logged says how many events it stands for.
+    At most C{keys} keys are remembered (the oldest forgotten first).
+    """
+
+    def __init__(self, clock, every=60.0, keys=10_000):
+        self.clock = clock
+        self.every = every
+        self.keys = keys
+        self._state = {}
+
+    def due(self, key):
+        """
+        Count one event for C{key}.
+
+        @return: L{None} when it must not be logged now; else how many
+            events the line stands for (this one, and those not logged
+            since the last line).
+        """
+        now = self.clock.seconds()
+        last, pending = self._state.get(key, (None, 0))
+        pending += 1
+        if last is not None and now - last < self.every:
+            self._state[key] = (last, pending)
+            return None
+        self._state.pop(key, None)
+        self._state[key] = (now, 0)
+        if len(self._state) > self.keys:
+            self._state.pop(next(iter(self._state)))
+        return pending
+
+
 @dataclass
 class Warning:
     id: int
@@ -68,7 +103,7 @@ class Warnings:
         self.limit = limit
         self._warnings = []
         self._ids = itertools.count(1)
-        self._logged = {}
+        self._throttle = LogThrottle(clock, self.LOG_EVERY, keys=limit)
         self.on_acknowledge = on_acknowledge
 
     #: Kinds whose repeats, for the same peer and while unacknowledged, are
@@ -90,23 +125,19 @@ class Warnings:
                     warning.details = details
                     self._warnings.remove(warning)
                     self._warnings.insert(0, warning)
-                    self._log(warning, now)
+                    self._log(warning)
                     return warning
         warning = Warning(next(self._ids), now, kind, peer_domain, message, details,
                           first_time=now)
         self._warnings.insert(0, warning)
         del self._warnings[self.limit:]
-        self._log(warning, now)
+        self._log(warning)
         return warning
 
-    def _log(self, warning, now):
-        last = self._logged.get((warning.kind, warning.peer_domain))
-        if last is not None and now - last[0] < self.LOG_EVERY:
+    def _log(self, warning):
+        repeated = self._throttle.due((warning.kind, warning.peer_domain))
+        if repeated is None:
             return
-        repeated = warning.count - (last[1] if last is not None else 0)
-        self._logged[(warning.kind, warning.peer_domain)] = (now, warning.count)
-        if len(self._logged) > self.limit:
-            self._logged.pop(next(iter(self._logged)))
         log.warn(
             "warning for {peer}: {message}"
             + (" ({repeated} times since the last line)" if repeated > 1 else ""),

@@ -64,6 +64,29 @@ class ContinuityTests(unittest.TestCase):
         self.assertEqual(continuity.last["peer.example"][0], self.renewed.sha256)
 
 
+class LogThrottleTests(unittest.TestCase):
+    def test_once_a_period_per_key(self):
+        """
+        The first event of a key is logged, then at most one a period, each
+        line counting the events it stands for; keys don't share periods,
+        and only so many keys are remembered.
+        """
+        from gateway.status import LogThrottle
+
+        clock = Clock()
+        throttle = LogThrottle(clock, every=60.0, keys=2)
+        seen = []
+        for second in range(130):
+            clock.advance(1)
+            seen.append(throttle.due("a"))
+        self.assertEqual([(n + 1, v) for n, v in enumerate(seen) if v is not None],
+                         [(1, 1), (61, 60), (121, 60)])
+        self.assertEqual(throttle.due("b"), 1)
+        self.assertIsNone(throttle.due("b"))
+        throttle.due("c")  # "a" is forgotten: its next event is logged
+        self.assertEqual(throttle.due("a"), 1)
+
+
 class WarningsTests(unittest.TestCase):
     def test_repeated_refusals_aggregated(self):
         """

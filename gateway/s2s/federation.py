@@ -18,7 +18,7 @@ from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, re
 from gateway.flow import Valve
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord
-from gateway.status import Continuity, GatewayMetrics, Warnings
+from gateway.status import Continuity, GatewayMetrics, LogThrottle, Warnings
 from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
@@ -132,7 +132,7 @@ class Federation:
         self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
         self.continuity = Continuity()
         self._warned = set()
-        self._refusals_logged = {}
+        self._refusals_logged = LogThrottle(reactor)
         self._serials = itertools.count(1)
         self.verifiers = verifiers
         self.streams = set()
@@ -467,24 +467,18 @@ class Federation:
         """
         # At most one line a minute per peer: a peer (or someone claiming to
         # be one) refused over and over must not fill the log.
-        now = self.clock.seconds()
-        last, suppressed = self._refusals_logged.get(peer_domain, (None, 0))
-        if last is None or now - last >= 60.0:
+        refusals = self._refusals_logged.due(peer_domain)
+        if refusals is not None:
             log.info(
                 "s2s {direction} {peer} refused for {local}: {reason}"
-                + (" ({suppressed} more refusals since the last line)" if suppressed else ""),
+                + (" ({suppressed} more refusals since the last line)" if refusals > 1 else ""),
                 direction=direction,
                 peer=peer_domain,
                 local=local_domain,
                 reason=result.reason,
                 stream_id=stream.stream_id,
-                suppressed=suppressed,
+                suppressed=refusals - 1,
             )
-            self._refusals_logged[peer_domain] = (now, 0)
-            if len(self._refusals_logged) > 10_000:
-                self._refusals_logged.pop(next(iter(self._refusals_logged)))
-        else:
-            self._refusals_logged[peer_domain] = (last, suppressed + 1)
         self._record(stream, direction, local_domain, peer_domain, result, False, None)
         deciding = result.verdict.verifier if result.verdict else "chain exhausted"
         self.metrics.handshakes.labels(direction, "refused").inc()
