@@ -326,9 +326,3 @@ async def _lookup(client, host):
                 addresses.append(rr.address)
     return Addresses(tuple(addresses), secure and bool(addresses), bogus, tuple(problems))
 
-
-async def resolve_addresses(client, host):
-    """
-    Return the IP addresses of C{host} (IPv6 first).
-    """
-    return list((await lookup_addresses(client, host)).addresses)

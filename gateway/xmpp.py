@@ -105,13 +105,11 @@ def error_response(stanza, condition, text=None):
         condition, type=STANZA_ERROR_TYPES[condition], text=text
     )
     error.code = None  # no legacy codes: RFC 6120 has none
-    if _payload_within(stanza.children, MAX_ECHOED_PAYLOAD):
-        return error.toResponse(stanza)
-    children, stanza.children = stanza.children, []
-    try:
-        return error.toResponse(stanza)
-    finally:
-        stanza.children = children
+    response = error.toResponse(stanza)
+    if not _payload_within(stanza.children, MAX_ECHOED_PAYLOAD):
+        # toResponse copied the payload, then added the error after it.
+        response.children = response.children[-1:]
+    return response
 
 
 def rewrite_namespace(element, old, new):

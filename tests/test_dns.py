@@ -20,7 +20,6 @@ from gateway.dns import (
     lookup_addresses,
     make_resolver,
     order_srv,
-    resolve_addresses,
     resolve_targets,
 )
 from gateway.testing import FakeDNSClient
@@ -164,7 +163,8 @@ class ResolverTestsMixin:
         )
 
     def addresses(self, host):
-        return defer.Deferred.fromCoroutine(resolve_addresses(self.resolver, host))
+        d = defer.Deferred.fromCoroutine(lookup_addresses(self.resolver, host))
+        return d.addCallback(lambda found: list(found.addresses))
 
 
 class ResolveTargetsTests(ResolverTestsMixin, unittest.TestCase):
