@@ -628,14 +628,15 @@ class Federation:
             )
         return None
 
+    # The sinks of to_peers are the outbound streams (_route_ready).
+
     def _sink_full(self, stream):
-        if getattr(stream, "direction", None) == "outbound" and stream.stalled_since is None:
+        if stream.stalled_since is None:
             stream.stalled_since = self.clock.seconds()
             stream.stalled_from = stream.bytes_out
 
     def _sink_drained(self, stream):
-        if getattr(stream, "direction", None) == "outbound":
-            stream.stalled_since = None
+        stream.stalled_since = None
 
     def resend(self, unacked, local_domain, peer_domain):
         """
