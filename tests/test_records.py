@@ -270,6 +270,59 @@ class AuthenticationRecordTests(unittest.SynchronousTestCase):
             self.assertRaises(ValueError, check_limit, bad)
 
 
+class BoundedTests(unittest.SynchronousTestCase):
+    """
+    What a peer puts in a record (the names of its certificate, reasons
+    quoting what it sent) is cut to a bounded size.
+    """
+
+    def test_small_values_untouched(self):
+        from gateway.records.record import bounded
+
+        value = {"a": [1, "two", {"c": None}], "b": "text"}
+        self.assertIs(bounded(value), value)
+
+    def test_cut(self):
+        from gateway.records.record import bounded
+
+        value = {"names": [f"n{i}" for i in range(100)], "long": "x" * 5000,
+                 "many": {f"k{i}": i for i in range(50)}}
+        cut = bounded(value, max_items=10, max_chars=100)
+        self.assertEqual(cut["names"], [f"n{i}" for i in range(9)] + ["(91 more left out)"])
+        self.assertEqual(len(cut["long"]), 100)
+        self.assertTrue(cut["long"].endswith("(4900 more characters)"))
+        self.assertEqual(len(cut["many"]), 10)
+        self.assertEqual(cut["many"]["left_out"], "41 more entries left out")
+        # Cutting again changes nothing, and the value itself is left as it was.
+        self.assertEqual(bounded(cut, max_items=10, max_chars=100), cut)
+        self.assertEqual(len(value["names"]), 100)
+
+    def test_record_size_bounded(self):
+        """
+        Whatever a record is given, its evidence, certificate and verdicts
+        take at most MAX_BYTES of JSON, and it still round-trips.
+        """
+        import json
+
+        from gateway.records.record import MAX_BYTES
+
+        certificate = {"sha256": "ab" * 32, "spki_sha256": "cd" * 32, "subject": "CN=x",
+                       "sans": [["DNS", f"name{i}.example"] for i in range(5000)]}
+        evidence = {f"key{i}": ["y" * 1000] * 40 for i in range(40)}
+        verdicts = tuple({"verifier": "v", "outcome": "failed", "reason": "z" * 10_000,
+                          "evidence": evidence, "decisive": False} for _ in range(40))
+        record = AuthenticationRecord(
+            "peer.example", "local.example", "inbound", "s", 1.0, "refused",
+            evidence, "TLSv1.3", "X", certificate, verdicts, False, "r" * 100_000,
+        )
+        self.assertLessEqual(
+            len(json.dumps([record.evidence, record.certificate, record.verdicts, record.reason])),
+            MAX_BYTES,
+        )
+        self.assertEqual(record.certificate["sha256"], "ab" * 32)
+        self.assertEqual(AuthenticationRecord.from_dict(record.as_dict()), record)
+
+
 class RecordStoreTestsMixin:
     """
     What every L{IRecordStore} does.  Mixed into a L{unittest.TestCase}

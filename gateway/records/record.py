@@ -5,6 +5,7 @@ server-to-server stream's peer.
 
 import copy
 import datetime
+import json
 from dataclasses import dataclass
 
 DIRECTIONS = ("inbound", "outbound")
@@ -18,6 +19,51 @@ REQUIRED_KEYS = (
     "method",
     "authenticated",
 )
+
+
+#: What one record may hold: a list or dict keeps at most L{MAX_ITEMS}
+#: entries and a string at most L{MAX_CHARS} characters (the rest is
+#: replaced by a note saying how much was left out), and the record's
+#: evidence, certificate and verdicts together take at most L{MAX_BYTES}
+#: bytes of JSON.  A peer decides much of what a record holds (the names in
+#: its certificate, the reasons a verifier quotes): a certificate stuffed
+#: with thousands of names makes a record of a few KiB, not of megabytes.
+MAX_ITEMS = 32
+MAX_CHARS = 1024
+MAX_BYTES = 16 * 1024
+
+
+def bounded(value, max_items=MAX_ITEMS, max_chars=MAX_CHARS):
+    """
+    C{value} (JSON-shaped data) cut to at most C{max_items} entries per
+    list or dict and C{max_chars} characters per string, the last entry or
+    the string's end saying how much was left out.  C{value} itself when
+    nothing had to be cut (it is never changed); cutting a cut value
+    changes nothing.
+    """
+    if isinstance(value, str):
+        if len(value) <= max_chars:
+            return value
+        note = f"... ({len(value) - max_chars} more characters)"
+        return value[: max_chars - len(note)] + note
+    if isinstance(value, (list, tuple)):
+        items = [bounded(item, max_items, max_chars) for item in value]
+        if len(items) > max_items:
+            items = items[: max_items - 1] + [f"({len(value) - max_items + 1} more left out)"]
+        elif all(a is b for a, b in zip(items, value)):
+            return value
+        return type(value)(items) if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        entries = list(value.items())
+        cut = {}
+        for key, item in entries[: max_items - 1] if len(entries) > max_items else entries:
+            cut[bounded(key, max_items, max_chars)] = bounded(item, max_items, max_chars)
+        if len(entries) > max_items:
+            cut["left_out"] = f"{len(entries) - max_items + 1} more entries left out"
+        elif all(a is b for a, b in zip(cut.values(), value.values())) and list(cut) == list(value):
+            return value
+        return cut
+    return value
 
 
 def time_iso(time):
@@ -93,6 +139,36 @@ class AuthenticationRecord:
                 for verdict in self.verdicts
             ),
         )
+        self._bound()
+
+    def _bound(self):
+        """
+        Cut what the peer decides (evidence, certificate, verdicts, reason)
+        to the limits of L{bounded}, and, should that still take more than
+        L{MAX_BYTES} of JSON, to a tighter cut; then, as a last resort,
+        keep only a note of the size.
+        """
+        parts = (self.evidence, self.certificate, self.verdicts, self.reason)
+        for items, chars in ((MAX_ITEMS, MAX_CHARS), (8, 256)):
+            evidence, certificate, verdicts, reason = (
+                bounded(part, items, chars) for part in parts
+            )
+            size = len(json.dumps([evidence, certificate, verdicts, reason], default=str))
+            if size <= MAX_BYTES:
+                break
+        else:
+            evidence = {"left_out": f"evidence of {size} bytes, over the record limit"}
+            certificate = None if certificate is None else {
+                key: certificate.get(key) for key in ("sha256", "spki_sha256", "not_before", "not_after")
+            }
+            verdicts = tuple(
+                {key: v.get(key) for key in ("verifier", "outcome", "decisive")} if isinstance(v, dict) else str(v)[:64]
+                for v in verdicts
+            )
+        object.__setattr__(self, "evidence", evidence)
+        object.__setattr__(self, "certificate", certificate)
+        object.__setattr__(self, "verdicts", tuple(verdicts))
+        object.__setattr__(self, "reason", reason)
 
     @property
     def time_iso(self):
