@@ -17,6 +17,8 @@ gateway builds TLS contexts.
     domain, so that peers can authenticate us.
   - The peer's certificate is requested and recorded but never judged at
     the TLS layer: deciding who the peer is belongs to the verifiers.
+  - A handshake flight of more than 32 KiB (a long chain, a certificate
+    with thousands of names) is sent whole: see L{_flush_send_bio}.
 """
 
 import functools
@@ -27,9 +29,31 @@ from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
 )
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from gateway.jid import canonical_domain
+
+def _flush_send_bio(self):
+    """
+    Write everything OpenSSL has for the peer, not only its first 32 KiB.
+
+    Twisted's L{TLSMemoryBIOProtocol} (26.10) reads at most 32 KiB from the
+    send BIO each time it flushes.  When OpenSSL finishes a handshake flight
+    larger than that (a TLS 1.3 client's certificate flight, a server's
+    first flight with a long chain), the rest waits in the BIO until
+    something else is written, and both sides wait for each other until a
+    timeout: a peer with a certificate of 40 KiB could not federate.
+    """
+    while True:
+        try:
+            data = self._tlsConnection.bio_read(2**15)
+        except SSL.WantReadError:
+            return
+        self.transport.write(data)
+
+
+TLSMemoryBIOProtocol._flushSendBIO = _flush_send_bio
 
 TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 

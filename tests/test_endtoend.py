@@ -206,6 +206,47 @@ class FederationTests(unittest.TestCase):
         self.assertEqual(forgotten, 1)
 
     @defer.inlineCallbacks
+    def test_certificate_stuffed_with_names(self):
+        """
+        Gateways whose certificates carry 3,000 names each (77 KB: handshake
+        flights over 32 KiB, as server and as client) federate both ways,
+        and each records the other in a few KiB: the record keeps the first
+        names and says how many it left out.
+        """
+        import json
+
+        from gateway.records.record import MAX_BYTES, MAX_ITEMS
+
+        world = World(self)
+        gateways = []
+        for domain in ("a.test", "b.test"):
+            names = [f"name{n}.{domain}.example" for n in range(3000)]
+            gateways.append((yield defer.Deferred.fromCoroutine(
+                world.gateway(domain, certificate_options={"other_names": names})
+            )))
+        a, b = gateways
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        bob.message("bob@b.test", "alice@a.test", "many names", "n1")
+        received = yield defer.Deferred.fromCoroutine(alice.next(timeout=20))
+        self.assertEqual(received["id"], "n1")
+        alice.message("alice@a.test", "bob@b.test", "and back", "n2")
+        received = yield defer.Deferred.fromCoroutine(bob.next(timeout=20))
+        self.assertEqual(received["id"], "n2")
+        for gateway, peer in ((a, "b.test"), (b, "a.test")):
+            records = yield gateway.records.for_peer(peer, limit=None)
+            self.assertTrue(records)
+            for record in records:
+                sans = record.certificate["sans"]
+                self.assertEqual(len(sans), MAX_ITEMS)
+                self.assertEqual(sans[0], ["DNS", peer])
+                self.assertEqual(sans[-1], "(2970 more left out)")
+                self.assertLessEqual(
+                    len(json.dumps([record.evidence, record.certificate, record.verdicts])),
+                    MAX_BYTES,
+                )
+
+    @defer.inlineCallbacks
     def test_many_messages_in_order(self):
         """
         Stanzas queued while the stream is set up, and sent after, all
