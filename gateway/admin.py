@@ -10,6 +10,8 @@ The admin interface: what an operator can see of the gateway's streams
     certificate chain a stream's peer presented, as PEM.
   - C{GET /api/peers}, C{/api/peers/<domain>}: each peer's history.
   - C{GET /api/warnings}, C{POST /api/warnings/<id>/acknowledge}.
+  - C{GET /api/records}: whether authentication records can be written,
+    and what is accepted while they can't.
   - C{GET /metrics}: Prometheus text exposition.
 
 Every request carries C{Authorization: Bearer <token>}, the token from the
@@ -294,7 +296,7 @@ def _peer_row(peer):
     )
 
 
-def render_status_page(streams, warnings, peers):
+def render_status_page(streams, warnings, peers, records=None):
     """
     The status page, as UTF-8 HTML, from the data the API serves.  Every
     value is escaped: domains, subjects and messages come from peers.
@@ -319,6 +321,12 @@ def render_status_page(streams, warnings, peers):
             summary.append(f'<span class="flag {kind}">{count} {_e(text)}</span>')
     if streams and not (unencrypted or unauthenticated):
         summary.append('<span class="flag ok">all encrypted and authenticated</span>')
+    if records is not None and not records["available"]:
+        summary.append(
+            '<span class="flag bad">authentication records can\'t be written: accepting '
+            f'{_e(records["accepting"])}, {records["held"]} records held, '
+            f'{records["lost"]} lost</span>'
+        )
 
     if streams:
         header = "".join(f"<th>{_e(c)}</th>" for c in STREAM_COLUMNS)
@@ -579,7 +587,9 @@ class AdminResource(Resource):
         status = self.status
         peers = await status.peers()
         return Reply(
-            200, render_status_page(status.streams(), status.warnings(), peers), HTML_CONTENT_TYPE
+            200, render_status_page(
+                status.streams(), status.warnings(), peers, status.records_state()
+            ), HTML_CONTENT_TYPE
         )
 
     async def _api(self, method, segments, args=None):
@@ -639,6 +649,10 @@ class AdminResource(Resource):
                 if peer is None:
                     return error_reply(404, f"no records for {domain}")
                 return json_reply(peer)
+            case ["api", "records"]:
+                if method != b"GET":
+                    return self._not_allowed(b"GET, HEAD")
+                return json_reply(status.records_state())
             case ["api", "warnings"]:
                 if method != b"GET":
                     return self._not_allowed(b"GET, HEAD")

@@ -64,6 +64,110 @@ class LogThrottle:
 
 
 @dataclass
+class RefusalSummary:
+    """
+    The refusals from one source that were counted, not recorded one by
+    one, in one window.
+    """
+
+    source: str
+    count: int
+    first_time: float
+    last_time: float
+    #: The first few domains refused (at most L{RefusalTally.SAMPLE}).
+    domains: list
+    #: How many different domains that sample was taken from, counted up to
+    #: L{RefusalTally.DISTINCT}.
+    distinct_domains: int
+
+
+class RefusalTally:
+    """
+    Refusals counted per source (an IPv4 address or an IPv6 /64) in
+    windows of C{every} seconds.  In each window, the first C{allowance}
+    refusals of a source, and at most C{total} of all sources together,
+    are recorded one by one; the rest are counted, and each source's count
+    is summed up in one L{RefusalSummary} when its window ends.  A peer that
+    claims a new random domain on every try so makes one record a minute,
+    not one per try.  At most C{sources} sources are followed; when more
+    turn up, the oldest window is summed up early.
+    """
+
+    SAMPLE = 10
+    DISTINCT = 1000
+
+    def __init__(self, clock, allowance=10, total=100, every=60.0, sources=10_000):
+        self.clock = clock
+        self.allowance = allowance
+        self.total = total
+        self.every = every
+        self.sources = sources
+        self._windows = {}
+        self._total_window = (None, 0)
+        self._ended = []
+
+    def count(self, source, peer_domain):
+        """
+        Count a refusal of C{peer_domain} from C{source}.
+
+        @return: C{True} if it is to be recorded in full, C{False} if it
+            was counted into the source's summary.
+        """
+        now = self.clock.seconds()
+        start, all_recorded = self._total_window
+        if start is None or now - start >= self.every:
+            start, all_recorded = now, 0
+        window = self._windows.get(source)
+        if window is not None and now - window["start"] >= self.every:
+            self._end(source)
+            window = None
+        if window is None:
+            window = self._windows[source] = {
+                "start": now, "recorded": 0, "count": 0, "first": None, "last": None,
+                "domains": [], "distinct": set(),
+            }
+            if len(self._windows) > self.sources:
+                self._end(next(iter(self._windows)))
+        if window["recorded"] < self.allowance and all_recorded < self.total:
+            window["recorded"] += 1
+            self._total_window = (start, all_recorded + 1)
+            return True
+        self._total_window = (start, all_recorded)
+        window["count"] += 1
+        window["first"] = now if window["first"] is None else window["first"]
+        window["last"] = now
+        if peer_domain not in window["distinct"] and len(window["distinct"]) < self.DISTINCT:
+            window["distinct"].add(peer_domain)
+            if len(window["domains"]) < self.SAMPLE:
+                window["domains"].append(peer_domain)
+        return False
+
+    def _end(self, source):
+        window = self._windows.pop(source)
+        if window["count"]:
+            self._ended.append(
+                RefusalSummary(
+                    source,
+                    window["count"],
+                    window["first"],
+                    window["last"],
+                    window["domains"],
+                    len(window["distinct"]),
+                )
+            )
+
+    def due(self):
+        """
+        The summaries of the windows that have ended (each given once).
+        """
+        now = self.clock.seconds()
+        for source in [s for s, w in self._windows.items() if now - w["start"] >= self.every]:
+            self._end(source)
+        ended, self._ended = self._ended, []
+        return ended
+
+
+@dataclass
 class Warning:
     id: int
     time: float
@@ -106,18 +210,23 @@ class Warnings:
         self._throttle = LogThrottle(clock, self.LOG_EVERY, keys=limit)
         self.on_acknowledge = on_acknowledge
 
-    #: Kinds whose repeats, for the same peer and while unacknowledged, are
-    #: counted in one warning (a peer refused a thousand times is one line,
-    #: not a thousand); the log says so at most once a minute per peer.
-    AGGREGATED = frozenset({"verification-failure"})
+    #: Kinds whose repeats, for the same peer (and the same C{source}
+    #: detail, when there is one) and while unacknowledged, are counted in
+    #: one warning (a peer refused a thousand times is one line, not a
+    #: thousand); the log says so at most once a minute per peer.  When the
+    #: list is full, these go first (and acknowledged ones), so that
+    #: refusals can't push a certificate change out of sight.
+    AGGREGATED = frozenset({"verification-failure", "repeated-refusals"})
     LOG_EVERY = 60.0
 
     def add(self, kind, peer_domain, message, **details):
         now = self.clock.seconds()
         if kind in self.AGGREGATED:
             for warning in self._warnings:
-                if (warning.kind, warning.peer_domain) == (kind, peer_domain) and not (
-                    warning.acknowledged
+                if (
+                    (warning.kind, warning.peer_domain) == (kind, peer_domain)
+                    and warning.details.get("source") == details.get("source")
+                    and not warning.acknowledged
                 ):
                     warning.count += 1
                     warning.time = now
@@ -130,12 +239,23 @@ class Warnings:
         warning = Warning(next(self._ids), now, kind, peer_domain, message, details,
                           first_time=now)
         self._warnings.insert(0, warning)
-        del self._warnings[self.limit:]
+        if len(self._warnings) > self.limit:
+            self._evict()
         self._log(warning)
         return warning
 
+    def _evict(self):
+        for index in range(len(self._warnings) - 1, -1, -1):
+            old = self._warnings[index]
+            if old.acknowledged or old.kind in self.AGGREGATED:
+                del self._warnings[index]
+                return
+        del self._warnings[self.limit:]
+
     def _log(self, warning):
-        repeated = self._throttle.due((warning.kind, warning.peer_domain))
+        repeated = self._throttle.due(
+            (warning.kind, warning.peer_domain, warning.details.get("source"))
+        )
         if repeated is None:
             return
         log.warn(
@@ -336,6 +456,9 @@ class StatusSource:
             "certificate_changed": change is not None,
             "previous_certificate": change.as_dict() if change else None,
         }
+
+    def records_state(self):
+        return self.federation.records_state()
 
     def streams(self):
         return sorted(

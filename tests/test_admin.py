@@ -418,6 +418,72 @@ class PeersTests(unittest.TestCase):
         self.assertEqual(missing.json(), {"error": "no records for nobody.test"})
 
 
+class RecordStoreHealthTests(unittest.TestCase):
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_known_peers_served_while_records_fail(self):
+        """
+        When records can't be written, a peer accepted before is accepted
+        again on new streams (its record is held, and written once the store
+        is back), a peer never seen is refused, and /api/records and the
+        status page say so.
+        """
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+        b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
+        c = yield defer.Deferred.fromCoroutine(world.gateway("c.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
+        carol = yield defer.Deferred.fromCoroutine(world.component(c, "c.test"))
+        yield defer.Deferred.fromCoroutine(exchange(world, a, b, alice=alice, bob=bob))
+        health = (yield defer.Deferred.fromCoroutine(http(a, "/api/records"))).json()
+        self.assertEqual((health["available"], health["accepting"]), (True, "all peers"))
+
+        # The store fails; b's streams end, so that it must authenticate anew.
+        store = a.records
+        self.patch(store, "add", lambda record: defer.fail(OSError("disk full")))
+        self.patch(store, "recent", lambda limit=100: defer.fail(OSError("disk full")))
+        for stream in list(a.federation.streams):
+            stream.transport.abortConnection()
+        yield wait_for(lambda: not a.federation.streams and not b.federation.streams)
+        before = len((yield b.records.recent(limit=None)))
+
+        bob.message("bob@b.test", "alice@a.test", "while the disk is full", "known")
+        received = yield defer.Deferred.fromCoroutine(alice.next(timeout=20))
+        self.assertEqual(received["id"], "known")
+        self.flushLoggedErrors(OSError)
+        self.assertGreater(len((yield b.records.recent(limit=None))), before)
+
+        carol.message("carol@c.test", "alice@a.test", "hello?", "stranger")
+        bounced = yield defer.Deferred.fromCoroutine(carol.next(timeout=20))
+        self.assertEqual((bounced["id"], bounced["type"]), ("stranger", "error"))
+        self.assertEqual(len(alice.received.pending), 0)
+
+        health = (yield defer.Deferred.fromCoroutine(http(a, "/api/records"))).json()
+        self.assertEqual(
+            (health["available"], health["accepting"], health["lost"]),
+            (False, "known peers only", 0),
+        )
+        self.assertGreaterEqual(health["held"], 2)
+        page = (yield defer.Deferred.fromCoroutine(http(a, "/"))).body.decode("utf-8")
+        self.assertIn("authentication records can't be written: accepting known peers only",
+                      page)
+
+        # The store is back: what was held is written.
+        held = health["held"]
+        self.patch(store, "add", type(store).add.__get__(store))
+        self.patch(store, "recent", type(store).recent.__get__(store))
+        a.federation.sweep()
+        yield wait_for(lambda: a.federation.records_available)
+        yield wait_for(lambda: a.federation.records_state()["held"] == 0)
+        store._write_now()
+        written = yield store.recent(limit=None)
+        refused = [r for r in written if r.peer_domain == "c.test" and not r.authenticated]
+        self.assertTrue(refused)
+        self.assertGreaterEqual(len(written), held)
+
+
 # Certificate changes --------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import time
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
@@ -869,6 +870,64 @@ class StrangerDialbackTests(HostileTestCase):
             self.assertTrue(await self.in_thread(peer.still_open))
         await self.federation_works("after the stranger's db:verify")
         await self.end_politely(peer)
+
+
+    @coroutine_test
+    async def test_random_domains_make_one_record_per_source(self):
+        """
+        A peer claiming a new made-up domain in every db:result (each
+        refused: nothing in DNS answers for it) gets the first refusals of
+        the minute recorded one by one (a record and a warning each); the
+        rest are counted into one record and one warning for its address,
+        and a certificate change elsewhere stays in sight.
+        """
+        await self.start()
+        federation = self.target.federation
+        tally = federation.refusal_tally
+        tally.every = 2.0
+        allowance = tally.allowance
+        tries = allowance + 30
+        federation.warnings.limit = 20
+        federation.warnings.add("certificate-change", "c.test", "c.test presented a new certificate")
+        peer = await self.connect()
+        await self.in_thread(peer.open_stream)
+        await self.in_thread(peer.start_tls)
+        for n in range(tries):
+            await self.in_thread(
+                peer.send,
+                f"<db:result from='r{n}.invalid' to='a.test'>key</db:result>".encode(),
+            )
+            (result,) = await self.answers(peer, "result")
+            self.assertEqual((result["from"], result["type"]), ("a.test", "error"))
+        await self.federation_works("after the made-up domains")
+        await self.in_thread(time.sleep, tally.every)
+        federation.record_refusal_summaries()
+        for _ in range(100):
+            records = await self.target.records.recent(limit=None)
+            if any(r.peer_domain == "*" for r in records):
+                break
+            await deferLater(reactor, 0.1)
+        one_by_one = [r for r in records if r.peer_domain.endswith(".invalid")]
+        (summary,) = [r for r in records if r.peer_domain == "*"]
+        self.assertEqual(len(one_by_one), allowance)
+        self.assertEqual(
+            (summary.method, summary.evidence["source"], summary.evidence["refusals"],
+             summary.evidence["distinct_domains"], len(summary.evidence["domains"])),
+            ("refused", "127.0.0.1", tries - allowance, tries - allowance, 10),
+        )
+        warnings = federation.warnings.list()
+        self.assertEqual(
+            sorted(w.kind for w in warnings),
+            ["certificate-change", "repeated-refusals"] + ["verification-failure"] * allowance,
+        )
+        (repeated,) = [w for w in warnings if w.kind == "repeated-refusals"]
+        self.assertEqual(repeated.count, tries - allowance)
+        # More refusals than the list holds push out refusals, not the
+        # certificate change.
+        for n in range(30):
+            federation.warnings.add("verification-failure", f"x{n}.test", "refused")
+        self.assertIn("certificate-change", [w.kind for w in federation.warnings.list()])
+        self.assertEqual(len(federation.warnings.list()), 20)
 
 
 class HostileTLSTests(HostileTestCase):

@@ -164,15 +164,17 @@ class FederationLimitTests(unittest.TestCase):
 
     def test_records_unavailable(self):
         """
-        When a record can't be written, new streams are refused with
-        internal-server-error and new routes bounce, until the store
-        answers again.
+        When a record can't be written, the gateway keeps serving peers it
+        already knows (their records are held and written when the store is
+        back) and refuses only peers it doesn't: their authentication is
+        refused after verification, and stanzas for them bounce.  Nothing
+        is refused at the door.
         """
         from gateway.verifiers.chain import ChainResult
         from gateway.verifiers.interfaces import Verdict
 
         federation = self.federation()
-        self.assertIsNone(federation.admit("127.0.0.1"))
+        federation.known_peers.add("peer.example")
         self.store.broken = True
 
         class Stream:
@@ -182,20 +184,80 @@ class FederationLimitTests(unittest.TestCase):
             authentications = []
 
         verdict = Verdict.verified("dialback", "ok")
+        accepted = ChainResult(True, "dialback", verdict, (verdict,))
         federation._record(Stream(), "inbound", "local.example", "peer.example",
-                           ChainResult(True, "dialback", verdict, (verdict,)), True, "dialback")
+                           accepted, True, "dialback")
         self.flushLoggedErrors(OSError)
         self.assertFalse(federation.records_available)
-        self.assertEqual(federation.admit("127.0.0.1"),
-                         ("internal-server-error", "authentications can't be recorded right now"))
+        state = federation.records_state()
+        self.assertEqual(
+            (state["available"], state["held"], state["lost"], state["accepting"]),
+            (False, 1, 0, "known peers only"),
+        )
+        self.assertIsNone(federation.admit("127.0.0.1"))
+
+        policy = federation.policy.for_domain("new.example")
+        known = federation._checked(accepted, Stream(), "peer.example", policy)
+        self.assertTrue(known.authenticated)
+        new = federation._checked(accepted, Stream(), "new.example", policy)
+        self.assertFalse(new.authenticated)
+        self.assertIn("only peers already known are accepted", new.reason)
+
         federation.send(self.stanza("r1", "new.example"), "local.example", "new.example")
         self.assertEqual(self.router.bounces, [("r1", "internal-server-error")])
+        # A known peer is tried (here, DNS has nothing for it: remote-server-not-found).
+        federation.send(self.stanza("r2", "peer.example"), "local.example", "peer.example")
+        self.assertEqual(self.router.bounces[1:], [("r2", "remote-server-not-found")])
+
         federation.sweep()
         self.assertFalse(federation.records_available)
+        self.assertEqual(self.store.records, [])
         self.store.broken = False
         federation.sweep()
         self.assertTrue(federation.records_available)
-        self.assertIsNone(federation.admit("127.0.0.1"))
+        self.assertEqual(federation.records_state()["held"], 0)
+        self.reactor.advance(1)
+        self.assertEqual([r.peer_domain for r in self.store.records], ["peer.example"])
+
+    def test_records_held_are_bounded(self):
+        """
+        While the store is failing, at most RECORDS_HELD records are held;
+        beyond that they are counted as lost and even known peers are
+        refused (their authentication could not be recorded at all).
+        """
+        from gateway.s2s import federation as module
+        from gateway.verifiers.chain import ChainResult
+        from gateway.verifiers.interfaces import Verdict
+
+        self.patch(module, "RECORDS_HELD", 3)
+        self.patch(module, "REFUSALS_HELD", 2)
+        federation = self.federation()
+        federation.known_peers.add("peer.example")
+        self.store.broken = True
+
+        class Stream:
+            direction = "inbound"
+            tls = None
+            stream_id = "x"
+            authentications = []
+
+        verdict = Verdict.verified("dialback", "ok")
+        accepted = ChainResult(True, "dialback", verdict, (verdict,))
+        refused = ChainResult(False, None, None, (), "no")
+        for _ in range(3):
+            federation._record(Stream(), "inbound", "local.example", "peer.example",
+                               refused, False, None)
+        self.flushLoggedErrors(OSError)
+        self.assertEqual(federation.records_state()["held"], 2)
+        self.assertEqual(federation.records_state()["lost"], 1)
+        for _ in range(2):
+            federation._record(Stream(), "inbound", "local.example", "peer.example",
+                               accepted, True, "dialback")
+        self.assertEqual(federation.records_state()["held"], 3)
+        self.assertEqual(federation.records_state()["lost"], 2)
+        self.assertEqual(federation.records_state()["accepting"], "no peers")
+        policy = federation.policy.for_domain("peer.example")
+        self.assertFalse(federation._checked(accepted, Stream(), "peer.example", policy).authenticated)
 
 
 class _Counted:

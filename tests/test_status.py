@@ -13,7 +13,7 @@ from gateway.config import parse_config
 from gateway.records.record import AuthenticationRecord
 from gateway.s2s.federation import Federation
 from gateway.state import GatewayState
-from gateway.status import Continuity, GatewayMetrics, Warnings
+from gateway.status import Continuity, GatewayMetrics, RefusalTally, Warnings
 from gateway.tls import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
@@ -131,6 +131,37 @@ class WarningsTests(unittest.TestCase):
         self.assertFalse(warnings.acknowledge(999))
         self.assertEqual([w.peer_domain for w in warnings.list(include_acknowledged=False)], ["p1.example"])
         self.assertEqual(newest.as_dict()["details"], {"n": 2})
+
+
+class RefusalTallyTests(unittest.TestCase):
+    def test_allowance_per_source_and_in_all(self):
+        """
+        Each source's first refusals in a window are recorded one by one,
+        and at most C{total} of all sources; the rest are summed up per
+        source when the window ends.
+        """
+        clock = Clock()
+        tally = RefusalTally(clock, allowance=2, total=3, every=10.0)
+        self.assertEqual([tally.count("a", f"d{n}") for n in range(4)], [True, True, False, False])
+        self.assertEqual([tally.count("b", "e") for _ in range(3)], [True, False, False])
+        self.assertEqual(tally.due(), [])
+        clock.advance(10)
+        summaries = sorted(tally.due(), key=lambda s: s.source)
+        self.assertEqual(
+            [(s.source, s.count, s.domains, s.distinct_domains) for s in summaries],
+            [("a", 2, ["d2", "d3"], 2), ("b", 2, ["e"], 1)],
+        )
+        self.assertEqual(tally.due(), [])
+        self.assertTrue(tally.count("a", "again"))
+
+    def test_sources_bounded(self):
+        """
+        Past C{sources} sources, the oldest window is summed up early.
+        """
+        tally = RefusalTally(Clock(), allowance=0, total=0, every=10.0, sources=2)
+        for source in ("a", "b", "c"):
+            self.assertFalse(tally.count(source, "x"))
+        self.assertEqual([s.source for s in tally.due()], ["a"])
 
 
 class FakeStream:

@@ -17,8 +17,8 @@ from gateway.certificates import CertificateSummary, certificate_dict
 from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
 from gateway.flow import Valve
 from gateway.records.memory import MemoryRecordStore
-from gateway.records.record import AuthenticationRecord
-from gateway.status import Continuity, GatewayMetrics, LogThrottle, Warnings
+from gateway.records.record import AuthenticationRecord, time_iso
+from gateway.status import Continuity, GatewayMetrics, LogThrottle, RefusalTally, Warnings
 from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.inbound import DialbackError
@@ -33,6 +33,12 @@ log = Logger()
 
 #: Seconds a stream must have carried nothing before its parser is put away.
 PARK_AFTER = 1.0
+
+#: While the record store is failing: at most this many records are held in
+#: memory to be written when it is back (known peers are accepted while
+#: there is room), of which at most L{REFUSALS_HELD} refusals.
+RECORDS_HELD = 1000
+REFUSALS_HELD = 500
 
 
 #: The namespace context that stanzas serialised for a stream are parsed in
@@ -105,6 +111,10 @@ class Federation:
         self.idle_timeout = config.timeouts.idle
         self.stalled_timeout = config.timeouts.stalled
         self.records_available = True
+        self.records_down_since = None
+        self.records_lost = 0
+        self._unwritten = []
+        self.known_peers = set()
         self.shutting_down = False
         self.queue_limit = config.s2s.queue_limit
         self.authentication_timeout = config.timeouts.authentication
@@ -133,6 +143,8 @@ class Federation:
         self.continuity = Continuity()
         self._warned = set()
         self._refusals_logged = LogThrottle(reactor)
+        self.refusal_tally = RefusalTally(reactor)
+        self._store_logged = LogThrottle(reactor)
         self._serials = itertools.count(1)
         self.verifiers = verifiers
         self.streams = set()
@@ -159,8 +171,6 @@ class Federation:
         """
         limits = self.limits
         inbound = [s for s in self.streams if s.direction == "inbound" and not s.closed]
-        if not self.records_available:
-            return ("internal-server-error", "authentications can't be recorded right now")
         if len(inbound) >= limits.max_connections:
             return ("resource-constraint", f"too many connections (limit {limits.max_connections})")
         unauthenticated = [s for s in inbound if not s.authenticated]
@@ -211,6 +221,7 @@ class Federation:
                     seconds=now - stream.last_activity,
                 )
                 stream.close(linger=True)
+        self.record_refusal_summaries()
         if not self.records_available:
             d = self.records.recent(limit=1)
             d.addCallbacks(self._records_back, lambda failure: None)
@@ -229,17 +240,84 @@ class Federation:
     def _records_back(self, ignored):
         if not self.records_available:
             self.records_available = True
-            log.info("authentication records can be written again; taking new streams")
+            self.records_down_since = None
+            held, self._unwritten = self._unwritten, []
+            log.info(
+                "authentication records can be written again; taking new peers again and "
+                "writing the {held} records held meanwhile",
+                held=len(held),
+            )
+            for record in held:
+                self._keep(record)
 
-    def _records_failed(self, failure, peer_domain):
+    def known(self, peer_domain):
+        """
+        Whether C{peer_domain} was accepted before: in this run, or (with a
+        certificate) in the records read at start.
+        """
+        return peer_domain in self.known_peers or peer_domain in self.continuity.last
+
+    def _keep(self, record):
+        """
+        Write C{record} to the store, or, while the store is failing, hold
+        it (a bounded number) to write when the store is back.
+        """
+        if not self.records_available:
+            self._hold(record)
+            return
+        d = self.records.add(record)
+        d.addErrback(self._records_failed, record)
+
+    def _hold(self, record):
+        room = RECORDS_HELD if record.authenticated else REFUSALS_HELD
+        if len(self._unwritten) < room:
+            self._unwritten.append(record)
+            return
+        self.records_lost += 1
+        lost = self._store_logged.due("lost")
+        if lost is not None:
+            log.error(
+                "authentication record for {peer} lost: the store is failing and "
+                "{held} records are already held ({lost} lost since the last line)",
+                peer=record.peer_domain,
+                held=len(self._unwritten),
+                lost=lost,
+            )
+
+    def _records_failed(self, failure, record):
         if self.records_available:
             self.records_available = False
+            self.records_down_since = self.clock.seconds()
             log.critical(
-                "cannot store authentication records ({error}); refusing new streams "
-                "until the store is back",
+                "cannot store authentication records ({error}); until the store is back, only "
+                "peers already known are accepted, and their records are held in memory "
+                "(at most {held})",
                 error=failure.getErrorMessage(),
+                held=RECORDS_HELD,
             )
-        log.failure("could not store the authentication record for {peer}", failure, peer=peer_domain)
+        if self._store_logged.due("failure") is not None:
+            log.failure(
+                "could not store the authentication record for {peer}", failure,
+                peer=record.peer_domain,
+            )
+        self._hold(record)
+
+    def records_state(self):
+        """
+        The record store's health, for the status API.
+        """
+        return {
+            "available": self.records_available,
+            "unavailable_since": (
+                time_iso(self.records_down_since) if self.records_down_since is not None else None
+            ),
+            "held": len(self._unwritten),
+            "held_limit": RECORDS_HELD,
+            "lost": self.records_lost,
+            "accepting": "all peers" if self.records_available else (
+                "no peers" if len(self._unwritten) >= RECORDS_HELD else "known peers only"
+            ),
+        }
 
     def stream_opened(self, stream):
         stream.serial = f"s{next(self._serials)}"
@@ -305,6 +383,18 @@ class Federation:
                 "method on streams we open (require_certificate_outbound)",
                 result.durations,
             )
+        if result.authenticated and not self.records_available:
+            if not self.known(peer_domain) or len(self._unwritten) >= RECORDS_HELD:
+                return ChainResult(
+                    False,
+                    None,
+                    result.verdict,
+                    result.verdicts,
+                    "authentication records can't be written right now; until the store is "
+                    "back, only peers already known are accepted"
+                    + (" (and no more records can be held)" if self.known(peer_domain) else ""),
+                    result.durations,
+                )
         if not result.authenticated or stream.tls is None or not stream.tls.peer_chain:
             return result
         try:
@@ -379,8 +469,7 @@ class Federation:
             authenticated=authenticated,
             reason=result.reason,
         )
-        d = self.records.add(record)
-        d.addErrback(self._records_failed, peer_domain)
+        self._keep(record)
         return record
 
     def stream_authenticated(self, stream, peer_domain, local_domain, result, via):
@@ -407,6 +496,7 @@ class Federation:
             stream_id=stream.stream_id,
         )
         record = self._record(stream, stream.direction, local_domain, peer_domain, result, True, via)
+        self.known_peers.add(peer_domain)
         stream.authentications.append(record)
         self._expire_with_certificate(stream, result)
         if tls is not None and tls.peer_chain:
@@ -465,6 +555,36 @@ class Federation:
         """
         The chain refused C{peer_domain} on C{stream}: log and record it.
         """
+        self.metrics.handshakes.labels(direction, "refused").inc()
+        deciding = result.verdict.verifier if result.verdict else "chain exhausted"
+        self.metrics.failures.labels(direction, deciding).inc()
+        self.metrics.warnings.labels("verification-failure").inc()
+        source = getattr(stream, "source", None)
+        if not self.refusal_tally.count(source, peer_domain):
+            # Over the source's allowance: counted into one record and one
+            # warning for the source (a peer claiming a new random domain
+            # each time must not make a record, a warning and a log line
+            # per try).
+            refusals = self._refusals_logged.due(("source", source))
+            if refusals is not None:
+                log.info(
+                    "s2s {direction} refusals from {source} are being counted, not recorded one "
+                    "by one ({count} since the last line; latest: {peer}: {reason})",
+                    direction=direction,
+                    source=source,
+                    count=refusals,
+                    peer=peer_domain,
+                    reason=result.reason,
+                )
+            self.warnings.add(
+                "repeated-refusals",
+                "*",
+                f"{direction} streams from {source} refused over and over, for one domain "
+                f"after another (latest {peer_domain}: {result.reason})",
+                source=source,
+                direction=direction,
+            )
+            return
         # At most one line a minute per peer: a peer (or someone claiming to
         # be one) refused over and over must not fill the log.
         refusals = self._refusals_logged.due(peer_domain)
@@ -480,10 +600,6 @@ class Federation:
                 suppressed=refusals - 1,
             )
         self._record(stream, direction, local_domain, peer_domain, result, False, None)
-        deciding = result.verdict.verifier if result.verdict else "chain exhausted"
-        self.metrics.handshakes.labels(direction, "refused").inc()
-        self.metrics.failures.labels(direction, deciding).inc()
-        self.metrics.warnings.labels("verification-failure").inc()
         self.warnings.add(
             "verification-failure",
             peer_domain,
@@ -491,6 +607,42 @@ class Federation:
             direction=direction,
             local_domain=local_domain,
         )
+
+    def record_refusal_summaries(self):
+        """
+        Write one record for each source whose refusals were counted rather
+        than recorded, once its window has ended: peer domain C{*} (several
+        domains), method C{refused}, and in its evidence the source, the
+        count, the time span and a sample of the domains.
+        """
+        for summary in self.refusal_tally.due():
+            record = AuthenticationRecord(
+                peer_domain="*",
+                local_domain="*",
+                direction="inbound",
+                stream_id=None,
+                time=summary.last_time,
+                method="refused",
+                evidence={
+                    "aggregated": True,
+                    "source": summary.source,
+                    "refusals": summary.count,
+                    "first_time": time_iso(summary.first_time),
+                    "last_time": time_iso(summary.last_time),
+                    "domains": summary.domains,
+                    "distinct_domains": summary.distinct_domains,
+                },
+                tls_version=None,
+                cipher=None,
+                certificate=None,
+                verdicts=(),
+                authenticated=False,
+                reason=(
+                    f"{summary.count} more refusals from {summary.source} (for "
+                    f"{summary.distinct_domains} domains), counted rather than recorded one by one"
+                ),
+            )
+            self._keep(record)
 
     def stream_closing(self, stream):
         """
@@ -557,9 +709,16 @@ class Federation:
                 f"too many stanzas waiting for streams (limit {self.limits.queue_limit_total})",
             )
             return
-        if not self.records_available and stream is None and queue is None:
+        if (
+            not self.records_available
+            and stream is None
+            and queue is None
+            and not self.known(peer_domain)
+        ):
             self.router.bounce(
-                stanza, "internal-server-error", "authentications can't be recorded right now"
+                stanza,
+                "internal-server-error",
+                "authentications can't be recorded right now, and this peer is not known yet",
             )
             return
         # Queued as the bytes it will be sent as, counted against the byte
