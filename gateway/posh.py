@@ -223,6 +223,14 @@ def _reference(value):
         raise POSHError(f"url {value!r} names no host")
     if parts.username is not None or parts.password is not None:
         raise POSHError(f"url {value!r} carries credentials")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        # As for SRV targets: a host name, never an address, which would
+        # skip DNS, the address policy's view of it, and name checks.
+        raise POSHError(f"url {value!r} names an IP address, not a host")
     return value
 
 
@@ -413,8 +421,16 @@ class _Outcome(Exception):
 
 class _NoAddresses(Exception):
     """
-    The host has no address records.
+    The host has no address records, or none that may be used: C{args} are
+    the host and the problems with the addresses left out (the address
+    policy's refusals).
     """
+
+    def explain(self):
+        host, problems = self.args
+        if not problems:
+            return f"{host} has no address records"
+        return f"{host} has no address that may be used ({'; '.join(problems)})"
 
 
 def posh_url(domain):
@@ -526,7 +542,7 @@ class _ResolvingEndpoint:
     async def _connect(self, factory):
         found = await lookup_addresses(self.dns_client, self.host)
         if not found.addresses:
-            raise _NoAddresses(self.host)
+            raise _NoAddresses(self.host, tuple(found.problems))
         failure = None
         for address in found.addresses:
             kind = TCP6ClientEndpoint if ipaddress.ip_address(address).version == 6 else (
@@ -834,8 +850,8 @@ class POSHClient:
                 }),
                 allow_redirects=False,
             )
-        except _NoAddresses:
-            raise _Outcome(ABSENT, f"{host} has no address records") from None
+        except _NoAddresses as e:
+            raise _Outcome(ABSENT, e.explain()) from None
         except error.ConnectionRefusedError:
             raise _Outcome(ABSENT, f"{host} refused the connection") from None
         except error.ConnectError as e:

@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import io
 import json
+import ipaddress
 import os
 import socket
 import sys
@@ -710,6 +711,33 @@ class POSHClientTests(ClientTestsMixin, unittest.TestCase):
         result = yield self.fetch(self.client())
         self.assertEqual(result.status, FOUND, result.reason)
         self.assertEqual((result.url, result.document.expires), (target, 60))
+
+    @defer.inlineCallbacks
+    def test_reference_to_a_refused_address(self):
+        """
+        A url reference is fetched only from addresses the address policy
+        allows (dns.allow_networks): one naming a host on the operator's
+        own network is never connected to, and the result says which
+        address was refused; one naming an address (anywhere) is refused
+        as malformed, as SRV targets are.
+        """
+        from gateway.dns import AddressPolicy
+
+        self.resolver.address_policy = AddressPolicy([ipaddress.ip_network("127.0.0.1/32")])
+        self.dns.add_a("internal.test", "127.0.0.2")
+        target = f"https://internal.test:{self.web.port}/secret.json"
+        self.web.serve(TENANT, posh_json(url=target, expires=600))
+        result = yield self.fetch(self.client())
+        self.assertEqual((result.status, result.url), (ERROR, target), result.reason)
+        self.assertIn("internal.test has no address that may be used (127.0.0.2: not a public "
+                      "address", result.reason)
+        for literal in ("127.0.0.1", "10.1.2.3", "[::1]", "203.0.114.1"):
+            target = f"https://{literal}:{self.web.port}/secret.json"
+            self.web.serve(TENANT, posh_json(url=target, expires=600))
+            result = yield self.fetch(self.client(clock=ShiftedReactor(reactor)))
+            self.assertEqual(result.status, ERROR, result.reason)
+            self.assertIn("names an IP address, not a host", result.reason)
+        self.assertEqual([path for _, path in self.web.requests], [WELL_KNOWN_PATH] * 5)
 
     @defer.inlineCallbacks
     def test_reference_never_followed_twice(self):
