@@ -116,7 +116,11 @@ async def run(reactor, options):
     case = Case()
     try:
         world = World(case)
-        a = await world.gateway("a.test", extra='[domains."empty.test"]\ncomponent_secret = "empty-secret"\n')
+        a = await world.gateway(
+            "a.test",
+            extra='[domains."empty.test"]\ncomponent_secret = "empty-secret"\n',
+            s2s_extra="" if options.read_rate is None else f"read_rate = {options.read_rate}\n",
+        )
         c = await world.gateway("c.test")
         alice = await world.component(a, "a.test")
         carol = TestComponent("c.test", "secret-for-c.test")
@@ -146,6 +150,7 @@ async def run(reactor, options):
             return 1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
         print("attack run (one process, loopback, TLS, dialback)")
+        print(f"  s2s.read_rate of the gateway           {a.config.s2s.read_rate or 'no limit'}")
         print(f"  attacker: {sent} IQs of ~400 KB ({sent * 0.4:.0f} MB; 99,000 children each) to a "
               f"domain with no component, its bounces hoarded (SM on, never acknowledged, not read)")
         print(f"  bounces sent by the gateway            {bounced}")
@@ -168,6 +173,9 @@ def main():
                         help="attacking IQs at least (default 20; it goes on while measuring)")
     parser.add_argument("--messages", type=int, default=200,
                         help="legitimate messages measured before and during (default 200)")
+    parser.add_argument("--read-rate", type=int, default=None,
+                        help="s2s.read_rate of the gateway under attack (default: its default; "
+                        "0: no limit)")
     options = parser.parse_args()
     task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, options)))
 

@@ -1062,6 +1062,9 @@ async def main(reactor, options):
                 f"state_dir = {toml_string(os.path.join(folder, 'state'))}\n"
                 f"[s2s]\nlisten = [{toml_string(f'tcp:{s2s_port}:interface={LOOPBACK}')}]\n"
                 f"queue_limit = {max(100000, options.messages * 2)}\n"
+                # Throughput as fast as one stream goes: no per-stream read
+                # limit (Prosody has none by default either).
+                f"read_rate = 0\n"
                 f"[components]\nlisten = [{toml_string(f'tcp:{component_port}:interface={LOOPBACK}')}]\n"
                 f"[admin]\nlisten = []\n"
                 f'[domains."{GW}"]\ncertificate = {toml_string(gw_certificate)}\n'

@@ -553,6 +553,9 @@ class Gateway:
                 # Every stream of the memory phase comes from 127.0.0.1.
                 f"max_connections_per_address = {streams + 50}\n"
                 f"max_connections = {streams + 50}\n"
+                # Throughput as fast as one stream goes: no per-stream read
+                # limit (Prosody has none by default either).
+                f"read_rate = 0\n"
                 f"[components]\nlisten = [{q(f'tcp:{self.component_port}:interface={LOOPBACK}')}]\n"
                 f"[admin]\nlisten = []\n"
                 f'[domains."{SINK}"]\ncertificate = {q(certificate)}\n'

@@ -101,6 +101,9 @@ class S2SConfig:
         refused.
     @ivar max_verifications: dialback verifications under way at once.
     @ivar max_verifications_per_stream: on one stream.
+    @ivar read_rate: bytes a second read from one s2s stream, on average
+        (bursts of twice that, or of one stanza of C{max_stanza_size}, go
+        at once); 0 for no limit.
     """
 
     listen: tuple = ("tcp:5269:interface=127.0.0.1",)
@@ -119,6 +122,7 @@ class S2SConfig:
     max_stalled_bytes: int = 2 * 1024 * 1024
     max_verifications: int = 200
     max_verifications_per_stream: int = 10
+    read_rate: int = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -578,8 +582,11 @@ def _s2s(reader):
         listen_direct_tls=reader.endpoints("listen_direct_tls", defaults.listen_direct_tls),
         queue_limit=reader.number("queue_limit", defaults.queue_limit, integer=True),
         max_stanza_size=reader.number(
-            "max_stanza_size", defaults.max_stanza_size, minimum=1023, integer=True
+            # RFC 6120 section 13.12: no deployed server's limit is below
+            # 10000 bytes.
+            "max_stanza_size", defaults.max_stanza_size, minimum=9999, integer=True
         ),
+        read_rate=_read_rate(reader, defaults.read_rate),
         **{
             name: reader.number(name, getattr(defaults, name), integer=True)
             for name in (
@@ -600,6 +607,15 @@ def _s2s(reader):
     )
     reader.finish()
     return config
+
+
+def _read_rate(reader, default):
+    value = reader.take("read_rate", (int,), default)
+    if isinstance(value, bool) or (value != 0 and value < 1024):
+        raise reader.error(
+            "read_rate", f"must be 0 (no limit) or at least 1024 bytes a second, not {value}"
+        )
+    return value
 
 
 def _components(reader):

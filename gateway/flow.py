@@ -10,13 +10,105 @@ pauses reading from every source; when every sink has drained, reading
 resumes.  It is coarse — all sources wait for the slowest sink — but it
 bounds memory, and a sink that stays full is eventually closed by its idle
 or authentication timeouts.
+
+A L{ReadRate} limits how fast the gateway reads one stream (a token bucket
+in bytes), so that one peer, however much it sends, gets only its share of
+the one reactor thread.
+
+Both pause a transport for a reason of their own (L{pause}, L{resume}): it
+reads again only when no reason is left, so neither undoes the other.
 """
+
+import weakref
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 log = Logger()
+
+_pauses = weakref.WeakKeyDictionary()
+
+
+def pause(transport, reason):
+    """
+    Stop reading from C{transport} until every reason given is withdrawn
+    (L{resume}).
+    """
+    reasons = _pauses.setdefault(transport, set())
+    if not reasons:
+        transport.pauseProducing()
+    reasons.add(reason)
+
+
+def resume(transport, reason):
+    """
+    Withdraw C{reason} for pausing C{transport}; read again if it was the
+    last.
+    """
+    reasons = _pauses.get(transport)
+    if not reasons or reason not in reasons:
+        return
+    reasons.discard(reason)
+    if not reasons:
+        transport.resumeProducing()
+
+
+class ReadRate:
+    """
+    Read at most C{rate} bytes a second from a transport, on average, with
+    bursts of up to C{burst} bytes: past that, reading stops until the
+    bucket has refilled.  What was read is handled at once; only the next
+    reads wait.
+    """
+
+    def __init__(self, clock, rate, burst):
+        self.clock = clock
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = clock.seconds()
+        self.waiting = None
+        self.started = self.last
+        #: Bytes read in all; how often, and for how long, reading was held
+        #: back.
+        self.read = 0
+        self.pauses = 0
+        self.paused_seconds = 0.0
+
+    def spent(self, transport, count):
+        """
+        C{count} bytes were read from C{transport}.
+        """
+        now = self.clock.seconds()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate) - count
+        self.last = now
+        self.read += count
+        if self.tokens < 0 and self.waiting is None:
+            delay = -self.tokens / self.rate
+            self.pauses += 1
+            self.paused_seconds += delay
+            pause(transport, self)
+            self.waiting = self.clock.callLater(delay, self._refilled, transport)
+
+    def _refilled(self, transport):
+        # What was read after the pause began (the rest of that read) is
+        # paid for before reading again.
+        now = self.clock.seconds()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 0:
+            delay = -self.tokens / self.rate
+            self.paused_seconds += delay
+            self.waiting = self.clock.callLater(delay, self._refilled, transport)
+            return
+        self.waiting = None
+        resume(transport, self)
+
+    def stop(self):
+        if self.waiting is not None and self.waiting.active():
+            self.waiting.cancel()
+        self.waiting = None
 
 
 class Valve:
@@ -54,7 +146,7 @@ class Valve:
         if not self.full:
             log.info("{valve}: a receiver is full; pausing its sources", valve=self.name)
             for transport in self.sources():
-                transport.pauseProducing()
+                pause(transport, self)
         self.full.add(key)
 
     def opened(self, key):
@@ -66,14 +158,14 @@ class Valve:
         if not self.full:
             log.info("{valve}: receivers drained; resuming", valve=self.name)
             for transport in self.sources():
-                transport.resumeProducing()
+                resume(transport, self)
 
     def new_source(self, transport):
         """
         A source that appears while the valve is closed starts paused.
         """
         if self.full:
-            transport.pauseProducing()
+            pause(transport, self)
 
 
 @implementer(IPushProducer)

@@ -201,7 +201,7 @@ state_dir = "/var/lib/xmpp-gateway"
 listen = "tcp:5269:interface=192.0.2.1"
 listen_direct_tls = ["tcp:5270:interface=192.0.2.1", 'tcp6:5270:interface=\\:\\:1']
 queue_limit = 50
-max_stanza_size = 1024
+max_stanza_size = 10000
 
 [components]
 listen = ["tcp:5347:interface=127.0.0.1", "unix:/run/xmpp-gateway/components.sock"]
@@ -272,7 +272,7 @@ class FullConfigTests(unittest.TestCase):
                         "tcp6:5270:interface=\\:\\:1",
                     ),
                     queue_limit=50,
-                    max_stanza_size=1024,
+                    max_stanza_size=10000,
                 ),
                 components=ComponentsConfig(
                     listen=(
@@ -408,7 +408,9 @@ GOOD_VALUES = [
     ("timeouts.connect", "0.001", ("timeouts", "connect"), 0.001),
     ("timeouts.authentication", "600", ("timeouts", "authentication"), 600),
     ("s2s.queue_limit", "1", ("s2s", "queue_limit"), 1),
-    ("s2s.max_stanza_size", "1024", ("s2s", "max_stanza_size"), 1024),
+    ("s2s.max_stanza_size", "10000", ("s2s", "max_stanza_size"), 10000),
+    ("s2s.read_rate", "0", ("s2s", "read_rate"), 0),
+    ("s2s.read_rate", "65536", ("s2s", "read_rate"), 65536),
     ("s2s.listen", "[]", ("s2s", "listen"), ()),
     ("s2s.listen", '"tcp:5269"', ("s2s", "listen"), ("tcp:5269",)),
     (
@@ -699,9 +701,27 @@ ERROR_CASES = [
     ),
     ErrorCase(
         "max_stanza_size_small",
-        D + "[s2s]\nmax_stanza_size = 1023\n",
+        D + "[s2s]\nmax_stanza_size = 9999\n",
         "s2s.max_stanza_size",
-        "must be greater than 1023, not 1023",
+        "must be greater than 9999, not 9999",
+    ),
+    ErrorCase(
+        "read_rate_small",
+        D + "[s2s]\nread_rate = 100\n",
+        "s2s.read_rate",
+        "must be 0 (no limit) or at least 1024 bytes a second, not 100",
+    ),
+    ErrorCase(
+        "read_rate_negative",
+        D + "[s2s]\nread_rate = -1\n",
+        "s2s.read_rate",
+        "must be 0 (no limit) or at least 1024 bytes a second, not -1",
+    ),
+    ErrorCase(
+        "read_rate_string",
+        D + '[s2s]\nread_rate = "1MB"\n',
+        "s2s.read_rate",
+        "must be an integer, not a string",
     ),
     ErrorCase(
         "max_stanza_size_boolean",

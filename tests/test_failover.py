@@ -7,8 +7,9 @@ key waits for its answer; then a good one.
 """
 
 import os
+import threading
 
-from twisted.internet import defer, protocol, reactor, ssl, threads
+from twisted.internet import defer, protocol, reactor, ssl, task, threads
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial import unittest
 
@@ -361,3 +362,67 @@ class HoardingPeerTests(unittest.TestCase):
         self.assertLess(stream.bytes_out, 20_000)
         self.assertGreaterEqual(len(peer.connections), 1)
 
+
+
+class FloodingPeerTests(unittest.TestCase):
+    """
+    A peer that authenticates and then sends as fast as it can is read at
+    s2s.read_rate (a token bucket per stream), so that it gets its share of
+    the reactor and no more; other peers' messages go on meanwhile.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_read_at_the_rate(self):
+        rate = 256 * 1024
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway(
+            "a.test",
+            s2s_extra=f"read_rate = {rate}\n",
+            extra='[domains."empty.test"]\ncomponent_secret = "empty-secret"\n',
+        ))
+        c = yield defer.Deferred.fromCoroutine(world.gateway("c.test"))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        carol = yield defer.Deferred.fromCoroutine(world.component(c, "c.test"))
+        helper = FailoverTests()
+        helper.addCleanup = self.addCleanup
+        yield defer.Deferred.fromCoroutine(helper.broken(world, "hoarding", 0, identity="b.test"))
+        stop = threading.Event()
+
+        def flood():
+            attacker = authenticated_attacker(a.s2s_port, "b.test", "empty.test", timeout=20)
+            try:
+                sent = 0
+                while not stop.is_set():
+                    attacker.send(big_iq(sent, "x@b.test", "empty.test"))
+                    sent += 1
+                return sent
+            finally:
+                attacker.close()
+
+        flooding = threads.deferToThread(flood)
+        yield wait_for(lambda: any(
+            s.direction == "inbound" and s.verified and "b.test" in s.peer_name()
+            for s in a.federation.streams
+        ), timeout=20)
+        (stream,) = [s for s in a.federation.streams
+                     if s.direction == "inbound" and "b.test" in s.peer_name()]
+        # Messages between legitimate peers go on while it floods.
+        for n in range(10):
+            alice.message("alice@a.test", "carol@c.test", f"during {n}", f"d{n}")
+            received = yield defer.Deferred.fromCoroutine(carol.next(timeout=20))
+            self.assertEqual(received["id"], f"d{n}")
+        yield task.deferLater(reactor, 2.0, lambda: None)
+        limiter = stream.read_rate
+        elapsed = a.federation.clock.seconds() - limiter.started
+        read = limiter.read
+        stop.set()
+        sent = yield flooding
+        self.assertGreater(limiter.pauses, 0)
+        # Never more than the burst, the rate for the time, and the read
+        # that went past it (one socket read, 64 KiB, and a TLS record left
+        # over from the read before).
+        self.assertLessEqual(read, limiter.burst + rate * elapsed + 65536 + 16384)
+        # The peer could send much more than it was allowed.
+        self.assertGreater(sent * len(big_iq(0, "x@b.test", "empty.test")), limiter.read)

@@ -7,8 +7,69 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from gateway.flow import Valve
+from gateway.flow import ReadRate, Valve, pause, resume
 from tests.support import World
+
+
+class ReadRateTests(unittest.TestCase):
+    def test_bucket(self):
+        """
+        Reads within the burst go on; past it, reading stops for as long as
+        the rate needs to pay for what was read, then resumes.
+        """
+        clock = task.Clock()
+        transport = StringTransport()
+        rate = ReadRate(clock, rate=1000, burst=2000)
+        rate.spent(transport, 1500)
+        self.assertEqual(transport.producerState, "producing")
+        rate.spent(transport, 1000)
+        self.assertEqual(transport.producerState, "paused")
+        clock.advance(0.49)
+        self.assertEqual(transport.producerState, "paused")
+        clock.advance(0.02)
+        self.assertEqual(transport.producerState, "producing")
+        # Refilled at the rate: after a quiet second, 1000 bytes more go.
+        clock.advance(1.0)
+        rate.spent(transport, 1000)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual((rate.read, rate.pauses), (3500, 1))
+
+    def test_stop_cancels(self):
+        clock = task.Clock()
+        rate = ReadRate(clock, rate=10, burst=10)
+        rate.spent(StringTransport(), 100)
+        rate.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_reasons_compose(self):
+        """
+        A transport paused for two reasons reads again only when both are
+        withdrawn: a full receiver and a spent rate don't undo each other.
+        """
+        clock = task.Clock()
+        transport = StringTransport()
+        valve = Valve("test", lambda: [transport])
+        sink = StringTransport()
+        valve.attach_sink(sink, "sink")
+        rate = ReadRate(clock, rate=100, burst=100)
+        sink.producer.pauseProducing()
+        rate.spent(transport, 200)
+        self.assertEqual(transport.producerState, "paused")
+        sink.producer.resumeProducing()
+        self.assertEqual(transport.producerState, "paused")
+        clock.advance(1.01)
+        self.assertEqual(transport.producerState, "producing")
+        rate.spent(transport, 200)
+        sink.producer.pauseProducing()
+        clock.advance(5)
+        self.assertEqual(transport.producerState, "paused")
+        sink.producer.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        pause(transport, "x")
+        resume(transport, "y")
+        self.assertEqual(transport.producerState, "paused")
+        resume(transport, "x")
+        self.assertEqual(transport.producerState, "producing")
 
 
 class ValveTests(unittest.TestCase):

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from gateway.certificates import CertificateSummary, certificate_dict
 from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
-from gateway.flow import Valve
+from gateway.flow import ReadRate, Valve
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord, time_iso
 from gateway.status import Continuity, GatewayMetrics, LogThrottle, RefusalTally, Warnings
@@ -320,6 +320,14 @@ class Federation:
         }
 
     def stream_opened(self, stream):
+        if self.limits.read_rate:
+            # Each peer gets its share of the one reactor thread, however
+            # much it sends: ReadRate pauses reading past the rate.
+            stream.read_rate = ReadRate(
+                self.clock,
+                self.limits.read_rate,
+                max(2 * self.limits.read_rate, self.max_stanza_size),
+            )
         stream.serial = f"s{next(self._serials)}"
         stream.source = connection_source(getattr(stream.transport.getPeer(), "host", None))
         stream.since = self.clock.seconds()
