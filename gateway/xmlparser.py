@@ -6,10 +6,13 @@ Protocols feed it bytes and get three callbacks: the stream header, each
 complete first-level element, and the end of the stream.  Anything wrong
 comes out as L{XMLStreamError} carrying the RFC 6120 stream error
 condition to answer with.  RFC 6120 section 11.1 restricted XML (comments,
-processing instructions, DTDs, entity declarations) is refused here.
+processing instructions, DTDs, entity declarations) is refused here, and
+so is anything but UTF-8 (section 11.6) and XML 1.0 (section 11.8).
 """
 
+import codecs
 import pyexpat
+import re
 
 from twisted.words.xish import domish
 
@@ -101,6 +104,46 @@ def _refuse_doctype(*args):
     raise XMLStreamError("restricted-xml", "document type declarations are not allowed in XMPP")
 
 
+def _check_declaration(version, encoding, standalone):
+    # RFC 6120 section 11.6: UTF-8 only; section 11.8: XML 1.0, whose
+    # VersionNum is '1.' followed by digits.
+    if encoding is not None and encoding.upper() != "UTF-8":
+        raise XMLStreamError(
+            "unsupported-encoding", f"the stream declares encoding {encoding!r}; XMPP is UTF-8 only"
+        )
+    if version is not None and not re.fullmatch(r"1\.[0-9]+", version):
+        raise XMLStreamError("not-well-formed", f"XML version {version!r} is not XML 1.0")
+
+
+def _check_first_bytes(head):
+    """
+    Refuse the first bytes of a stream (up to four) that start it in
+    another encoding than UTF-8, or with a byte order mark.
+    """
+    if head.startswith((b"\xfe\xff", b"\xff\xfe")) or b"\x00" in head[:2]:
+        raise XMLStreamError("unsupported-encoding", "the stream is not UTF-8 (UTF-16 or UTF-32)")
+    if head.startswith(b"\xef\xbb\xbf"):
+        # RFC 6120 section 11.6: U+FEFF is a zero width no-break space, never
+        # a byte order mark; as text before the stream header it is not
+        # well-formed.
+        raise XMLStreamError(
+            "not-well-formed", "a byte order mark (U+FEFF) before the stream header"
+        )
+
+
+def invalid_utf8_at(data, position):
+    """
+    Whether C{data} (bytes starting at a character boundary) breaks UTF-8's
+    rules at or before C{position}, where the parser found an error: then
+    the error is the encoding's, not the XML's.
+    """
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data[: position + 4], final=False)
+    except UnicodeDecodeError as e:
+        return e.start <= position
+    return False
+
+
 def _refuse_entity_declaration(*args):
     raise XMLStreamError("restricted-xml", "entity declarations are not allowed in XMPP")
 
@@ -168,6 +211,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
         parser.ProcessingInstructionHandler = _refuse_processing_instruction
         parser.StartDoctypeDeclHandler = _refuse_doctype
         parser.EntityDeclHandler = _refuse_entity_declaration
+        parser.XmlDeclHandler = _check_declaration
         parser.DefaultHandler = self._default
         # Never fetch or expand external entities.
         parser.SetParamEntityParsing(0)
@@ -182,6 +226,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
         "ProcessingInstructionHandler",
         "StartDoctypeDeclHandler",
         "EntityDeclHandler",
+        "XmlDeclHandler",
         "DefaultHandler",
     )
 
@@ -442,6 +487,14 @@ class _LimitedElementStream(domish.ExpatElementStream):
             return position
         return self.buffer_offset + at + 1
 
+    def encoding_error(self):
+        """
+        Whether the error expat just reported is a byte sequence that is not
+        UTF-8.
+        """
+        position = self.parser.ErrorByteIndex + self.shift - self.buffer_offset
+        return 0 <= position < len(self.buffer) and invalid_utf8_at(self.buffer, position)
+
     def check_size(self, size, what="stanza"):
         if size > self.max_stanza_size:
             raise XMLStreamError(
@@ -456,6 +509,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
         keep = max(0, start - self.buffer_offset)
         self.buffer = self.buffer[keep:] + data
         self.buffer_offset += keep
+        if self.bytes_fed < 4 and self.buffer_offset == 0:
+            _check_first_bytes(self.buffer[:4])
         self.bytes_fed += len(data)
         super().parse(data)
         if self.element_start is not None:
@@ -591,4 +646,7 @@ class StreamParser:
                 raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS) from None
             if "Maximum" in str(e):
                 raise XMLStreamError("policy-violation", str(e)) from None
+            if self._stream is not None and self._stream.encoding_error():
+                # RFC 6120 section 4.9.3.22: bytes that break UTF-8's rules.
+                raise XMLStreamError("unsupported-encoding", "the stream is not valid UTF-8") from None
             raise XMLStreamError("not-well-formed", str(e)) from None

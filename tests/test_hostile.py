@@ -26,6 +26,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from gateway.xmlparser import ShallowStanza, StreamParser, XMLStreamError
+from gateway.xmlparser import NS_XML
 from gateway.xmpp import NS_DIALBACK, NS_STREAMS, NS_XMPP_STREAMS, error_condition
 from tests.support import World, wait_for
 from tests.test_inbound import HEADER as UNIT_HEADER
@@ -33,7 +34,7 @@ from tests.test_inbound import InboundTestCase
 from tests.test_tls import client_context
 
 #: The stanza size limit of the gateway under attack.
-LIMIT = 4096
+LIMIT = 10000
 #: What Twisted reads from a socket at most at once: the parser may hold
 #: the limit plus one read before it refuses.
 ONE_READ = 65536
@@ -584,9 +585,36 @@ class RestrictedXMLTests(HostileTestCase):
             b"<message a='1' a='2'/>",
             b"<undeclared:prefix/>",
             b"<message>&#0;</message>",
-            b"\xff\xfe\x00garbage",
         ):
             await self.attack(data, "not-well-formed")
+
+    @coroutine_test
+    async def test_not_utf8(self):
+        """
+        RFC 6120 section 11.6: a stream in another encoding than UTF-8, or
+        bytes that break UTF-8's rules, get unsupported-encoding (a
+        response header first when none was sent).  A UTF-16 stream used to
+        open, authenticate, and have its stanzas forwarded to components
+        as UTF-16 bytes.
+        """
+        await self.start()
+        for data in (
+            b"\xff\xfe\x00garbage",
+            b"<message from='x@evil.test' to='y@a.test'><body>\xc0\xaf</body></message>",
+            b"<message from='x@evil.test' to='y@a.test'><body>\xed\xa0\x80</body></message>",
+        ):
+            await self.attack(data, "unsupported-encoding")
+        for data in (
+            HEADER.decode().encode("utf-16"),
+            HEADER.decode().encode("utf-16-le"),
+            HEADER.replace(b"version='1.0'?>", b"version='1.0' encoding='UTF-16'?>"),
+        ):
+            peer, answer, _ = await self.attack(data, "unsupported-encoding", after_header=False)
+            (header,) = Transcript(peer.received).headers
+            self.assertEqual((header["from"], header[(NS_XML, "lang")]), ("", "en"))
+            self.assertTrue(header["id"])
+        # A UTF-8 byte order mark is U+FEFF, not allowed before the header.
+        await self.attack(b"\xef\xbb\xbf" + HEADER, "not-well-formed", after_header=False)
 
 
 class LimitTests(HostileTestCase):
@@ -656,10 +684,7 @@ class LimitTests(HostileTestCase):
         await self.federation_works("after a megabyte of whitespace")
         await self.in_thread(peer.send, b"<message from='x@evil.test' to='y@a.test'/>")
         condition, text = await self.closed_with(peer)
-        self.assertEqual(
-            (condition, text),
-            ("policy-violation", "TLS is required for evil.test before authentication"),
-        )
+        self.assertEqual((condition, text), ("not-authorized", "stanzas before authentication"))
 
     @coroutine_test
     async def test_endless_header(self):
@@ -696,16 +721,14 @@ class LimitTests(HostileTestCase):
     async def test_stanza_within_limit_is_not_refused(self):
         """
         The limit is on size only: a stanza just under it is taken (and,
-        before TLS, refused for what it is, not for its size).
+        before authentication, refused for what it is, not for its size).
         """
         await self.start()
         opening = b"<message from='x@evil.test' to='y@a.test'><body>"
         closing = b"</body></message>"
         stanza = opening + b"C" * (LIMIT - len(opening) - len(closing)) + closing
         self.assertEqual(len(stanza), LIMIT)
-        await self.attack(
-            stanza, "policy-violation", "TLS is required for evil.test before authentication"
-        )
+        await self.attack(stanza, "not-authorized", "stanzas before authentication")
 
 
 class ElementCountTests(HostileTestCase):
@@ -720,11 +743,12 @@ class ElementCountTests(HostileTestCase):
         await self.start(limit=600_000)
         opening = b"<message from='x@evil.test' to='y@a.test'>"
         closing = b"</message>"
-        # At the limit: parsed whole, then refused for what it is (before TLS).
+        # At the limit: parsed whole, then refused for what it is (before
+        # authentication).
         await self.attack(
             opening + b"<a/>" * 99_999 + closing,
-            "policy-violation",
-            "TLS is required for evil.test before authentication",
+            "not-authorized",
+            "stanzas before authentication",
         )
         await self.attack(
             opening + b"<a/>" * 100_000 + closing,
@@ -1105,7 +1129,9 @@ class AddressingTests(InboundTestCase):
         ("<message from='room@remote.example/e\u0301\u0327' to='b@local.example'/>".encode(), None),
         # Not a jabber:server stanza.
         (b"<message xmlns='jabber:client' from='a@remote.example' to='b@local.example'/>",
-         "unsupported-stanza-type"),
+         "invalid-namespace"),
+        (b"<iq xmlns='jabber:component:accept' from='a@remote.example' to='b@local.example'/>",
+         "invalid-namespace"),
         (b"<stream:stream/>", "unsupported-stanza-type"),
     ]
 

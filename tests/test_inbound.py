@@ -268,12 +268,13 @@ class HeaderTests(InboundTestCase):
 class BeforeTLSTests(InboundTestCase):
     def test_stanza_before_tls(self):
         """
-        A stanza before TLS is refused with policy-violation.
+        A stanza before TLS (and so before authentication) is refused with
+        not-authorized (RFC 6120 section 4.9.3.12).
         """
         self.connect()
         self.feed(HEADER)
         self.feed(b"<message from='a@remote.example' to='b@local.example'><body>x</body></message>")
-        self.assertEqual(self.stream_error(), "policy-violation")
+        self.assertEqual(self.stream_error(), "not-authorized")
         self.assertEqual(self.federation.router.routed, [])
 
     def test_dialback_before_tls(self):
@@ -332,14 +333,42 @@ class BeforeTLSTests(InboundTestCase):
         self.assertEqual(self.federation.router.routed, [])
 
     def test_authentication_timeout_again_after_starttls(self):
+        """
+        Authentication starts over with TLS, and its deadline with it.  The
+        TLS handshake not done by then, the connection is closed without a
+        word (RFC 6120 section 5.4.3.2: what was written would go out only
+        after a handshake, on a stream without a header).
+        """
         policy = PolicyConfig(domains=(("remote.example", DomainPolicy(require_tls=False)),))
         self.connect(policy)
         self.feed(HEADER)
         self.authenticate()
         self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        self.output.restart()
+        written = len(self.transport.value())
         self.federation.clock.advance(30)
-        self.assertEqual(self.stream_error(), "connection-timeout")
+        self.assertTrue(self.stream.closed)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.transport.value()), written)
+
+    def test_internal_error(self):
+        """
+        A fault of ours while handling what the peer sent still ends the
+        stream with a stream error (internal-server-error), not a bare
+        close; the traceback goes to the log.
+        """
+        self.connect()
+
+        def broken(root):
+            raise RuntimeError("a bug")
+
+        self.stream.TRANSITIONS = {
+            state: {kind: "broken" for kind in handlers}
+            for state, handlers in type(self.stream).TRANSITIONS.items()
+        }
+        self.stream.broken = broken
+        self.feed(HEADER)
+        self.assertEqual(self.stream_error(), "internal-server-error")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_unknown_element(self):
         self.connect()
@@ -385,10 +414,26 @@ class BeforeTLSTests(InboundTestCase):
         self.assertEqual([c.name for c in features.elements()], ["dialback", "sm"])
 
     def test_authentication_timeout(self):
+        """
+        A peer not authenticated in time breaks a local policy
+        (policy-violation); RFC 6120 section 4.9.3.4 keeps
+        connection-timeout for a peer that stopped answering.
+        """
         self.connect()
         self.feed(HEADER)
         self.federation.clock.advance(30)
-        self.assertEqual(self.stream_error(), "connection-timeout")
+        self.assertEqual(self.stream_error(), "policy-violation")
+
+    def test_authentication_timeout_while_verifying(self):
+        """
+        When what did not finish in time is our own check of the peer's
+        dialback key, the answer is remote-connection-failed.
+        """
+        self.connect()
+        self.negotiate_tls()
+        self.feed(b"<db:result from='remote.example' to='local.example'>key</db:result>")
+        self.federation.clock.advance(30)
+        self.assertEqual(self.stream_error(), "remote-connection-failed")
 
 
 class ReceivingServerTests(InboundTestCase):
@@ -513,7 +558,8 @@ class ReceivingServerTests(InboundTestCase):
         (b"<message from='a@@remote.example' to='b@local.example'/>", "improper-addressing"),
         (b"<message from='a@remote.example' to='b@elsewhere.example'/>", "host-unknown"),
         (b"<message from='a@unverified.example' to='b@local.example'/>", "invalid-from"),
-        (b"<iq type='get' id='1' from='remote.example' to='other.local'/>", "invalid-from"),
+        # RFC 6120 section 8.1.1.2: a to not validated on this stream.
+        (b"<iq type='get' id='1' from='remote.example' to='other.local'/>", "host-unknown"),
     ]
 
     def test_stanza_addressing(self):

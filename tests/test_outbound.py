@@ -197,6 +197,51 @@ class OutboundStreamTests(unittest.TestCase):
         self.federation.clock.advance(60)
         self.assertFalse(self.transport.disconnecting)
 
+    def test_peer_version(self):
+        """
+        RFC 6120 section 4.7.5: the version's numbers are integers read
+        separately, leading zeros ignored; below 1.0 or not a version at
+        all is unsupported-version.
+        """
+        for version, condition in (("00.9", "unsupported-version"), ("abc", "unsupported-version"),
+                                   ("-1.0", "unsupported-version"), ("1", "unsupported-version"),
+                                   ("01.00", None), ("1.1", None), ("2.0", None)):
+            self.connect()
+            self.feed(peer_header("first").replace(b"version='1.0'>", f"version='{version}'>".encode()))
+            if condition is None:
+                self.assertFalse(self.transport.disconnecting, version)
+            else:
+                self.assertEqual(self.stream_error(), condition, version)
+
+    def test_closing_tag_after_peer_error(self):
+        """
+        RFC 6120 section 4.9.1.1: the side that receives a stream error
+        closes the stream too.
+        """
+        self.connect()
+        self.feed(peer_header("first") + b"<stream:error><conflict "
+                  b"xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        self.assertTrue(self.transport.value().endswith(b"</stream:stream>"))
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_silent_during_tls_handshake(self):
+        """
+        An attempt whose TLS handshake stalls fails without a word: RFC
+        6120 section 5.4.3.2; and a stream error written then would go out
+        only after the handshake, on a new stream with no header, were it
+        to complete.  Completing it afterwards sends nothing either.
+        """
+        self.connect()
+        self.feed(peer_header("first") + FEATURES_TLS)
+        self.feed(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        written = len(self.transport.value())
+        self.federation.clock.advance(10)
+        self.assertTrue(self.transport.disconnecting)
+        (failure,) = self.outcomes
+        self.assertIn("nothing from the peer for 10s", failure.value.text)
+        self.stream.handshakeCompleted()
+        self.assertEqual(len(self.transport.value()), written)
+
     def test_dialback_answer_in_another_spelling(self):
         """
         The dialback answer may name the domains in any spelling of them.

@@ -339,6 +339,76 @@ class RestrictedXMLTests(unittest.TestCase):
         self.assertLess(elapsed, 1.0)
 
 
+class EncodingTests(unittest.TestCase):
+    """
+    RFC 6120 section 11.6: XMPP is UTF-8, and anything else is refused
+    with unsupported-encoding; section 11.8: XML 1.0.
+    """
+
+    UNSUPPORTED = [
+        ("invalid byte", HEADER + b"<message>\xff\xfe</message>"),
+        ("overlong", HEADER + b"<message><body>\xc0\xaf</body></message>"),
+        ("surrogate", HEADER + b"<message><body>\xed\xa0\x80</body></message>"),
+        ("truncated", HEADER + b"<message><body>\xe2\x82</body></message>"),
+        ("in an attribute", HEADER + b"<message id='\xff'/>"),
+        ("in the header", HEADER.replace(b"version='1.0' ", b"version='1.0' id='\xff' ")),
+        ("declared UTF-16", b"<?xml version='1.0' encoding='UTF-16'?>" + ROOT),
+        ("declared ISO-8859-1", b"<?xml version='1.0' encoding='ISO-8859-1'?>" + ROOT),
+        ("UTF-16 with a byte order mark", HEADER.decode().encode("utf-16")),
+        ("UTF-16BE without one", HEADER.decode().encode("utf-16-be")),
+        ("UTF-16LE without one", HEADER.decode().encode("utf-16-le")),
+        ("UTF-32", HEADER.decode().encode("utf-32")),
+    ]
+
+    def test_not_utf8(self):
+        wrong = []
+        for name, data in self.UNSUPPORTED:
+            error = Recorder().feed_error(data)
+            if (error and error.condition) != "unsupported-encoding":
+                wrong.append((name, error and error.condition))
+        self.assertEqual(wrong, [])
+
+    def test_a_byte_at_a_time(self):
+        """
+        The first bytes are judged however they arrive.
+        """
+        for data in (HEADER.decode().encode("utf-16-le"), b"\xfe\xff" + HEADER):
+            recorder = Recorder()
+            with self.assertRaises(XMLStreamError) as caught:
+                for n in range(len(data)):
+                    recorder.parser.feed(data[n:n + 1])
+            self.assertEqual(caught.exception.condition, "unsupported-encoding")
+
+    def test_utf8(self):
+        """
+        UTF-8, declared in any case or not at all, in every plane, whole or
+        a byte at a time, is taken.
+        """
+        stanza = "<message><body>é ß 漢字 🫎</body></message>".encode()
+        for declaration in (b"", b"<?xml version='1.0' encoding='UTF-8'?>",
+                            b"<?xml version='1.0' encoding='utf-8'?>",
+                            b"<?xml version='1.1'?>"):
+            data = declaration + ROOT + stanza
+            for step in (len(data), 1):
+                recorder = Recorder()
+                for n in range(0, len(data), step):
+                    recorder.parser.feed(data[n:n + step])
+                self.assertEqual([e[0] for e in recorder.events], ["header", "element"])
+
+    def test_byte_order_mark(self):
+        """
+        A UTF-8 byte order mark is U+FEFF, a character, and not one allowed
+        before the stream header.
+        """
+        error = Recorder().feed_error(b"\xef\xbb\xbf" + ROOT)
+        self.assertEqual(error.condition, "not-well-formed")
+
+    def test_xml_version(self):
+        error = Recorder().feed_error(b"<?xml version='2.0'?>" + ROOT)
+        self.assertEqual((error.condition, error.text),
+                         ("not-well-formed", "XML version '2.0' is not XML 1.0"))
+
+
 class MalformedTests(unittest.TestCase):
     CASES = [
         ("mismatched tag", HEADER + b"<message><body></message>"),
@@ -348,7 +418,6 @@ class MalformedTests(unittest.TestCase):
         ("bare ampersand", HEADER + b"<message>a & b</message>"),
         ("NUL character", HEADER + b"<message>\x00</message>"),
         ("control character", HEADER + b"<message>\x16\x03\x01</message>"),
-        ("invalid UTF-8", HEADER + b"<message>\xff\xfe</message>"),
         ("unquoted attribute", HEADER + b"<message id=1/>"),
         ("element after the root closed", HEADER + FOOTER + b"<message/>"),
         ("not XML at all", b"GET / HTTP/1.1\r\n"),

@@ -24,7 +24,7 @@ from twisted.words.xish import domish
 
 from gateway.dialback import check_dialback_key
 from gateway.jid import AddressError, bare_domain, jid_domain, parse_jid
-from gateway.s2s.stream import Input, S2SStream, StreamError, serialise
+from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
 from gateway.state import random_stream_id
 from gateway.xmlparser import expand
 from gateway.xmpp import (
@@ -78,13 +78,7 @@ def check_stream_header(root, local_domains):
         raise StreamError("invalid-namespace", "the stream element must be stream:stream")
     if root.defaultUri != NS_SERVER:
         raise StreamError("invalid-namespace", f"the default namespace must be {NS_SERVER}")
-    version = root.getAttribute("version")
-    try:
-        major, minor = (int(part) for part in (version or "").split("."))
-    except ValueError:
-        major = minor = 0
-    if (major, minor) < (1, 0):
-        raise StreamError("unsupported-version", "XMPP version 1.0 is required")
+    check_version(root)
     to = root.getAttribute("to")
     try:
         to = bare_domain(to)
@@ -208,6 +202,12 @@ class InboundStream(S2SStream):
         InboundState.OPEN: "policy-violation",
     }
 
+    def refusal(self, kind, element):
+        if kind is Input.STANZA and not self.verified:
+            # RFC 6120 section 4.9.3.12, whatever the negotiation's state.
+            return StreamError("not-authorized", "stanzas before authentication")
+        return super().refusal(kind, element)
+
     def __init__(self, federation, direct_tls=False):
         self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
@@ -243,7 +243,19 @@ class InboundStream(S2SStream):
     def _authentication_timed_out(self):
         self._timeout = None
         if not self.verified and not self.closed:
-            self.fail("connection-timeout", "not authenticated in time")
+            seconds = self.federation.authentication_timeout
+            if any(key[0] != "external" for key in self._pending):
+                # Our check of its dialback key is what did not finish: the
+                # authoritative server could not be reached (RFC 6120
+                # section 4.9.3.15).
+                self.fail(
+                    "remote-connection-failed",
+                    f"could not verify the peer's domain within {seconds:g}s",
+                )
+            else:
+                # RFC 6120 section 4.9.3.4 keeps connection-timeout for a peer
+                # that stopped answering; this is a local policy's limit.
+                self.fail("policy-violation", f"not authenticated within {seconds:g}s")
 
     # Negotiation ---------------------------------------------------------
 
@@ -268,7 +280,8 @@ class InboundStream(S2SStream):
             sender = None
         self.send_header(
             **{
-                "from": to if to in self.federation.local_domains else None,
+                # RFC 6120 section 4.9.1.3: one of ours, or empty.
+                "from": to if to in self.federation.local_domains else "",
                 "to": sender,
                 "id": self.stream_id,
             }
@@ -551,12 +564,18 @@ class InboundStream(S2SStream):
                 raise StreamError("improper-addressing", f"{stanza.name}: {e}") from None
         else:
             sender_domain, recipient_domain = sender.domain, recipient.domain
+        if not self.verified:
+            raise StreamError("not-authorized", "stanzas before authentication")
         self._require_tls_for(sender_domain)
         if recipient_domain not in self.federation.local_domains:
             raise StreamError("host-unknown", f"{recipient_domain} is not served here")
         if (sender_domain, recipient_domain) not in self.verified:
-            if not self.verified:
-                raise StreamError("not-authorized", "stanzas before authentication")
+            if all(receiving != recipient_domain for _, receiving in self.verified):
+                # RFC 6120 section 8.1.1.2: the to must be a domain validated
+                # on this stream.
+                raise StreamError(
+                    "host-unknown", f"{recipient_domain} was not validated on this stream"
+                )
             raise StreamError(
                 "invalid-from",
                 f"{sender_domain} is not authenticated for {recipient_domain} on this stream",
@@ -618,7 +637,7 @@ class RefusedStream(protocol.Protocol):
     def connectionMade(self):
         from gateway.s2s.stream import header_bytes, serialise, stream_error_element
 
-        self.transport.write(header_bytes({"id": random_stream_id()}))
+        self.transport.write(header_bytes({"from": "", "id": random_stream_id()}))
         self.transport.write(serialise(stream_error_element(self.condition, self.text)))
         self.transport.write(b"</stream:stream>")
         self.transport.loseConnection()

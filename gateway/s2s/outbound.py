@@ -31,7 +31,7 @@ from twisted.words.xish import domish
 
 from gateway.dialback import dialback_key
 from gateway.jid import AddressError, bare_domain, parse_jid
-from gateway.s2s.stream import Input, S2SStream, StreamError, serialise
+from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
 from gateway.xmpp import (
     NS_COMPONENT,
     NS_DIALBACK,
@@ -246,9 +246,7 @@ class OutboundStream(S2SStream):
     def receive_header(self, root):
         if (root.uri, root.name) != (NS_STREAMS, "stream") or root.defaultUri != NS_SERVER:
             raise StreamError("invalid-namespace", "not a jabber:server stream")
-        version = root.getAttribute("version") or "0.0"
-        if version.split(".")[0] in ("", "0"):
-            raise StreamError("unsupported-version", "XMPP version 1.0 is required")
+        check_version(root)
         # A header without an id is wrong (RFC 6120 section 4.7.3), but a
         # server refusing us sends one before its stream error: hear that
         # error out, and refuse only a stream that goes on without an id.

@@ -18,7 +18,8 @@ from twisted.words.xish import domish
 from zope.interface import implementer
 
 from gateway.tls import tls_facts
-from gateway.xmlparser import StreamParser, XMLStreamError
+from gateway.state import random_stream_id
+from gateway.xmlparser import NS_XML, StreamParser, XMLStreamError
 from gateway.xmpp import (
     NS_DIALBACK,
     NS_SASL,
@@ -77,6 +78,33 @@ for _name in STANZA_NAMES:
     _CLASSIFICATION[(NS_SERVER, _name)] = Input.STANZA
 
 
+def xmpp_version(text):
+    """
+    The XMPP version C{text} names as C{(major, minor)}, two integers read
+    separately with leading zeros ignored (RFC 6120 section 4.7.5), or
+    L{None} for anything else (missing, C{abc}, C{-1.0}, C{1_0.0}).
+    """
+    parts = (text or "").split(".")
+    if len(parts) != 2 or not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def check_version(root):
+    """
+    @raise StreamError: C{unsupported-version} unless the header C{root}
+        says XMPP 1.0 or later.
+    """
+    version = xmpp_version(root.getAttribute("version"))
+    if version is None or version < (1, 0):
+        raise StreamError("unsupported-version", "XMPP version 1.0 is required")
+
+
+#: Content namespaces of other kinds of streams (RFC 6120 section 4.8.2).
+CLIENT_NAMESPACES = frozenset({"jabber:client", "jabber:component:accept"})
+STANZA_NAMES = frozenset({"message", "presence", "iq"})
+
+
 def classify(element):
     """
     Return the L{Input} that C{element}, a first-level element of a
@@ -104,7 +132,8 @@ def stream_error_element(condition, text=None, detail=None):
     error = domish.Element((NS_STREAMS, "error"))
     error.addElement((NS_XMPP_STREAMS, condition))
     if text:
-        error.addElement((NS_XMPP_STREAMS, "text"), content=text)
+        # RFC 6120 section 4.9.2: the text SHOULD say its language.
+        error.addElement((NS_XMPP_STREAMS, "text"), content=text)[(NS_XML, "lang")] = "en"
     if detail is not None:
         error.addChild(detail)
     return error
@@ -118,7 +147,7 @@ def header_bytes(attributes):
     parts = [
         "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
         "xmlns:stream='http://etherx.jabber.org/streams' "
-        "xmlns:db='jabber:server:dialback' version='1.0'"
+        "xmlns:db='jabber:server:dialback' version='1.0' xml:lang='en'"
     ]
     for name, value in attributes.items():
         if value is not None:
@@ -153,6 +182,8 @@ class S2SStream(protocol.Protocol):
     """
 
     direction = None
+    #: Whether the connection is TLS from its first byte (XEP-0368).
+    direct_tls = False
     TRANSITIONS = {}
     REFUSAL = {}
     #: First-level elements delivered as L{gateway.xmlparser.ShallowStanza}s.
@@ -160,6 +191,9 @@ class S2SStream(protocol.Protocol):
     max_depth = 64
     #: Seconds to wait for the peer's part of closing before aborting.
     CLOSE_GRACE = 5.0
+    #: A L{gateway.flow.ReadRate} limiting how fast this stream is read,
+    #: or L{None}.
+    read_rate = None
 
     def __init__(self, max_stanza_size, clock):
         self.max_stanza_size = max_stanza_size
@@ -175,6 +209,7 @@ class S2SStream(protocol.Protocol):
         self.stanzas_out = 0
         self.last_activity = clock.seconds()
         self._abort = None
+        self._tls_started = False
 
     # Framing -------------------------------------------------------------
 
@@ -202,6 +237,17 @@ class S2SStream(protocol.Protocol):
             self._parser.feed(data)
         except XMLStreamError as e:
             self.fail(e.condition, e.text)
+        except Exception:
+            # A fault of ours: the peer still gets a stream error (RFC 6120
+            # section 4.9.3.11), and the log the traceback.
+            log.failure(
+                "s2s {direction} {peer}: internal error handling what the peer sent",
+                direction=self.direction,
+                peer=self.peer_name(),
+            )
+            self.fail("internal-server-error")
+        if self.read_rate is not None and not self.closed:
+            self.read_rate.spent(self.transport, len(data))
 
     def park_parser(self):
         """
@@ -247,13 +293,27 @@ class S2SStream(protocol.Protocol):
         handler = self.TRANSITIONS.get(self.state, {}).get(kind)
         try:
             if handler is None:
-                condition = self.REFUSAL.get(self.state, "policy-violation")
-                if kind is Input.OTHER:
-                    condition = "unsupported-stanza-type"
-                raise StreamError(condition, f"{kind.value} is not allowed now")
+                raise self.refusal(kind, element)
             getattr(self, handler)(element)
         except StreamError as e:
             self.fail(e.condition, e.text, e.detail)
+
+    def refusal(self, kind, element):
+        """
+        The L{StreamError} for a first-level element of C{kind} that the
+        current state does not take.
+        """
+        if kind is Input.OTHER:
+            if element.uri in CLIENT_NAMESPACES and element.name in STANZA_NAMES:
+                # RFC 6120 section 4.8.2: a content namespace this stream
+                # does not carry.
+                return StreamError(
+                    "invalid-namespace", f"{element.uri} stanzas on a jabber:server stream"
+                )
+            return StreamError("unsupported-stanza-type", f"{kind.value} is not allowed now")
+        return StreamError(
+            self.REFUSAL.get(self.state, "policy-violation"), f"{kind.value} is not allowed now"
+        )
 
     def _on_stream_end(self):
         if self.closing:
@@ -274,7 +334,8 @@ class S2SStream(protocol.Protocol):
             condition=condition,
         )
         self.stream_failed(condition, "peer sent a stream error")
-        self.close(send_footer=False)
+        # RFC 6120 section 4.9.1.1: the receiving side closes the stream too.
+        self.close()
 
     # TLS -----------------------------------------------------------------
 
@@ -284,9 +345,21 @@ class S2SStream(protocol.Protocol):
         is acted on afterwards: the parser is replaced first.
         """
         self.reset_parser()
+        self._tls_started = True
         self.transport.startTLS(creator)
 
+    @property
+    def tls_negotiating(self):
+        """
+        Whether a TLS handshake has begun and not finished: nothing written
+        now would reach the peer before it completes.
+        """
+        return (self._tls_started or self.direct_tls) and self.tls is None
+
     def handshakeCompleted(self):
+        if self.closed:
+            # Failed while the handshake went on: nothing more is sent.
+            return
         self.tls = tls_facts(self.transport)
         self.tls_established()
 
@@ -311,13 +384,18 @@ class S2SStream(protocol.Protocol):
             condition=condition,
             text=text or "",
         )
-        if self.closing:
-            # Our closing tag is out: nothing may follow it.
+        if self.closing or self.tls_negotiating:
+            # Our closing tag is out: nothing may follow it.  Or TLS is being
+            # negotiated: RFC 6120 section 5.4.3.2 closes the connection
+            # without XML (what was written now would only be sent after a
+            # handshake, on a stream that has no header yet).
             self.stream_failed(condition, text)
             self._let_go()
             return
         if self.state_needs_header():
-            self.send_header()
+            # RFC 6120 sections 4.7 and 4.9.1.3: a response header has an id,
+            # and a from, which is empty when the peer's to is not known.
+            self.send_header(**{"from": "", "id": random_stream_id()})
         self.transport.write(serialise(stream_error_element(condition, text, detail)))
         self.stream_failed(condition, text)
         self.close()
@@ -405,6 +483,8 @@ class S2SStream(protocol.Protocol):
 
     def connectionLost(self, reason):
         self.closed = True
+        if self.read_rate is not None:
+            self.read_rate.stop()
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
         self._abort = None
