@@ -731,6 +731,41 @@ class LimitTests(HostileTestCase):
         await self.attack(stanza, "not-authorized", "stanzas before authentication")
 
 
+class ClosingAfterErrorTests(HostileTestCase):
+    """
+    RFC 6120 section 4.4: after its stream error and closing tag, the
+    gateway ends its direction and waits for the peer's, rather than
+    closing a socket with unread bytes (which answers with a reset that can
+    overtake the error on its way).
+    """
+
+    @coroutine_test
+    async def test_half_close_after_an_error(self):
+        await self.start()
+        peer = await self.connect()
+        await self.in_thread(peer.open_stream)
+        stream = self.stream_of(peer)
+        await self.in_thread(peer.send, b"<message>" + b"x" * (LIMIT + 100))
+        self.assertTrue(await self.in_thread(peer.read_until, b"</stream:stream>"))
+        self.assertEqual(Transcript(peer.received).stream_error()[0], "policy-violation")
+        # Our direction is over (end of file after the closing tag)...
+        self.assertIsNotNone(await self.in_thread(peer.read_until_closed, 5.0))
+
+        def keep_sending():
+            # ...while the peer may still send (what crossed our error):
+            # read and dropped, no reset.
+            for _ in range(5):
+                peer.send(b"<message>more</message>" * 100)
+                time.sleep(0.05)
+
+        await self.in_thread(keep_sending)
+        self.assertIn(stream, self.target.federation.streams)
+        # The peer closes its side: the connection is gone.
+        await self.in_thread(peer.sock.shutdown, socket.SHUT_WR)
+        await wait_for(lambda: stream not in self.target.federation.streams, timeout=5)
+        await self.federation_works("after the close")
+
+
 class ElementCountTests(HostileTestCase):
     """
     A stanza of more elements than any Twisted or wokkel component reads

@@ -231,6 +231,11 @@ class S2SStream(protocol.Protocol):
 
     def dataReceived(self, data):
         if self.closed or self._parser is None:
+            # Closed, and only waiting for the peer's side (RFC 6120 section
+            # 4.4): what still comes is read, at the stream's rate, and
+            # dropped.
+            if self.read_rate is not None and self.transport is not None:
+                self.read_rate.spent(self.transport, len(data))
             return
         self.last_activity = self.clock.seconds()
         try:
@@ -461,10 +466,19 @@ class S2SStream(protocol.Protocol):
             self._abort.cancel()
         if self._parser is not None:
             self._parser.close()
-        self.transport.loseConnection()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None and not (self._tls_started or self.direct_tls):
+            # Plain TCP: end our direction only (FIN after what is buffered)
+            # and read on until the peer closes its own.  Closing a socket
+            # with unread bytes would answer with a reset, and a reset can
+            # overtake a stream error still on its way to the peer.
+            half_close()
+        else:
+            self.transport.loseConnection()
         # RFC 6120 section 4.4: wait a reasonable time for the peer's side of
-        # the close (over TLS, its close_notify; before a TLS handshake,
-        # nothing can be flushed at all), then let go of the connection.
+        # the close (its closing tag and end of the connection; over TLS, its
+        # close_notify; before a TLS handshake, nothing can be flushed at
+        # all), then let go of the connection.
         self._abort = self.clock.callLater(self.CLOSE_GRACE, self._abort_connection)
 
     def _abort_connection(self):
