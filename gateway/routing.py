@@ -16,6 +16,7 @@ from gateway.xmpp import (
     NS_COMPONENT,
     NS_SERVER,
     error_response,
+    iq_problem,
     is_bounceable,
     rewrite_namespace,
 )
@@ -68,6 +69,11 @@ class Router:
                 f"this component may only send from {component_domain}",
             )
             return
+        if stanza.name == "iq":
+            problem = iq_problem(stanza)
+            if problem is not None:
+                self._refuse_from_component(stanza, component_domain, "bad-request", problem)
+                return
         try:
             recipient = parse_jid(stanza.getAttribute("to"))
         except AddressError as e:

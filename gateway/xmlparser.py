@@ -56,6 +56,8 @@ class ShallowStanza(domish.Element):
     raw = b""
     contained = False
     context = None
+    #: How many child elements it has (its content is not built).
+    child_count = 0
 
     def expand(self):
         """
@@ -364,6 +366,8 @@ class _LimitedElementStream(domish.ExpatElementStream):
         # Whether the element so far has no content (it may be <empty/>).
         self.without_content = True
         if self.skipping:
+            if self.depth == 3:
+                self.currElem.child_count += 1
             # domish counts the elements it builds; those of a shallow
             # stanza are counted here, against the same limit.
             self.elementCount += 1

@@ -36,6 +36,43 @@ def is_bounceable(stanza):
     return True
 
 
+IQ_TYPES = frozenset(("get", "set", "result", "error"))
+
+
+def child_count(stanza):
+    """
+    How many child elements C{stanza} has (a shallow one counts them as
+    they were parsed).
+    """
+    counted = getattr(stanza, "child_count", None)
+    if counted is not None:
+        return counted
+    return sum(1 for _ in stanza.elements())
+
+
+def iq_problem(stanza):
+    """
+    What RFC 6120 section 8.2.3 finds wrong with the IQ C{stanza}, as text
+    for a C{bad-request} answer, or L{None}.  Only what can be answered is
+    judged: a type that is none of the four, and requests (C{get}, C{set})
+    without an id or with other than exactly one child.  A result or an
+    error is never answered with an error (section 8.3.1), so one that
+    breaks the rules goes on for its recipient to ignore.
+    """
+    kind = stanza.getAttribute("type")
+    if kind not in IQ_TYPES:
+        return f"an IQ's type must be get, set, result or error, not {kind!r}" if kind else (
+            "an IQ without a type"
+        )
+    if kind in ("get", "set"):
+        if not stanza.getAttribute("id"):
+            return "an IQ request without an id"
+        children = child_count(stanza)
+        if children != 1:
+            return f"an IQ request must hold exactly one child element, not {children}"
+    return None
+
+
 #: The error type RFC 6120 section 8.3.3 gives each defined condition.
 STANZA_ERROR_TYPES = {
     "bad-request": "modify",

@@ -123,6 +123,46 @@ class FederationTests(unittest.TestCase):
         self.assertEqual(len(outbound), 1)
 
     @defer.inlineCallbacks
+    def test_iq_semantics(self):
+        """
+        RFC 6120 section 8.2.3: an IQ request without an id, with no child
+        or two, or an IQ without a valid type, is answered bad-request by
+        the gateway, which does not send it on; a result with two children
+        can't be answered with an error, and goes on.
+        """
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+
+        def iq(kind, stanza_id, children):
+            element = domish.Element(("jabber:component:accept", "iq"))
+            if kind is not None:
+                element["type"] = kind
+            if stanza_id is not None:
+                element["id"] = stanza_id
+            element["from"] = "alice@a.test/r"
+            element["to"] = "bob@b.test/r"
+            for n in range(children):
+                element.addElement(("urn:example", f"child{n}"))
+            return element
+
+        for kind, stanza_id, children, problem in (
+            ("get", "none", 0, "an IQ request must hold exactly one child element, not 0"),
+            ("set", "two", 2, "an IQ request must hold exactly one child element, not 2"),
+            ("get", None, 1, "an IQ request without an id"),
+            ("fetch", "odd", 1, "an IQ's type must be get, set, result or error, not 'fetch'"),
+            (None, "untyped", 1, "an IQ without a type"),
+        ):
+            alice.send(iq(kind, stanza_id, children))
+            answer = yield defer.Deferred.fromCoroutine(alice.next())
+            self.assertEqual(
+                (answer.getAttribute("id"), answer["type"], error_condition(answer),
+                 str(answer.error.text)),
+                (stanza_id, "error", "bad-request", problem),
+            )
+        alice.send(iq("result", "r2", 2))
+        received = yield defer.Deferred.fromCoroutine(bob.next())
+        self.assertEqual((received["id"], received["type"]), ("r2", "result"))
+
+    @defer.inlineCallbacks
     def test_international_addresses(self):
         """
         Two gateways, one serving an internationalised domain: occupant

@@ -207,6 +207,54 @@ class InboundTestCase(unittest.TestCase):
         return args
 
 
+class IQSemanticsTests(InboundTestCase):
+    """
+    RFC 6120 section 8.2.3 on stanzas from a peer: IQ requests that break
+    it are answered bad-request and not routed; the stream goes on.  The
+    same whether the stanza is forwarded as bytes (shallow) or built (here,
+    because a child uses a prefix the header declared).
+    """
+
+    cases = [
+        (b"<iq type='get' id='1' from='a@remote.example' to='b@local.example'/>", "bad-request"),
+        (b"<iq type='get' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<a xmlns='urn:x'/><b xmlns='urn:x'/></iq>", "bad-request"),
+        (b"<iq type='set' from='a@remote.example' to='b@local.example'><a xmlns='urn:x'/></iq>",
+         "bad-request"),
+        (b"<iq type='GET' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<a xmlns='urn:x'/></iq>", "bad-request"),
+        (b"<iq id='1' from='a@remote.example' to='b@local.example'><a xmlns='urn:x'/></iq>",
+         "bad-request"),
+        (b"<iq type='get' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<db:x/><db:y/></iq>", "bad-request"),
+        # Built whole: its start tag declares a namespace.
+        (b"<iq xmlns:p='urn:p' type='get' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<p:a/><p:b/></iq>", "bad-request"),
+        (b"<iq xmlns:p='urn:p' type='get' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<p:a><p:b/></p:a></iq>", None),
+        # Routed: a good request, and a result that can't be answered.
+        (b"<iq type='get' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<a xmlns='urn:x'><deep/><deeper/></a></iq>", None),
+        (b"<iq type='get' id='1' from='a@remote.example' to='b@local.example'><db:x/></iq>", None),
+        (b"<iq type='result' id='1' from='a@remote.example' to='b@local.example'>"
+         b"<a xmlns='urn:x'/><b xmlns='urn:x'/></iq>", None),
+    ]
+
+    def test_iq_semantics(self):
+        for data, condition in self.cases:
+            self.connect()
+            self.negotiate_tls()
+            self.authenticate()
+            self.feed(data)
+            router = self.federation.router
+            if condition is None:
+                self.assertEqual((len(router.routed), router.refused), (1, []), data)
+            else:
+                self.assertEqual(router.routed, [], data)
+                self.assertEqual([r[3] for r in router.refused], [condition], data)
+            self.assertFalse(self.transport.disconnecting, data)
+
+
 class HeaderTests(InboundTestCase):
     def test_good_header(self):
         """

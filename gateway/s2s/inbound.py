@@ -37,6 +37,7 @@ from gateway.xmpp import (
     NS_TLS,
     NS_XMPP_STANZAS,
     STANZA_NAMES,
+    iq_problem,
 )
 
 log = Logger()
@@ -589,6 +590,11 @@ class InboundStream(S2SStream):
                 stanza, sender_domain, recipient_domain, "jid-malformed", str(malformed)
             )
             return
+        if stanza.name == "iq":
+            problem = iq_problem(stanza)
+            if problem is not None:
+                router.refuse_from_s2s(stanza, sender_domain, recipient_domain, "bad-request", problem)
+                return
         if not (sender.canonical and recipient.canonical):
             stanza = expand(stanza)
             stanza["from"] = sender.full()
