@@ -107,7 +107,13 @@ def main():
     parser.add_argument("--messages", type=int, default=50000)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--language", default=None,
+                        help="the stream header's xml:lang (default: none), which stanzas "
+                        "without their own are given on their way")
     args = parser.parse_args()
+    if args.language is not None:
+        global HEADER
+        HEADER = HEADER.replace(b"version='1.0'>", f"version='1.0' xml:lang='{args.language}'>".encode())
     print(f"inbound stanza path, in process: {args.messages} messages x {args.repeats} repeats")
     for kind in args.kinds.split(","):
         per_10k = sorted(

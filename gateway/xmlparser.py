@@ -74,6 +74,25 @@ class ShallowStanza(domish.Element):
         return element
 
 
+_TAG_NAME = re.compile(rb"<[^\s/>]+")
+
+
+def with_language(stanza, language):
+    """
+    Give C{stanza} the C{xml:lang} C{language} (RFC 6120 section 4.7.4: the
+    stream's, for a stanza that says none), in its attributes and, for a
+    shallow stanza, in its bytes too (after the element's name).
+    """
+    stanza[(NS_XML, "lang")] = language
+    raw = getattr(stanza, "raw", None)
+    if raw:
+        # After the name as written (it may carry a prefix the header
+        # declared).
+        name_end = _TAG_NAME.match(raw).end()
+        attribute = f" xml:lang='{domish.escapeToXml(language, isattrib=1)}'".encode("utf-8")
+        stanza.raw = raw[:name_end] + attribute + raw[name_end:]
+
+
 def element_from_bytes(data, context):
     """
     The first-level element serialised as C{data}, parsed in the namespace

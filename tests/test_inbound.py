@@ -15,7 +15,7 @@ from gateway.s2s.inbound import DialbackError, InboundState, InboundStream
 from gateway.tls import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
-from gateway.xmlparser import ShallowStanza, expand
+from gateway.xmlparser import NS_XML, ShallowStanza, expand
 from gateway.xmlparser import StreamParser
 from gateway.xmpp import NS_SERVER, error_condition
 
@@ -253,6 +253,66 @@ class IQSemanticsTests(InboundTestCase):
                 self.assertEqual(router.routed, [], data)
                 self.assertEqual([r[3] for r in router.refused], [condition], data)
             self.assertFalse(self.transport.disconnecting, data)
+
+
+class LanguageTests(InboundTestCase):
+    """
+    RFC 6120 sections 4.7.4 and 8.1.5: a stanza that says no language is
+    in the stream's, and is given it (xml:lang) when routed on; one that
+    says its own keeps it.
+    """
+
+    def routed_on_stream(self, header, data):
+        self.connect()
+        self.feed(header)
+        self.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.output.restart()
+        self.stream.tls = TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", ())
+        self.feed(header)
+        self.authenticate()
+        self.feed(data)
+        ((stanza, _, _),) = self.federation.router.routed
+        return stanza
+
+    def test_stream_language(self):
+        german = HEADER.replace(b"version='1.0'>", b"version='1.0' xml:lang='de'>")
+        prefixed = german.replace(b"xmlns:db=", b"xmlns:s='jabber:server' xmlns:db=")
+        for header, data, raw in (
+            (german,
+             b"<message from='a@remote.example' to='b@local.example'><body>hallo</body></message>",
+             b"<message xml:lang='de' from='a@remote.example' to='b@local.example'>"
+             b"<body>hallo</body></message>"),
+            (german, b"<presence from='a@remote.example' to='b@local.example'/>",
+             b"<presence xml:lang='de' from='a@remote.example' to='b@local.example'/>"),
+            (prefixed,
+             b"<s:message from='a@remote.example' to='b@local.example'><s:body>x</s:body></s:message>",
+             b"<s:message xml:lang='de' from='a@remote.example' to='b@local.example'>"
+             b"<s:body>x</s:body></s:message>"),
+        ):
+            stanza = self.routed_on_stream(header, data)
+            self.assertEqual(stanza[(NS_XML, "lang")], "de")
+            self.assertEqual(stanza.raw, raw)
+            self.assertEqual(expand(stanza)[(NS_XML, "lang")], "de")
+
+    def test_stanza_language_kept(self):
+        german = HEADER.replace(b"version='1.0'>", b"version='1.0' xml:lang='de'>")
+        data = (b"<message xml:lang='fr' from='a@remote.example' to='b@local.example'>"
+                b"<body>salut</body></message>")
+        stanza = self.routed_on_stream(german, data)
+        self.assertEqual((stanza[(NS_XML, "lang")], stanza.raw), ("fr", data))
+
+    def test_built_stanza(self):
+        german = HEADER.replace(b"version='1.0'>", b"version='1.0' xml:lang='de'>")
+        stanza = self.routed_on_stream(
+            german, b"<message xmlns:x='urn:x' from='a@remote.example' to='b@local.example'>"
+                    b"<x:y/></message>",
+        )
+        self.assertEqual(stanza[(NS_XML, "lang")], "de")
+
+    def test_no_stream_language(self):
+        data = b"<message from='a@remote.example' to='b@local.example'/>"
+        stanza = self.routed_on_stream(HEADER, data)
+        self.assertEqual(((NS_XML, "lang") in stanza.attributes, stanza.raw), (False, data))
 
 
 class HeaderTests(InboundTestCase):

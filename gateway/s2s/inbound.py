@@ -26,7 +26,7 @@ from gateway.dialback import check_dialback_key
 from gateway.jid import AddressError, bare_domain, jid_domain, parse_jid
 from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
 from gateway.state import random_stream_id
-from gateway.xmlparser import expand
+from gateway.xmlparser import NS_XML, expand, with_language
 from gateway.xmpp import (
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
@@ -216,6 +216,7 @@ class InboundStream(S2SStream):
         self.direct_tls = direct_tls
         self.local_domain = None
         self.peer_domain_claimed = None
+        self.language = None
         self.verified = set()
         self._pending = {}
         self._header_sent = False
@@ -290,6 +291,9 @@ class InboundStream(S2SStream):
         self.local_domain, self.peer_domain_claimed = check_stream_header(
             root, self.federation.local_domains
         )
+        # RFC 6120 sections 4.7.4 and 8.1.5: the stream's default language,
+        # given to the stanzas that don't say theirs.
+        self.language = root.attributes.get((NS_XML, "lang")) or None
         if self.tls is None:
             self.state = InboundState.FEATURES_SENT
             self.send_bytes(
@@ -599,6 +603,8 @@ class InboundStream(S2SStream):
             stanza = expand(stanza)
             stanza["from"] = sender.full()
             stanza["to"] = recipient.full()
+        if self.language is not None and (NS_XML, "lang") not in stanza.attributes:
+            with_language(stanza, self.language)
         router.route_from_s2s(stanza, sender_domain, recipient_domain)
 
     # Stream management (XEP-0198), as the receiving side --------------------
