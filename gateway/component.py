@@ -13,11 +13,35 @@ import hmac
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.xish import domish
 from wokkel.component import ListenComponentAuthenticator
 
 from gateway.jid import AddressError, bare_domain
+from gateway.xmlparser import NS_XML
 
 log = Logger()
+
+
+#: The default language of the streams to components (their header's
+#: xml:lang): stanzas from peers are in it unless they say otherwise.
+COMPONENT_LANGUAGE = "en"
+
+
+def send_header(stream):
+    """
+    Twisted's response header, with C{xml:lang} (RFC 6120 section 4.7.4):
+    a stanza that says no language is in L{COMPONENT_LANGUAGE}.
+    """
+    root = domish.Element(
+        (xmlstream.NS_STREAMS, "stream"),
+        stream.namespace,
+        localPrefixes={p: uri for uri, p in stream.prefixes.items() if uri != xmlstream.NS_STREAMS},
+    )
+    root["from"] = stream.thisEntity.userhost()
+    root["id"] = stream.sid
+    root[(NS_XML, "lang")] = COMPONENT_LANGUAGE
+    stream.send(root.toXml(prefixes=stream.prefixes, closeElement=0))
+    stream._headerSent = True
 
 
 class ComponentAuthenticator(ListenComponentAuthenticator):
@@ -58,7 +82,7 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
             )
             return
         self.xmlstream.thisEntity = jid.JID(tuple=(None, domain, None))
-        self.xmlstream.sendHeader()
+        send_header(self.xmlstream)
         self.xmlstream.addOnetimeObserver("/*", self.onElement)
 
     def onHandshake(self, handshake):

@@ -77,20 +77,31 @@ class ShallowStanza(domish.Element):
 _TAG_NAME = re.compile(rb"<[^\s/>]+")
 
 
-def with_language(stanza, language):
+def language_attribute(language):
+    """
+    The bytes of an C{xml:lang} attribute for C{language}, ready to splice
+    into a start tag (see L{with_language}).
+    """
+    return f" xml:lang='{domish.escapeToXml(language, isattrib=1)}'".encode("utf-8")
+
+
+def with_language(stanza, language, attribute=None):
     """
     Give C{stanza} the C{xml:lang} C{language} (RFC 6120 section 4.7.4: the
     stream's, for a stanza that says none), in its attributes and, for a
-    shallow stanza, in its bytes too (after the element's name).
+    shallow stanza, in its bytes too, after the element's name as written
+    (it may carry a prefix the header declared).
+
+    @param attribute: L{language_attribute} of C{language}, if the caller
+        keeps it.
     """
-    stanza[(NS_XML, "lang")] = language
+    stanza.attributes[(NS_XML, "lang")] = language
     raw = getattr(stanza, "raw", None)
     if raw:
-        # After the name as written (it may carry a prefix the header
-        # declared).
         name_end = _TAG_NAME.match(raw).end()
-        attribute = f" xml:lang='{domish.escapeToXml(language, isattrib=1)}'".encode("utf-8")
-        stanza.raw = raw[:name_end] + attribute + raw[name_end:]
+        stanza.raw = b"".join(
+            (raw[:name_end], attribute or language_attribute(language), raw[name_end:])
+        )
 
 
 def element_from_bytes(data, context):

@@ -361,6 +361,37 @@ class FederationTests(unittest.TestCase):
         self.assertEqual(error_condition(bounce), "remote-server-not-found")
 
     @defer.inlineCallbacks
+    def test_component_stream_language(self):
+        """
+        The header of a component's stream says xml:lang='en' (RFC 6120
+        section 4.7.4): stanzas from peers whose streams are in English go
+        on as they are, and those from a stream in another language say it
+        on each stanza.
+        """
+        from twisted.internet import threads
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
+
+        def header():
+            with socket.create_connection(("127.0.0.1", a.component_port), timeout=5) as sock:
+                sock.sendall(
+                    b"<stream:stream xmlns='jabber:component:accept' "
+                    b"xmlns:stream='http://etherx.jabber.org/streams' to='a.test'>"
+                )
+                received = b""
+                while b">" not in received.split(b"<stream:stream", 1)[-1]:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    received += chunk
+                return received
+
+        received = yield threads.deferToThread(header)
+        self.assertIn(b"xml:lang='en'", received)
+        self.assertIn(b"from='a.test'", received)
+
+    @defer.inlineCallbacks
     def test_wrong_component_secret(self):
         """
         A component with the wrong secret gets not-authorized.

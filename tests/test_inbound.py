@@ -310,9 +310,14 @@ class LanguageTests(InboundTestCase):
         self.assertEqual(stanza[(NS_XML, "lang")], "de")
 
     def test_no_stream_language(self):
+        """
+        No language on the stream, or the components' own (English): the
+        stanza goes on as it came.
+        """
         data = b"<message from='a@remote.example' to='b@local.example'/>"
-        stanza = self.routed_on_stream(HEADER, data)
-        self.assertEqual(((NS_XML, "lang") in stanza.attributes, stanza.raw), (False, data))
+        for header in (HEADER, HEADER.replace(b"version='1.0'>", b"version='1.0' xml:lang='EN'>")):
+            stanza = self.routed_on_stream(header, data)
+            self.assertEqual(((NS_XML, "lang") in stanza.attributes, stanza.raw), (False, data))
 
 
 class HeaderTests(InboundTestCase):

@@ -22,11 +22,12 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from gateway.component import COMPONENT_LANGUAGE
 from gateway.dialback import check_dialback_key
 from gateway.jid import AddressError, bare_domain, jid_domain, parse_jid
 from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
 from gateway.state import random_stream_id
-from gateway.xmlparser import NS_XML, expand, with_language
+from gateway.xmlparser import NS_XML, expand, language_attribute, with_language
 from gateway.xmpp import (
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
@@ -293,7 +294,13 @@ class InboundStream(S2SStream):
         )
         # RFC 6120 sections 4.7.4 and 8.1.5: the stream's default language,
         # given to the stanzas that don't say theirs.
-        self.language = root.attributes.get((NS_XML, "lang")) or None
+        # Stanzas go on to components, whose streams say COMPONENT_LANGUAGE:
+        # only another language needs saying on each stanza.
+        language = root.attributes.get((NS_XML, "lang")) or None
+        if language is not None and language.lower() == COMPONENT_LANGUAGE:
+            language = None
+        self.language = language
+        self._language_attribute = language_attribute(language) if language else None
         if self.tls is None:
             self.state = InboundState.FEATURES_SENT
             self.send_bytes(
@@ -604,7 +611,7 @@ class InboundStream(S2SStream):
             stanza["from"] = sender.full()
             stanza["to"] = recipient.full()
         if self.language is not None and (NS_XML, "lang") not in stanza.attributes:
-            with_language(stanza, self.language)
+            with_language(stanza, self.language, self._language_attribute)
         router.route_from_s2s(stanza, sender_domain, recipient_domain)
 
     # Stream management (XEP-0198), as the receiving side --------------------
