@@ -372,6 +372,30 @@ class HeaderTests(InboundTestCase):
             self.assertTrue(self.transport.value().startswith(b"<?xml version='1.0'?><stream:stream"), data)
             self.assertEqual(self.stream_error(), condition, data)
 
+    def test_response_header(self):
+        """
+        RFC 6120 sections 4.7 and 4.9.1.3: the response header has an id,
+        xml:lang, a from that is ours or empty, and the lower of the peer's
+        version and ours (none when the peer gave none).
+        """
+        for data, version, sender in (
+            (HEADER, "1.0", "local.example"),
+            (HEADER.replace(b"version='1.0'>", b"version='2.5'>"), "1.0", "local.example"),
+            (HEADER.replace(b"version='1.0'>", b"version='0.9'>"), "0.9", "local.example"),
+            (HEADER.replace(b" version='1.0'>", b">"), None, "local.example"),
+            (HEADER.replace(b"to='local.example'", b"to='elsewhere.example'"), "1.0", ""),
+            (b"GET / HTTP/1.1\r\n\r\n", "1.0", ""),
+        ):
+            self.connect()
+            self.feed(data)
+            (header,) = self.output.read().headers
+            self.assertEqual(
+                (header.getAttribute("version"), header["from"], header[(NS_XML, "lang")]),
+                (version, sender, "en"),
+                data,
+            )
+            self.assertTrue(header["id"])
+
     def test_version_above_one(self):
         self.connect()
         self.feed(HEADER.replace(b"version='1.0'>", b"version='1.1'>"))

@@ -25,7 +25,14 @@ from twisted.words.xish import domish
 from gateway.component import COMPONENT_LANGUAGE
 from gateway.dialback import check_dialback_key
 from gateway.jid import AddressError, bare_domain, jid_domain, parse_jid
-from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
+from gateway.s2s.stream import (
+    Input,
+    S2SStream,
+    StreamError,
+    check_version,
+    serialise,
+    xmpp_version,
+)
 from gateway.state import random_stream_id
 from gateway.xmlparser import NS_XML, expand, language_attribute, with_language
 from gateway.xmpp import (
@@ -265,9 +272,9 @@ class InboundStream(S2SStream):
     def state_needs_header(self):
         return not self._header_sent
 
-    def send_header(self, **attributes):
+    def send_header(self, version="1.0", **attributes):
         self._header_sent = True
-        super().send_header(**attributes)
+        super().send_header(version, **attributes)
 
     def receive_header(self, root):
         self.stream_id = random_stream_id()
@@ -281,7 +288,11 @@ class InboundStream(S2SStream):
             sender = bare_domain(root.getAttribute("from"))
         except AddressError:
             sender = None
+        # RFC 6120 section 4.7.5: the lower of the peer's version and ours,
+        # and none when the peer gave none (either is refused just after).
+        theirs = xmpp_version(root.getAttribute("version"))
         self.send_header(
+            version=None if theirs is None else "1.0" if theirs >= (1, 0) else "%d.%d" % theirs,
             **{
                 # RFC 6120 section 4.9.1.3: one of ours, or empty.
                 "from": to if to in self.federation.local_domains else "",

@@ -139,15 +139,19 @@ def stream_error_element(condition, text=None, detail=None):
     return error
 
 
-def header_bytes(attributes):
+def header_bytes(attributes, version="1.0"):
     """
     Serialise an opening stream header (RFC 6120 section 4.7) for a
     C{jabber:server} stream that also declares the dialback namespace.
+
+    @param version: the C{version} attribute, or L{None} for none.
     """
     parts = [
         "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
         "xmlns:stream='http://etherx.jabber.org/streams' "
-        "xmlns:db='jabber:server:dialback' version='1.0' xml:lang='en'"
+        "xmlns:db='jabber:server:dialback'"
+        + (f" version='{version}'" if version is not None else "")
+        + " xml:lang='en'"
     ]
     for name, value in attributes.items():
         if value is not None:
@@ -265,8 +269,8 @@ class S2SStream(protocol.Protocol):
             return False
         return self._parser.park()
 
-    def send_header(self, **attributes):
-        self.transport.write(header_bytes(attributes))
+    def send_header(self, version="1.0", **attributes):
+        self.transport.write(header_bytes(attributes, version))
 
     def send(self, element):
         if not (self.closed or self.closing):
