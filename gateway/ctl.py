@@ -3,7 +3,7 @@ The admin interface from a terminal:
 
     python -m gateway.ctl [--url http://127.0.0.1:5280]
         [--token-file STATE/admin.token | --state-dir DIR] [--json]
-        streams | stream ID | certificate ID | peers | peer DOMAIN
+        streams | stream ID | certificate ID | peers | peer DOMAIN | records
         | warnings | ack ID
 
 Only the standard library, so it runs wherever the gateway's Python does.
@@ -149,6 +149,16 @@ def format_peers(data):
     )
 
 
+def format_records(r):
+    return _pairs([
+        ("available", r["available"]),
+        ("unavailable since", r["unavailable_since"] or "-"),
+        ("accepting", r["accepting"]),
+        ("held", f"{r['held']} of {r['held_limit']}"),
+        ("lost", r["lost"]),
+    ])
+
+
 def format_peer(p):
     lines = [_pairs([
         ("peer domain", p["peer_domain"]), ("last seen", p["last_seen"]),
@@ -250,6 +260,7 @@ def parser():
     commands.add_parser("stream", help="one live stream in detail").add_argument("id")
     commands.add_parser("certificate", help="the certificate chain a stream's peer presented (PEM)").add_argument("id")
     commands.add_parser("peers", help="every peer domain in the records")
+    commands.add_parser("records", help="whether authentication records can be written")
     commands.add_parser("peer", help="one peer's certificates and verifications").add_argument("domain")
     commands.add_parser("warnings", help="warnings, unacknowledged first")
     commands.add_parser("ack", help="acknowledge a warning (accepts a changed certificate)").add_argument("id")
@@ -286,8 +297,20 @@ def run(arguments, out):
         data = client.json(f"/api/streams/{_segment(arguments.id)}")
         text = format_stream(data) if not arguments.json else None
     elif command == "peers":
-        data = client.json("/api/peers")
+        # Page by page (the API gives at most 1000 at a time).
+        peers, after = [], None
+        while True:
+            query = "?limit=1000" + (f"&after={_segment(after)}" if after else "")
+            page = client.json("/api/peers" + query)
+            peers.extend(page["peers"])
+            after = page.get("next")
+            if not after:
+                break
+        data = {"peers": peers}
         text = format_peers(data) if not arguments.json else None
+    elif command == "records":
+        data = client.json("/api/records")
+        text = format_records(data) if not arguments.json else None
     elif command == "peer":
         data = client.json(f"/api/peers/{_segment(arguments.domain)}")
         text = format_peer(data) if not arguments.json else None

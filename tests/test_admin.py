@@ -1056,6 +1056,38 @@ class PageTests(unittest.TestCase):
             refused = yield get(f"/api/peers?limit={bad}")
             self.assertEqual(refused.code, 400, bad)
 
+    @defer.inlineCallbacks
+    def test_ctl_reads_every_page(self):
+        """
+        gateway.ctl peers lists every peer, however many pages it takes, and
+        gateway.ctl records says whether records can be written.
+        """
+        peers = [{"peer_domain": f"p{n:04d}.example", "last_seen": "2026-12-02T10:00:00.000000Z",
+                  "last_method": "dialback", "last_authenticated": True, "certificates": 0}
+                 for n in range(2500)]
+        status = FakeStatus(peers=peers)
+        status.records_state = lambda: {
+            "available": False, "unavailable_since": "2026-12-02T10:00:00.000000Z",
+            "accepting": "known peers only", "held": 3, "held_limit": 1000, "lost": 0,
+        }
+        site = make_admin_site(status, "t0ken")
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(os.path.join(folder, "token"), "w") as f:
+            f.write("t0ken")
+        arguments = ["--url", f"http://127.0.0.1:{port.getHost().port}",
+                     "--token-file", os.path.join(folder, "token")]
+        code, out, err = yield defer.Deferred.fromCoroutine(run_ctl(*arguments, "--json", "peers"))
+        self.assertEqual(code, 0, err)
+        self.assertEqual([p["peer_domain"] for p in json.loads(out)["peers"]],
+                         [p["peer_domain"] for p in peers])
+        code, out, err = yield defer.Deferred.fromCoroutine(run_ctl(*arguments, "records"))
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"(?m)^accepting\s+known peers only$")
+        self.assertRegex(out, r"(?m)^held\s+3 of 1000$")
+
     def test_needs_a_token(self):
         self.assertRaises(ValueError, make_admin_site, FakeStatus(), "")
         self.assertRaises(ValueError, make_admin_site, FakeStatus(), None)
