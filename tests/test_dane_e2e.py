@@ -64,8 +64,8 @@ class DANETests(unittest.TestCase):
     def self_signed(self, domain):
         return write_self_signed(os.path.join(self.world.folder, "certs"), domain)
 
-    async def gateway(self, domain, verifiers, **kwargs):
-        policy = f"verifiers = {verifiers!r}\n".replace("'", '"')
+    async def gateway(self, domain, verifiers, policy_extra="", **kwargs):
+        policy = f"verifiers = {verifiers!r}\n".replace("'", '"') + policy_extra
         service = await self.world.gateway(
             domain,
             srv=False,
@@ -135,7 +135,7 @@ class DANETests(unittest.TestCase):
         self.assertEqual({r.evidence["usage"] for r in records.values()}, {"DANE-TA"})
 
     async def refused_by_alpha(self, zone_options, tlsa, bogus_tlsa=False,
-                               verifiers=("dane", "pkix")):
+                               verifiers=("dane", "pkix"), policy_extra=""):
         """
         alpha.test (DANE then PKIX, or C{verifiers}, trusting the CA) and a
         peer with a certificate from the CA, whose DNS is as given.
@@ -145,7 +145,9 @@ class DANETests(unittest.TestCase):
         self.dns.zone("peer.test", **zone_options)
         self.publish("peer.test", tlsa, bogus_tlsa=bogus_tlsa)
         await self.dns.start()
-        alpha, a = await self.gateway("alpha.test", list(verifiers), trust_ca=True)
+        alpha, a = await self.gateway(
+            "alpha.test", list(verifiers), trust_ca=True, policy_extra=policy_extra
+        )
         peer, p = await self.gateway("peer.test", ["pkix", "dialback"], trust_ca=True)
         return alpha, a, peer, p
 
@@ -198,6 +200,31 @@ class DANETests(unittest.TestCase):
         for record in records:
             self.assertEqual([v["verifier"] for v in record.verdicts], ["pkix", "dane"])
             self.assertEqual(record.verdicts[0]["outcome"], "verified")
+
+    @defer.inlineCallbacks
+    def test_require_dane_with_pkix_listed_first(self):
+        """
+        require_dane holds whatever the order: with verifiers = ["pkix",
+        "dane"], a peer whose CA-valid certificate PKIX accepts, but whose
+        zone (signed) publishes no TLSA records, is refused both ways
+        (issue: with PKIX first, DANE was never asked).
+        """
+        alpha, a, peer, p = yield defer.Deferred.fromCoroutine(self.refused_by_alpha(
+            {}, None, verifiers=("pkix", "dane"), policy_extra="require_dane = true\n",
+        ))
+        a.message("x@alpha.test", "y@peer.test", "no", "n1")
+        bounce = yield defer.Deferred.fromCoroutine(a.next(timeout=20))
+        self.assertEqual(error_condition(bounce), "remote-server-not-found")
+        p.message("y@peer.test", "x@alpha.test", "no", "n2")
+        bounce = yield defer.Deferred.fromCoroutine(p.next(timeout=20))
+        self.assertEqual(error_condition(bounce), "internal-server-error")
+        records = yield alpha.records.for_peer("peer.test")
+        self.assertEqual(sorted(r.direction for r in records), ["inbound", "outbound"])
+        for record in records:
+            self.assertFalse(record.authenticated)
+            self.assertEqual([v["verifier"] for v in record.verdicts], ["pkix", "dane"])
+            self.assertEqual(record.verdicts[0]["outcome"], "verified")
+            self.assertIn("DANE is required", record.reason)
 
     @defer.inlineCallbacks
     def test_bogus_tlsa_refused(self):
