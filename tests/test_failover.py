@@ -426,3 +426,56 @@ class FloodingPeerTests(unittest.TestCase):
         self.assertLessEqual(read, limiter.burst + rate * elapsed + 65536 + 16384)
         # The peer could send much more than it was allowed.
         self.assertGreater(sent * len(big_iq(0, "x@b.test", "empty.test")), limiter.read)
+
+
+class PlaintextStateTests(unittest.TestCase):
+    """
+    RFC 6120 section 5.4.3.3: nothing negotiated before TLS survives it.
+    A peer that policy lets authenticate in plaintext, and then starts TLS,
+    must authenticate again: the pair it verified before counts no more.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_pair_verified_before_tls_is_forgotten(self):
+        from tests.test_hostile import HostilePeer, Transcript
+        from tests.test_tls import client_context
+
+        world = World(self)
+        a = yield defer.Deferred.fromCoroutine(world.gateway(
+            "a.test", extra='[policy.domains."b.test"]\nrequire_tls = false\n',
+        ))
+        alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
+        helper = FailoverTests()
+        helper.addCleanup = self.addCleanup
+        yield defer.Deferred.fromCoroutine(helper.broken(world, "hoarding", 0, identity="b.test"))
+        header = (
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' "
+            b"xmlns:db='jabber:server:dialback' from='b.test' to='a.test' version='1.0'>"
+        )
+        message = b"<message from='x@b.test' to='alice@a.test'><body>hi</body></message>"
+
+        def session():
+            peer = HostilePeer(a.s2s_port, timeout=20)
+            try:
+                peer.send(header)
+                assert peer.read_until(b"</stream:features>"), peer.received
+                peer.send(b"<db:result from='b.test' to='a.test'>key</db:result>")
+                assert peer.read_until(b"type='valid'"), peer.received
+                peer.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                assert peer.read_until(b"<proceed"), peer.received
+                peer.sock = client_context().wrap_socket(peer.sock)
+                peer.received = b""
+                peer.send(header.split(b"?>", 1)[1])
+                assert peer.read_until(b"</stream:features>"), peer.received
+                peer.send(message)
+                assert peer.read_until_closed(10) is not None, peer.received
+                return Transcript(peer.received).stream_error()
+            finally:
+                peer.close()
+
+        condition, text = yield threads.deferToThread(session)
+        self.assertEqual((condition, text), ("not-authorized", "stanzas before authentication"))
+        self.assertEqual(len(alice.received.pending), 0)
