@@ -438,6 +438,9 @@ class HostileTestCase(unittest.TestCase):
         self.assertEqual(answer[0], condition, peer.received)
         if text is not None:
             self.assertEqual(answer[1], text)
+        # As a peer does once the gateway has closed its side: the gateway
+        # waits for that (RFC 6120 section 4.4), or for CLOSE_GRACE.
+        peer.close()
         await wait_for(lambda: not self.hostile_streams())
         await self.federation_works("after the attack")
         return peer, answer, seconds
