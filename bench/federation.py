@@ -52,7 +52,7 @@ from twisted.internet.interfaces import IHandshakeListener, IPushProducer  # noq
 from twisted.names import client as dns_client, dns  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from gateway.dialback import check_dialback_key, dialback_key  # noqa: E402
+from gateway.s2s.dialback import check_dialback_key, dialback_key  # noqa: E402
 from tests.dnsserver import LoopbackDNSServer  # noqa: E402
 from tests.pki import CertificateAuthority  # noqa: E402
 
@@ -77,7 +77,7 @@ import gateway
 from twisted.application.service import IServiceMaker, ServiceMaker
 from twisted.scripts import twistd
 print("bench: gateway code from", gateway.__file__, flush=True)
-maker = ServiceMaker("XMPP federation gateway", "gateway.tap", "", "xmpp-gateway")
+maker = ServiceMaker("XMPP federation gateway", "gateway.app.tap", "", "xmpp-gateway")
 twistd.ServerOptions._getPlugins = staticmethod(
     lambda interface, package=None: [maker] if interface is IServiceMaker else []
 )

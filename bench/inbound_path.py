@@ -23,10 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet.task import Clock  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 
-from gateway.config import PolicyConfig  # noqa: E402
-from gateway.routing import Router  # noqa: E402
+from gateway.app.config import PolicyConfig  # noqa: E402
+from gateway.components.routing import Router  # noqa: E402
 from gateway.s2s.inbound import InboundState, InboundStream  # noqa: E402
-from gateway.tls import TLSFacts  # noqa: E402
+from gateway.tls.profile import TLSFacts  # noqa: E402
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "

@@ -82,7 +82,7 @@ from twisted.internet.interfaces import (  # noqa: E402
 )
 from zope.interface import implementer  # noqa: E402
 
-from gateway.dialback import check_dialback_key, dialback_key  # noqa: E402
+from gateway.s2s.dialback import check_dialback_key, dialback_key  # noqa: E402
 from tests.dnsserver import LoopbackDNSServer  # noqa: E402
 from tests.interop.peers import package_version  # noqa: E402
 from tests.interop.prosody import ProsodyServer  # noqa: E402

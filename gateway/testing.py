@@ -8,12 +8,12 @@ import dns.rdataclass
 import dns.rdatatype
 from twisted.internet import defer
 
-from gateway.dnsclient import DNSAnswer, DNSError
+from gateway.names.client import DNSAnswer, DNSError
 
 
 class FakeDNSClient:
     """
-    Answers from records given to it, like L{gateway.dnsclient.DNSClient}.
+    Answers from records given to it, like L{gateway.names.client.DNSClient}.
 
         client = FakeDNSClient()
         client.add("_xmpp-server._tcp.example.org", "SRV", "0 0 5269 xmpp.example.org.",

@@ -11,9 +11,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.words.protocols.jabber import component, jid, xmlstream
 from twisted.words.xish import domish
 
-from gateway.config import parse_config
-from gateway.xmpp import error_condition  # noqa: F401 (for tests)
-from gateway.service import GatewayService
+from gateway.app.config import parse_config
+from gateway.xmpp.stanzas import error_condition  # noqa: F401 (for tests)
+from gateway.app.service import GatewayService
 from tests.dnsserver import LoopbackDNSServer
 from tests.pki import CertificateAuthority
 
@@ -221,7 +221,7 @@ def write_self_signed(folder, domain):
 
     @return: C{(certificate file, key file)}.
     """
-    from gateway.state import make_self_signed
+    from gateway.app.state import make_self_signed
 
     os.makedirs(folder, exist_ok=True)
     certificate_pem, key_pem = make_self_signed(domain)

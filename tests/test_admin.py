@@ -23,8 +23,8 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
-from gateway.admin import make_admin_site, render_status_page, session_value
-from gateway.config import default_config
+from gateway.ops.admin import make_admin_site, render_status_page, session_value
+from gateway.app.config import default_config
 from tests.support import World, error_condition, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -901,7 +901,7 @@ def stream_data(**overrides):
 
 class FakeStatus:
     """
-    What L{gateway.status.StatusSource} offers the admin interface, from
+    What L{gateway.ops.status.StatusSource} offers the admin interface, from
     fixed data.
     """
 
@@ -1099,14 +1099,14 @@ class CtlFormattingTests(unittest.TestCase):
     """
 
     def test_control_characters_escaped(self):
-        from gateway.ctl import printable
+        from gateway.ops.ctl import printable
 
         self.assertEqual(printable("CN=\x1b[2Jevil\n"), "CN=\\x1b[2Jevil\\n")
         self.assertEqual(printable(None), "-")
         self.assertEqual((printable(True), printable(False)), ("yes", "no"))
 
     def test_streams_table_notes(self):
-        from gateway.ctl import format_streams
+        from gateway.ops.ctl import format_streams
 
         text = format_streams({"streams": [
             stream_data(id="s1"),

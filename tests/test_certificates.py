@@ -1,5 +1,5 @@
 """
-Tests for L{gateway.certificates}: fingerprints, names and summaries of
+Tests for L{gateway.tls.certificates}: fingerprints, names and summaries of
 certificates made here.
 """
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.certificates import (
+from gateway.tls.certificates import (
     ID_ON_DNSSRV,
     ID_ON_XMPPADDR,
     CertificateSummary,

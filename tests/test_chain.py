@@ -9,8 +9,8 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.config import DomainPolicy
-from gateway.tls import TLSFacts
+from gateway.app.config import DomainPolicy
+from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import run_chain
 from gateway.verifiers.interfaces import (
     IDomainVerifier,

@@ -1,5 +1,5 @@
 """
-Tests for L{gateway.config}: the TOML configuration file, its defaults,
+Tests for L{gateway.app.config}: the TOML configuration file, its defaults,
 and the one-line errors that name the file, the key and the problem.
 """
 
@@ -11,8 +11,8 @@ import tomllib
 
 from twisted.trial import unittest
 
-from gateway import tap
-from gateway.config import (
+from gateway.app import tap
+from gateway.app.config import (
     DEFAULT_CONFIG_NAME,
     DEFAULT_CONFIG_TOML,
     ComponentsConfig,

@@ -8,13 +8,13 @@ from cryptography.hazmat.primitives import serialization
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from gateway.config import DomainPolicy
-from gateway.dns import Target
+from gateway.app.config import DomainPolicy
+from gateway.names.srv import Target
 from gateway.testing import FakeDNSClient
-from gateway.tls import TLSFacts
+from gateway.tls.profile import TLSFacts
 from gateway.verifiers.dane import DANEVerifier
 from gateway.verifiers.interfaces import IDomainVerifier, Outcome, VerificationRequest
-from gateway.verifiers.tlsa import DANE_TA, FULL, tlsa_for
+from gateway.tls.tlsa import DANE_TA, FULL, tlsa_for
 from tests.pki import CertificateAuthority
 
 DOMAIN = "peer.example"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from gateway.verifiers.tlsa import DANE_TA, FULL, tlsa_for
+from gateway.tls.tlsa import DANE_TA, FULL, tlsa_for
 from tests.dnssec.test_world import LDNS_PROGRAMS, SERVER_PROGRAMS
 from tests.dnssec.world import DNSSECWorld
 from tests.interop.peers import require_program

@@ -1,13 +1,13 @@
 """
 Server Dialback keys (XEP-0185): the published test vector, and what
-L{gateway.dialback.check_dialback_key} accepts and refuses.
+L{gateway.s2s.dialback.check_dialback_key} accepts and refuses.
 """
 
 import string
 
 from twisted.trial import unittest
 
-from gateway.dialback import check_dialback_key, dialback_key, generate_secret
+from gateway.s2s.dialback import check_dialback_key, dialback_key, generate_secret
 
 # XEP-0185 section 4 (example).
 SECRET = "s3cr3tf0rd14lb4ck"

@@ -11,8 +11,8 @@ from collections import Counter
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from gateway.config import DNSConfig
-from gateway.dns import (
+from gateway.app.config import DNSConfig
+from gateway.names.srv import (
     DEFAULT_PORT,
     DNSLookupFailed,
     ServiceNotOffered,

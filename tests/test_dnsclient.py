@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor
 from twisted.names import dns as tdns
 from twisted.trial import unittest
 
-from gateway.dnsclient import DNSClient, DNSError, system_servers
+from gateway.names.client import DNSClient, DNSError, system_servers
 from tests.dnsserver import LoopbackDNSServer
 
 

@@ -64,7 +64,7 @@ class FederationTests(unittest.TestCase):
         """
         from twisted.logger import formatEvent, globalLogPublisher
 
-        from gateway.dialback import dialback_key
+        from gateway.s2s.dialback import dialback_key
 
         events = []
         globalLogPublisher.addObserver(events.append)

@@ -8,10 +8,10 @@ component reads must be the same element either way.
 
 from twisted.trial import unittest
 
-from gateway.routing import Router
+from gateway.components.routing import Router
 from gateway.s2s.inbound import InboundStream
-from gateway.xmlparser import ShallowStanza, StreamParser, expand
-from gateway.xmpp import NS_COMPONENT, NS_SERVER, rewrite_namespace
+from gateway.xmpp.parser import ShallowStanza, StreamParser, expand
+from gateway.xmpp.stanzas import NS_COMPONENT, NS_SERVER, rewrite_namespace
 
 from tests.test_routing import FakeComponentStream, FakeFederation, parse
 
@@ -113,7 +113,7 @@ class FastPathTests(unittest.TestCase):
         The content of a shallow stanza is parsed whole: restricted XML,
         bad XML, nesting depth and size are refused as for any element.
         """
-        from gateway.xmlparser import XMLStreamError
+        from gateway.xmpp.parser import XMLStreamError
 
         cases = [
             (f"<message {A}><body><!-- c --></body></message>", "restricted-xml"),
@@ -243,7 +243,7 @@ class ElementLimitTests(unittest.TestCase):
     """
 
     def outcome(self, data, shallow):
-        from gateway.xmlparser import XMLStreamError
+        from gateway.xmpp.parser import XMLStreamError
 
         elements = []
         parser = StreamParser(lambda root: None, elements.append, lambda: None, 1 << 22, 64, shallow)
@@ -261,7 +261,7 @@ class ElementLimitTests(unittest.TestCase):
         """
         from twisted.words.xish import domish
 
-        from gateway.xmlparser import MAX_ELEMENTS
+        from gateway.xmpp.parser import MAX_ELEMENTS
 
         def message(children):
             return f"<message {A}>".encode() + b"<a/>" * children + b"</message>"
@@ -293,7 +293,7 @@ class ElementLimitTests(unittest.TestCase):
         """
         from hypothesis import given, settings, strategies as st
 
-        from gateway import xmlparser
+        from gateway.xmpp import parser as xmlparser
 
         limit = 40
         self.patch(xmlparser, "MAX_ELEMENTS", limit)

@@ -11,7 +11,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.trial import unittest
 
-from gateway.xmlparser import StreamParser
+from gateway.xmpp.parser import StreamParser
 from tests.support import World, error_condition, wait_for
 
 

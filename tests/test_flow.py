@@ -7,7 +7,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from gateway.flow import ReadRate, Valve, pause, resume
+from gateway.s2s.flow import ReadRate, Valve, pause, resume
 from tests.support import World
 
 

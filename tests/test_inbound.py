@@ -9,15 +9,16 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from gateway.config import DomainPolicy, PolicyConfig
-from gateway.dialback import dialback_key
-from gateway.s2s.inbound import DialbackError, InboundState, InboundStream
-from gateway.tls import TLSFacts
+from gateway.app.config import DomainPolicy, PolicyConfig
+from gateway.s2s.dialback import dialback_key
+from gateway.s2s.inbound import InboundState, InboundStream
+from gateway.xmpp.errors import DialbackError
+from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
-from gateway.xmlparser import NS_XML, ShallowStanza, expand
-from gateway.xmlparser import StreamParser
-from gateway.xmpp import NS_SERVER, error_condition
+from gateway.xmpp.parser import NS_XML, ShallowStanza, expand
+from gateway.xmpp.parser import StreamParser
+from gateway.xmpp.stanzas import NS_SERVER, error_condition
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
@@ -673,7 +674,7 @@ class ReceivingServerTests(InboundTestCase):
     def test_stanza_routed(self):
         """
         A stanza is routed as parsed as far as its start tag, with its bytes
-        (see gateway.routing for how those are forwarded).
+        (see gateway.components.routing for how those are forwarded).
         """
         self.authenticate()
         data = b"<message from='a@remote.example/r' to='b@local.example'><body>hi</body></message>"

@@ -1,11 +1,11 @@
 """
-Addresses (L{gateway.jid}): RFC 7622 JIDs as the live network writes them,
+Addresses (L{gateway.xmpp.jid}): RFC 7622 JIDs as the live network writes them,
 and the one canonical form of every domain.
 """
 
 from twisted.trial import unittest
 
-from gateway.jid import (
+from gateway.xmpp.jid import (
     JID,
     AddressError,
     bare_domain,

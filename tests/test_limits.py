@@ -11,12 +11,12 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from gateway.config import parse_config
+from gateway.app.config import parse_config
 from gateway.records.memory import MemoryRecordStore
 from gateway.s2s.federation import Federation
-from gateway.state import GatewayState
+from gateway.app.state import GatewayState
 from gateway.testing import FakeDNSClient
-from gateway.xmlparser import StreamParser, XMLStreamError
+from gateway.xmpp.parser import StreamParser, XMLStreamError
 from tests.support import World, error_condition, wait_for
 from tests.test_inbound import HEADER, InboundTestCase
 from tests.test_outbound import FakeRouter, FakeTLSProfile

@@ -11,12 +11,12 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from gateway.config import PolicyConfig, parse_config
-from gateway.dialback import dialback_key
+from gateway.app.config import PolicyConfig, parse_config
+from gateway.s2s.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
-from gateway.state import GatewayState
-from gateway.tls import TLSFacts
+from gateway.app.state import GatewayState
+from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
 from gateway.testing import FakeDNSClient
@@ -672,7 +672,7 @@ class FederationConnectionTests(unittest.TestCase):
         server (here, no connection) fails the verification with
         remote-server-not-found, which the receiving side relays.
         """
-        from gateway.s2s.inbound import DialbackError
+        from gateway.xmpp.errors import DialbackError
 
         self.resolver.add("remote.example", "A", "127.0.0.12")
         d = self.federation.verify_dialback_key("remote.example", "local.example", "id1", "key")
@@ -691,8 +691,8 @@ class FederationConnectionTests(unittest.TestCase):
         to: nothing is attempted, and the bounce says why.  The same holds
         for the dialback callback a db:result would trigger.
         """
-        from gateway.dns import AddressPolicy
-        from gateway.s2s.inbound import DialbackError
+        from gateway.names.srv import AddressPolicy
+        from gateway.xmpp.errors import DialbackError
 
         self.resolver.address_policy = AddressPolicy()
         self.resolver.add("_xmpp-server._tcp.remote.example", "SRV", "0 0 5269 in.remote.example.")
@@ -753,7 +753,7 @@ class FederationConnectionTests(unittest.TestCase):
         A dialback verification whose authoritative server can't be reached
         fails with DialbackError(remote-server-not-found).
         """
-        from gateway.s2s.inbound import DialbackError
+        from gateway.xmpp.errors import DialbackError
 
         self.resolver.add("remote.example", "A", "127.0.0.12")
         d = self.federation.verify_dialback_key("remote.example", "local.example", "id1", "key")

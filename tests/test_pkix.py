@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from gateway.tls import TLSFacts
+from gateway.tls.profile import TLSFacts
 from gateway.verifiers import pkix
 from gateway.verifiers.interfaces import (
     IDomainVerifier,

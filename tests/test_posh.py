@@ -28,9 +28,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 from zope.interface.verify import verifyObject
 
-from gateway.config import DNSConfig, POSHConfig
-from gateway.dnsclient import DNSClient
-from gateway.posh import (
+from gateway.app.config import DNSConfig, POSHConfig
+from gateway.names.client import DNSClient
+from gateway.posh.client import (
     ABSENT,
     ERROR,
     FOUND,
@@ -44,11 +44,11 @@ from gateway.posh import (
     parse_posh,
     posh_document,
 )
-from gateway.posh_publisher import main as publisher_main
-from gateway.posh_publisher import make_posh_site
-from gateway.state import LocalIdentity
+from gateway.posh.publisher import main as publisher_main
+from gateway.posh.publisher import make_posh_site
+from gateway.app.state import LocalIdentity
 from gateway.testing import FakeDNSClient
-from gateway.tls import TLSFacts, TLSProfile
+from gateway.tls.profile import TLSFacts, TLSProfile
 from gateway.verifiers.interfaces import (
     IDomainVerifier,
     IDomainVerifierFactory,
@@ -721,7 +721,7 @@ class POSHClientTests(ClientTestsMixin, unittest.TestCase):
         address was refused; one naming an address (anywhere) is refused
         as malformed, as SRV targets are.
         """
-        from gateway.dns import AddressPolicy
+        from gateway.names.srv import AddressPolicy
 
         self.resolver.address_policy = AddressPolicy([ipaddress.ip_network("127.0.0.1/32")])
         self.dns.add_a("internal.test", "127.0.0.2")
@@ -904,7 +904,7 @@ class POSHClientTests(ClientTestsMixin, unittest.TestCase):
         the connection has received the file's limit plus 64 KiB: Twisted's
         HTTP client caps each header line, not how many there are.
         """
-        from gateway.posh import MAX_HEADER_BYTES
+        from gateway.posh.client import MAX_HEADER_BYTES
 
         body = posh_document(self.xmpp, 60)
         self.web.serve(
@@ -1135,7 +1135,7 @@ class PublisherTests(ClientTestsMixin, unittest.TestCase):
         return LocalIdentity(domain, certificate_file, key_file, "secret-secret")
 
     def certificate_of(self, identity):
-        from gateway.posh_publisher import certificate_der
+        from gateway.posh.publisher import certificate_der
 
         return certificate_der(identity.certificate_file)
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from gateway.posh import WELL_KNOWN_PATH, certificate_fingerprint, posh_document
-from gateway.posh_publisher import certificate_der
+from gateway.posh.client import WELL_KNOWN_PATH, certificate_fingerprint, posh_document
+from gateway.posh.publisher import certificate_der
 from gateway.verifiers.posh import POSHVerifierFactory
 from tests.support import World, error_condition, wait_for
 from tests.test_posh import HOSTING, TENANT, Never, POSHWebServer

@@ -1,15 +1,15 @@
 """
 Routing between local components and the federation
-(L{gateway.routing.Router}), and the stanza helpers of L{gateway.xmpp} it
+(L{gateway.components.routing.Router}), and the stanza helpers of L{gateway.xmpp.stanzas} it
 is built on: error responses, bounce rules and namespace rewriting.
 Addresses themselves are in C{tests/test_jid.py}.
 """
 
 from twisted.trial import unittest
 
-from gateway.routing import Router
-from gateway.xmlparser import StreamParser
-from gateway.xmpp import (
+from gateway.components.routing import Router
+from gateway.xmpp.parser import StreamParser
+from gateway.xmpp.stanzas import (
     NS_COMPONENT,
     NS_SERVER,
     NS_STREAMS,
@@ -639,7 +639,7 @@ class StanzaHelperTests(unittest.TestCase):
         A payload over MAX_ECHOED_PAYLOAD is left out of the error reply (a
         400 KB stanza is answered with a small error); a small one is kept.
         """
-        from gateway.xmpp import MAX_ECHOED_PAYLOAD
+        from gateway.xmpp.stanzas import MAX_ECHOED_PAYLOAD
 
         big = parse(
             f"<iq type='set' id='b' from='a@{REMOTE}' to='{COMPONENT}'>"

@@ -14,8 +14,8 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial import unittest
 
-from gateway.config import parse_config
-from gateway.state import prepare_state
+from gateway.app.config import parse_config
+from gateway.app.state import prepare_state
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]

@@ -8,13 +8,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from gateway.certificates import CertificateSummary
-from gateway.config import parse_config
+from gateway.tls.certificates import CertificateSummary
+from gateway.app.config import parse_config
 from gateway.records.record import AuthenticationRecord
 from gateway.s2s.federation import Federation
-from gateway.state import GatewayState
-from gateway.status import Continuity, GatewayMetrics, RefusalTally, Warnings
-from gateway.tls import TLSFacts
+from gateway.app.state import GatewayState
+from gateway.ops.status import Continuity, GatewayMetrics, RefusalTally, Warnings
+from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
 from tests.pki import CertificateAuthority
@@ -71,7 +71,7 @@ class LogThrottleTests(unittest.TestCase):
         line counting the events it stands for; keys don't share periods,
         and only so many keys are remembered.
         """
-        from gateway.status import LogThrottle
+        from gateway.ops.status import LogThrottle
 
         clock = Clock()
         throttle = LogThrottle(clock, every=60.0, keys=2)

@@ -1,5 +1,5 @@
 """
-Tests for L{gateway.verifiers.tlsa}: TLSA records (presentation and wire
+Tests for L{gateway.tls.tlsa}: TLSA records (presentation and wire
 formats, usability) and matching a presented chain against them per
 RFC 6698, RFC 7671 and RFC 7673.  Every certificate is made here, and the
 expected record data and reasons are computed here independently of the
@@ -15,7 +15,7 @@ from cryptography.x509.verification import Store
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.verifiers.pkix import IdentityMatch
-from gateway.verifiers.tlsa import (
+from gateway.tls.tlsa import (
     TLSAMatch,
     TLSARecord,
     match_tlsa,

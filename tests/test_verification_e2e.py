@@ -129,7 +129,7 @@ class VerificationTests(unittest.TestCase):
         flags the stream as not verified.  With require_certificate_outbound
         the same peer is refused, and what waited bounces.
         """
-        from gateway.admin import stream_flags
+        from gateway.ops.admin import stream_flags
 
         world = World(self)
         a = yield defer.Deferred.fromCoroutine(world.gateway("a.test", trust_ca=True))
@@ -245,7 +245,7 @@ class ThirdPartyPluginTests(unittest.TestCase):
         from cryptography import x509
 
         from gateway import plugins
-        from gateway.certificates import spki_sha256
+        from gateway.tls.certificates import spki_sha256
 
         self.patch(plugins, "__path__", plugins.__path__ + [os.path.join(EXAMPLE_PLUGINS, "gateway", "plugins")])
         world = World(self)
@@ -277,7 +277,7 @@ class RefusingExternalPeer:
         from OpenSSL import SSL
         from twisted.internet import protocol
 
-        from gateway.xmlparser import StreamParser
+        from gateway.xmpp.parser import StreamParser
 
         context = SSL.Context(SSL.TLS_METHOD)
         context.use_certificate_chain_file(certificate_file)

@@ -8,8 +8,8 @@ import time
 
 from twisted.trial import unittest
 
-from gateway.xmlparser import StreamParser, XMLStreamError
-from gateway.xmpp import NS_DIALBACK, NS_SERVER, NS_STREAMS
+from gateway.xmpp.parser import StreamParser, XMLStreamError
+from gateway.xmpp.stanzas import NS_DIALBACK, NS_SERVER, NS_STREAMS
 
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 

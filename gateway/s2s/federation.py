@@ -13,21 +13,21 @@ from twisted.internet import defer, error as internet_error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
-from gateway.certificates import CertificateSummary, certificate_dict
-from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
-from gateway.flow import ReadRate, Valve
+from gateway.tls.certificates import CertificateSummary, certificate_dict
+from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
+from gateway.s2s.flow import ReadRate, Valve
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord, time_iso
-from gateway.status import Continuity, GatewayMetrics, LogThrottle, RefusalTally, Warnings
+from gateway.ops.status import Continuity, GatewayMetrics, LogThrottle, RefusalTally, Warnings
 from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
-from gateway.s2s.inbound import DialbackError
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage
 from gateway.s2s.stream import header_bytes, serialise
-from gateway.xmpp import NS_COMPONENT, NS_SERVER, rewrite_namespace
-from gateway.xmlparser import element_from_bytes
+from gateway.xmpp.stanzas import NS_COMPONENT, NS_SERVER, rewrite_namespace
+from gateway.xmpp.errors import DialbackError
+from gateway.xmpp.parser import element_from_bytes
 from gateway.verifiers.dane import DANELookupFailed, target_tlsa
-from gateway.verifiers.tlsa import usable
+from gateway.tls.tlsa import usable
 
 log = Logger()
 
@@ -93,7 +93,7 @@ class Federation:
     """
     Owns the s2s streams in both directions.
 
-    @param router: the L{gateway.routing.Router} that inbound stanzas are
+    @param router: the L{gateway.components.routing.Router} that inbound stanzas are
         handed to and that bounces what can't be delivered.
     @param resolver: an L{twisted.internet.interfaces.IResolver}.
     @param reactor: for connections and timers.

@@ -22,20 +22,19 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from gateway.component import COMPONENT_LANGUAGE
-from gateway.dialback import check_dialback_key
-from gateway.jid import AddressError, bare_domain, jid_domain, parse_jid
+from gateway.s2s.dialback import check_dialback_key
+from gateway.xmpp.jid import AddressError, bare_domain, jid_domain, parse_jid
 from gateway.s2s.stream import (
     Input,
     S2SStream,
     StreamError,
     check_version,
+    random_stream_id,
     serialise,
     xmpp_version,
 )
-from gateway.state import random_stream_id
-from gateway.xmlparser import NS_XML, expand, language_attribute, with_language
-from gateway.xmpp import (
+from gateway.xmpp.parser import NS_XML, expand, language_attribute, with_language
+from gateway.xmpp.stanzas import (
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
     NS_SASL,
@@ -44,25 +43,12 @@ from gateway.xmpp import (
     NS_STREAMS,
     NS_TLS,
     NS_XMPP_STANZAS,
+    COMPONENT_LANGUAGE,
     STANZA_NAMES,
     iq_problem,
 )
 
 log = Logger()
-
-
-class DialbackError(Exception):
-    """
-    A dialback verification could not be completed.
-
-    @ivar condition: the stanza error condition for the C{db:result}
-        error reply (XEP-0220 section 2.4).
-    """
-
-    def __init__(self, condition, text):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
 
 
 class InboundState(enum.Enum):
@@ -183,7 +169,7 @@ class InboundStream(S2SStream):
     direction = "inbound"
     state = InboundState.HEADER
     # Stanzas are routed by their start tag; the router forwards the bytes
-    # of those it can, and builds the rest (gateway.routing).
+    # of those it can, and builds the rest (gateway.components.routing).
     SHALLOW = frozenset((NS_SERVER, name) for name in STANZA_NAMES)
 
     TRANSITIONS = {

@@ -29,10 +29,11 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from gateway.dialback import dialback_key
-from gateway.jid import AddressError, bare_domain, parse_jid
+from gateway.s2s.dialback import dialback_key
 from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
-from gateway.xmpp import (
+from gateway.xmpp.errors import XMPPError
+from gateway.xmpp.jid import AddressError, bare_domain, parse_jid
+from gateway.xmpp.stanzas import (
     NS_COMPONENT,
     NS_DIALBACK,
     NS_SASL,
@@ -76,7 +77,7 @@ class Stage(enum.IntEnum):
     ANSWER = 4
 
 
-class NegotiationFailure(Exception):
+class NegotiationFailure(XMPPError):
     """
     An outbound stream could not be set up.
 
@@ -91,14 +92,9 @@ class NegotiationFailure(Exception):
 
     def __init__(self, condition, text, tls_refused=False, stage=Stage.STREAM, final=False):
         super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
         self.tls_refused = tls_refused
         self.stage = stage
         self.final = final
-
-    def __str__(self):
-        return f"{self.condition}: {self.text}"
 
 
 class OutboundStream(S2SStream):

@@ -10,6 +10,7 @@ TLS or before authentication is ruled out by construction.
 """
 
 import enum
+import secrets
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IHandshakeListener
@@ -17,10 +18,10 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 from zope.interface import implementer
 
-from gateway.tls import tls_facts
-from gateway.state import random_stream_id
-from gateway.xmlparser import NS_XML, StreamParser, XMLStreamError
-from gateway.xmpp import (
+from gateway.tls.profile import tls_facts
+from gateway.xmpp.errors import StreamError, XMLStreamError
+from gateway.xmpp.parser import NS_XML, StreamParser
+from gateway.xmpp.stanzas import (
     NS_DIALBACK,
     NS_SASL,
     NS_SERVER,
@@ -78,6 +79,13 @@ for _name in STANZA_NAMES:
     _CLASSIFICATION[(NS_SERVER, _name)] = Input.STANZA
 
 
+def random_stream_id():
+    """
+    A fresh, unguessable stream id (RFC 6120 section 4.7.3).
+    """
+    return secrets.token_urlsafe(18)
+
+
 def xmpp_version(text):
     """
     The XMPP version C{text} names as C{(major, minor)}, two integers read
@@ -111,21 +119,6 @@ def classify(element):
     C{jabber:server} stream, is.
     """
     return _CLASSIFICATION.get((element.uri, element.name), Input.OTHER)
-
-
-class StreamError(Exception):
-    """
-    An RFC 6120 section 4.9 stream error to send before closing.
-
-    @ivar detail: an application-specific condition element (RFC 6120
-        section 4.9.4), or L{None}.
-    """
-
-    def __init__(self, condition, text=None, detail=None):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
-        self.detail = detail
 
 
 def stream_error_element(condition, text=None, detail=None):
@@ -181,7 +174,7 @@ class S2SStream(protocol.Protocol):
     C{REFUSAL} (state → stream error condition for inputs not in the table)
     and the initial C{state}.
 
-    @ivar tls: the L{gateway.tls.TLSFacts} once TLS is up, else L{None}.
+    @ivar tls: the L{gateway.tls.profile.TLSFacts} once TLS is up, else L{None}.
     @ivar stream_id: the id of this stream as the receiving side named it.
     """
 
@@ -190,12 +183,12 @@ class S2SStream(protocol.Protocol):
     direct_tls = False
     TRANSITIONS = {}
     REFUSAL = {}
-    #: First-level elements delivered as L{gateway.xmlparser.ShallowStanza}s.
+    #: First-level elements delivered as L{gateway.xmpp.parser.ShallowStanza}s.
     SHALLOW = frozenset()
     max_depth = 64
     #: Seconds to wait for the peer's part of closing before aborting.
     CLOSE_GRACE = 5.0
-    #: A L{gateway.flow.ReadRate} limiting how fast this stream is read,
+    #: A L{gateway.s2s.flow.ReadRate} limiting how fast this stream is read,
     #: or L{None}.
     read_rate = None
 

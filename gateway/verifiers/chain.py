@@ -79,7 +79,7 @@ async def run_chain(verifiers, request, policy, clock):
 
     @param verifiers: L{IDomainVerifier} providers, in order.
     @type request: L{gateway.verifiers.interfaces.VerificationRequest}
-    @type policy: L{gateway.config.DomainPolicy}
+    @type policy: L{gateway.app.config.DomainPolicy}
     @param clock: for the timeouts.
     @rtype: L{ChainResult}
     """

@@ -31,10 +31,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.dns import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
-from gateway.dnsclient import DNSError
+from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
+from gateway.names.client import DNSError
 from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
-from gateway.verifiers.tlsa import TLSARecord, match_tlsa
+from gateway.tls.tlsa import TLSARecord, match_tlsa
 
 log = Logger()
 
@@ -94,7 +94,7 @@ async def target_tlsa(client, target, domain):
 @implementer(IDomainVerifier)
 class DANEVerifier:
     """
-    @param client: the gateway's L{gateway.dnsclient.DNSClient}.
+    @param client: the gateway's L{gateway.names.client.DNSClient}.
     @param store: trust anchors for PKIX-TA / PKIX-EE records (or L{None}).
     @param now: a callable returning the time (seconds) for validity checks.
     """

@@ -18,6 +18,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.xmpp.errors import DialbackError
 
 
 @implementer(IDomainVerifier)
@@ -28,7 +29,7 @@ class DialbackVerifier:
         """
         @param verify_key: C{(originating, receiving, stream_id, key)} →
             Deferred firing with whether the key is valid, or failing with
-            L{gateway.s2s.inbound.DialbackError}
+            L{gateway.xmpp.errors.DialbackError}
             (L{gateway.s2s.federation.Federation.verify_dialback_key}).
         """
         self._verify_key = verify_key
@@ -49,7 +50,6 @@ class DialbackVerifier:
         return defer.Deferred.fromCoroutine(self._check(request))
 
     async def _check(self, request):
-        from gateway.s2s.inbound import DialbackError
 
         try:
             valid = await self._verify_key(

@@ -76,13 +76,13 @@ class VerificationRequest:
     @ivar peer_domain: the domain the peer claims (inbound) or that we
         connected to (outbound).
     @ivar stream_id: the stream's id.
-    @ivar tls: the L{gateway.tls.TLSFacts} of the stream, or L{None} when
+    @ivar tls: the L{gateway.tls.profile.TLSFacts} of the stream, or L{None} when
         it is not encrypted.
     @ivar dialback_key: the key of an inbound C{db:result}, when the
         verification was asked for by one (L{None} otherwise).
-    @ivar target: for outbound streams, the L{gateway.dns.Target} the
+    @ivar target: for outbound streams, the L{gateway.names.srv.Target} the
         stream is connected to (L{None} when unknown).
-    @ivar policy: the L{gateway.config.DomainPolicy} that applies, for
+    @ivar policy: the L{gateway.app.config.DomainPolicy} that applies, for
         per-domain settings (L{None} when unknown).
     """
 
@@ -148,7 +148,7 @@ class VerifierEnvironment:
     What the gateway offers verifier factories.
 
     @ivar reactor: for timers and connections.
-    @ivar config: the L{gateway.config.GatewayConfig}.
+    @ivar config: the L{gateway.app.config.GatewayConfig}.
     @ivar resolver: the gateway's DNS resolver.
     @ivar federation: the L{gateway.s2s.federation.Federation} (for
         dialback, which asks the peer's authoritative server).

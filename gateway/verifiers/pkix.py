@@ -60,8 +60,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.cache import ExpiringCache
-from gateway.jid import AddressError, canonical_domain
-from gateway.certificates import (
+from gateway.xmpp.jid import AddressError, canonical_domain
+from gateway.tls.certificates import (
     issued_by,
     common_names,
     format_time,

@@ -21,7 +21,7 @@ Verdicts:
 from twisted.internet import defer
 from zope.interface import implementer
 
-from gateway.posh import ABSENT, FOUND, POSHClient, match_posh
+from gateway.posh.client import ABSENT, FOUND, POSHClient, match_posh
 from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
 
 NAME = "posh"
@@ -30,7 +30,7 @@ NAME = "posh"
 @implementer(IDomainVerifier)
 class POSHVerifier:
     """
-    @param client: a L{gateway.posh.POSHClient} (or anything with its
+    @param client: a L{gateway.posh.client.POSHClient} (or anything with its
         C{fetch}).
     """
 
@@ -86,7 +86,7 @@ class POSHVerifierFactory:
         policy = getattr(config, "policy", None)
         resolver = environment.resolver
         if resolver is None:
-            from gateway.dns import make_resolver
+            from gateway.names.srv import make_resolver
 
             resolver = make_resolver(config.dns, environment.reactor)
         client = POSHClient(

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from gateway.verifiers.tlsa import tlsa_for
+from gateway.tls.tlsa import tlsa_for
 from tests.dnssec.test_world import LDNS_PROGRAMS, SERVER_PROGRAMS
 from tests.dnssec.world import DNSSECWorld
 

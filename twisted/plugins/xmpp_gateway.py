@@ -6,7 +6,7 @@ from twisted.application.service import ServiceMaker
 
 xmppGateway = ServiceMaker(
     "XMPP federation gateway",
-    "gateway.tap",
+    "gateway.app.tap",
     "An XMPP server-to-server gateway: encrypted, verified federation for local components.",
     "xmpp-gateway",
 )

@@ -94,8 +94,8 @@ from zope.interface import implementer
 
 from gateway import __version__
 from gateway.cache import ExpiringCache
-from gateway.dns import lookup_addresses
-from gateway.jid import AddressError, canonical_domain
+from gateway.names.srv import lookup_addresses
+from gateway.xmpp.jid import AddressError, canonical_domain
 from gateway.verifiers.pkix import (
     IdentityError,
     PathError,
@@ -718,7 +718,7 @@ class POSHClient:
     Fetches POSH files over HTTPS (see the module docstring).
 
     @param reactor: for connections and timers.
-    @param dns_client: the gateway's L{gateway.dnsclient.DNSClient} (or
+    @param dns_client: the gateway's L{gateway.names.client.DNSClient} (or
         anything with its C{query}).
     @param trust_store: a PEM file or folder of the CAs trusted for HTTPS,
         or L{None} for the platform's.

@@ -30,8 +30,8 @@ import dns.name
 from twisted.names.hosts import searchFileForAll
 from twisted.python.filepath import FilePath
 
-from gateway.dnsclient import DNSClient, DNSError
-from gateway.jid import canonical_domain
+from gateway.names.client import DNSClient, DNSError
+from gateway.xmpp.jid import canonical_domain
 
 DEFAULT_PORT = 5269
 
@@ -121,7 +121,7 @@ class AddressPolicy:
 def make_resolver(dns_config, reactor=None):
     """
     Build the DNS client the gateway uses, from a
-    L{gateway.config.DNSConfig}: the configured servers, or the system's,
+    L{gateway.app.config.DNSConfig}: the configured servers, or the system's,
     with the address policy that L{lookup_addresses} applies.
     """
     if reactor is None:
@@ -223,7 +223,7 @@ async def resolve_targets(client, domain, rng=random):
     @raise DNSLookupFailed: when the C{_xmpp-server} lookup fails, or either
         is bogus.
     """
-    # IDNA2008 A-labels (gateway.jid), not Python's IDNA2003 codec, which
+    # IDNA2008 A-labels (gateway.xmpp.jid), not Python's IDNA2003 codec, which
     # would look up straße.de as strasse.de.
     ascii_domain = canonical_domain(domain)
     direct, direct_secure = await _srv(client, f"_xmpps-server._tcp.{ascii_domain}", optional=True)

@@ -1,8 +1,8 @@
 """
 What operators can see (RFC 7590 section 3.6): live streams with their
 encryption and authentication, peers' certificate history, warnings, and
-metrics.  The admin interface (L{gateway.admin}) and the command line
-(L{gateway.ctl}) show what this module gathers.
+metrics.  The admin interface (L{gateway.ops.admin}) and the command line
+(L{gateway.ops.ctl}) show what this module gathers.
 
   - L{Continuity} remembers the certificate last seen for each peer domain
     and notices when a peer comes back with another (RFC 7590 3.6: "be
@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from twisted.logger import Logger
 
-from gateway.certificates import certificate_dict
-from gateway.jid import AddressError, bare_domain
+from gateway.tls.certificates import certificate_dict
+from gateway.xmpp.jid import AddressError, bare_domain
 
 log = Logger()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet.endpoints import serverFromString
 
-from gateway.jid import AddressError, bare_domain
+from gateway.xmpp.jid import AddressError, bare_domain
 
 #: The configuration used when no file is given: one local domain,
 #: C{localhost}, on loopback, with a certificate and component secret made
@@ -272,7 +272,7 @@ class PolicyConfig:
         """
         Return the L{DomainPolicy} that applies to peer C{domain}: an exact
         match first, else the longest C{*.suffix} pattern it falls under,
-        else the default.  Patterns are canonical (L{gateway.jid}), and so is
+        else the default.  Patterns are canonical (L{gateway.xmpp.jid}), and so is
         C{domain} before it is looked up, whichever way it is spelt.
         """
         try:
@@ -509,7 +509,7 @@ def parse_config(text, path, base, known_verifiers=None):
 
 def _domain_name(reader, name, domain=None):
     """
-    The canonical form (L{gateway.jid.canonical_domain}) of C{domain}, by
+    The canonical form (L{gateway.xmpp.jid.canonical_domain}) of C{domain}, by
     default the key C{name} itself; errors name the key C{name}.
     """
     domain = name if domain is None else domain

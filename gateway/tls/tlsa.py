@@ -70,7 +70,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from gateway.certificates import (
+from gateway.tls.certificates import (
     issued_by,
     DERError,
     common_names,

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import (
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from gateway.jid import canonical_domain
+from gateway.xmpp.jid import canonical_domain
 
 def _flush_send_bio(self):
     """
@@ -138,7 +138,7 @@ class TLSProfile:
     """
     The TLS contexts of every local domain, built once.
 
-    @param identities: L{gateway.state.LocalIdentity} values.
+    @param identities: L{gateway.app.state.LocalIdentity} values.
     """
 
     def __init__(self, identities):
@@ -205,7 +205,7 @@ class _ServerCreator:
 class _ClientCreator:
     def __init__(self, context, server_name, alpn=()):
         self._context = context
-        # Domains are canonical (gateway.jid): lower-case A-labels already.
+        # Domains are canonical (gateway.xmpp.jid): lower-case A-labels already.
         self._server_name = canonical_domain(server_name).encode("ascii")
         self._alpn = list(alpn)
 

@@ -14,7 +14,6 @@ are.
 
 import datetime
 import os
-import secrets
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.logger import Logger
 
-from gateway.dialback import generate_secret
+from gateway.s2s.dialback import generate_secret
 
 log = Logger()
 
@@ -155,7 +154,7 @@ def prepare_state(config):
     """
     Make the state folder and everything the configuration leaves to it.
 
-    @type config: L{gateway.config.GatewayConfig}
+    @type config: L{gateway.app.config.GatewayConfig}
     @raise StateError: when something can't be written or read.
     @rtype: L{GatewayState}
     """
@@ -202,10 +201,3 @@ def prepare_state(config):
         identities=tuple(identities),
         admin_token=admin_token,
     )
-
-
-def random_stream_id():
-    """
-    A fresh, unguessable stream id (RFC 6120 section 4.7.3).
-    """
-    return secrets.token_urlsafe(18)

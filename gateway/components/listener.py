@@ -5,7 +5,7 @@ component per local domain, each with its own secret.
 The handshake itself is wokkel's; this module checks the domain, uses the
 domain's secret (compared in constant time), refuses a second component
 for a domain already attached (C{conflict}), and joins the component to the
-L{gateway.routing.Router}.
+L{gateway.components.routing.Router}.
 """
 
 import hmac
@@ -16,15 +16,11 @@ from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 from wokkel.component import ListenComponentAuthenticator
 
-from gateway.jid import AddressError, bare_domain
-from gateway.xmlparser import NS_XML
+from gateway.xmpp.jid import AddressError, bare_domain
+from gateway.xmpp.parser import NS_XML
+from gateway.xmpp.stanzas import COMPONENT_LANGUAGE
 
 log = Logger()
-
-
-#: The default language of the streams to components (their header's
-#: xml:lang): stanzas from peers are in it unless they say otherwise.
-COMPONENT_LANGUAGE = "en"
 
 
 def send_header(stream):
@@ -59,7 +55,7 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
         self.router = router
 
     def streamStarted(self, rootElement):
-        # The domain is read here, in canonical form (gateway.jid), not by
+        # The domain is read here, in canonical form (gateway.xmpp.jid), not by
         # Twisted's JID, whose IDNA2003 nameprep reads some domains as others
         # (straße.de as strasse.de).
         to = rootElement.attributes.pop("to", None)

@@ -36,6 +36,10 @@ def is_bounceable(stanza):
     return True
 
 
+#: The default language of the streams to components (their header's
+#: xml:lang): stanzas from peers are in it unless they say otherwise.
+COMPONENT_LANGUAGE = "en"
+
 IQ_TYPES = frozenset(("get", "set", "result", "error"))
 
 

@@ -9,9 +9,9 @@ errors and IQ results, which are logged and not answered.
 
 from twisted.logger import Logger
 
-from gateway.jid import AddressError, parse_jid
-from gateway.xmlparser import ShallowStanza, expand
-from gateway.xmpp import (
+from gateway.xmpp.jid import AddressError, parse_jid
+from gateway.xmpp.parser import ShallowStanza, expand
+from gateway.xmpp.stanzas import (
     MAX_ECHOED_PAYLOAD,
     NS_COMPONENT,
     NS_SERVER,
@@ -50,7 +50,7 @@ class Router:
         """
         Route a stanza a component sent.  Its C{from} must be in the
         component's domain; its C{to} may be local or remote.  Both go on
-        with their domains in canonical form (L{gateway.jid}).
+        with their domains in canonical form (L{gateway.xmpp.jid}).
         """
         rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
         if not stanza.getAttribute("from"):

@@ -10,7 +10,7 @@ Two ways:
     domain's certificate;
   - for a domain whose web site is elsewhere, the command
 
-        python -m gateway.posh_publisher CERTIFICATE.pem [MORE.pem ...] [--expires N]
+        python -m gateway.posh.publisher CERTIFICATE.pem [MORE.pem ...] [--expires N]
 
     prints the file to put there.
 """
@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.web import resource, server
 
-from gateway.jid import AddressError, canonical_domain
-from gateway.posh import WELL_KNOWN_PATH, posh_document
+from gateway.xmpp.jid import AddressError, canonical_domain
+from gateway.posh.client import WELL_KNOWN_PATH, posh_document
 
 #: The default C{expires} of the command, as C{[posh] expires}'s.
 DEFAULT_EXPIRES = 86400
@@ -87,7 +87,7 @@ def make_posh_site(identities, expires):
     domain's document lists the fingerprints of its certificate (read once,
     here).
 
-    @param identities: L{gateway.state.LocalIdentity} values.
+    @param identities: L{gateway.app.state.LocalIdentity} values.
     @param expires: the documents' C{expires}, in seconds.
     @rtype: L{server.Site}
     """
@@ -108,7 +108,7 @@ def main(argv=None, out=None):
     """
     out = sys.stdout if out is None else out
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.posh_publisher",
+        prog="python -m gateway.posh.publisher",
         description="Print the POSH file (RFC 7711) listing the fingerprints of the given "
         "XMPP certificates, to serve at "
         f"https://<domain>{WELL_KNOWN_PATH}.",

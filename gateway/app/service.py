@@ -1,5 +1,5 @@
 """
-Wiring: from a L{gateway.config.GatewayConfig} to a running service with
+Wiring: from a L{gateway.app.config.GatewayConfig} to a running service with
 its listeners.
 """
 
@@ -15,15 +15,15 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from gateway import __version__
-from gateway.component import ComponentFactory
-from gateway.dns import make_resolver
-from gateway.routing import Router
+from gateway.components.listener import ComponentFactory
+from gateway.names.srv import make_resolver
+from gateway.components.routing import Router
 from gateway.s2s.federation import Federation
 from gateway.s2s.inbound import InboundFactory
-from gateway.status import StatusSource
-from gateway.state import prepare_state
+from gateway.ops.status import StatusSource
+from gateway.app.state import prepare_state
 from gateway.records.sqlite import SQLiteRecordStore
-from gateway.tls import TLSProfile
+from gateway.tls.profile import TLSProfile
 from gateway.verifiers.interfaces import VerifierEnvironment
 from gateway.verifiers.registry import VerifierRegistry
 
@@ -105,7 +105,7 @@ class GatewayService(service.MultiService):
                 "s2s (direct TLS)",
             )
         if config.posh.listen:
-            from gateway.posh_publisher import make_posh_site
+            from gateway.posh.publisher import make_posh_site
 
             site = make_posh_site(self.state.identities, config.posh.expires)
             for description in config.posh.listen:
@@ -118,7 +118,7 @@ class GatewayService(service.MultiService):
             self.federation, self.records, self.federation.warnings, self.federation.metrics
         )
         if config.admin.listen:
-            from gateway.admin import make_admin_site
+            from gateway.ops.admin import make_admin_site
 
             site = make_admin_site(self.status, self.state.admin_token)
             for description in config.admin.listen:

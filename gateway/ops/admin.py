@@ -21,7 +21,7 @@ C{HttpOnly}, C{SameSite=Strict} session cookie, which is good for reading
 (C{GET}) and for the page's own acknowledge buttons, and nothing else.  The
 token is never logged; neither are query strings.
 
-L{gateway.status.StatusSource} gathers the data; this module only shows
+L{gateway.ops.status.StatusSource} gathers the data; this module only shows
 it.  docs/status.md is the operator's reference.
 """
 
@@ -395,7 +395,7 @@ class AdminResource(Resource):
     """
     Every path of the admin interface; see the module docstring.
 
-    @param status: a L{gateway.status.StatusSource}.
+    @param status: a L{gateway.ops.status.StatusSource}.
     @param token: the bearer token (a string).
     """
 
@@ -694,7 +694,7 @@ class AdminSite(Site):
 
 def make_admin_site(status, token):
     """
-    The admin interface for C{status} (a L{gateway.status.StatusSource}),
+    The admin interface for C{status} (a L{gateway.ops.status.StatusSource}),
     guarded by C{token}.
     """
     site = AdminSite(AdminResource(status, token))

@@ -6,10 +6,10 @@ import sys
 
 from twisted.python import usage
 
-from gateway.config import ConfigError, default_config, load_config
-from gateway.state import StateError
+from gateway.app.config import ConfigError, default_config, load_config
+from gateway.app.state import StateError
 from gateway.records.interfaces import RecordStoreError
-from gateway.tls import TLSConfigurationError
+from gateway.tls.profile import TLSConfigurationError
 from gateway.verifiers.pkix import TrustStoreError
 
 
@@ -42,7 +42,7 @@ def _exit(message):
 
 
 def makeService(options):
-    from gateway.service import make_service
+    from gateway.app.service import make_service
 
     try:
         return make_service(options.gateway_config)

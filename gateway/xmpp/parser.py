@@ -16,19 +16,7 @@ import re
 
 from twisted.words.xish import domish
 
-
-class XMLStreamError(Exception):
-    """
-    The bytes fed do not make an acceptable XML stream.
-
-    @ivar condition: the RFC 6120 stream error condition.
-    @ivar text: a description for the peer and the log.
-    """
-
-    def __init__(self, condition, text):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
+from gateway.xmpp.errors import XMLStreamError
 
 
 NS_XML = "http://www.w3.org/XML/1998/namespace"
