@@ -27,16 +27,18 @@ from gateway.verifiers.interfaces import (
     VerificationRequest,
     VerifierEnvironment,
 )
-from gateway.verifiers.pkix import (
+from gateway.tls.pkix import (
     IdentityError,
-    PKIXVerifier,
-    PKIXVerifierFactory,
     TrustStoreError,
-    check_pkix,
     eku_problem,
     key_usage_problem,
     load_trust_store,
     reference_domain,
+)
+from gateway.verifiers.pkix import (
+    PKIXVerifier,
+    PKIXVerifierFactory,
+    check_pkix,
 )
 from tests.support import add_case_tests
 from tests.pki import (

@@ -967,7 +967,7 @@ class POSHClientTests(ClientTestsMixin, unittest.TestCase):
         self.assertIn("is not a domain name", result.reason)
 
     def test_unreadable_trust_store(self):
-        from gateway.verifiers.pkix import TrustStoreError
+        from gateway.tls.pkix import TrustStoreError
 
         path = os.path.join(self.folder, "missing.pem")
         error = self.assertRaises(TrustStoreError, self.client, trust_store=path)
@@ -1113,7 +1113,7 @@ class FactoryTests(unittest.TestCase):
         self.assertEqual(verifier.client.dns_client.servers, [("127.0.0.1", 53)])
 
     def test_bad_trust_store(self):
-        from gateway.verifiers.pkix import TrustStoreError
+        from gateway.tls.pkix import TrustStoreError
 
         path = os.path.abspath(os.path.join(self.mktemp(), "missing.pem"))
         environment = VerifierEnvironment(reactor, self.config(path), FakeDNSClient())

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.verification import Store
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.verifiers.pkix import IdentityMatch
+from gateway.tls.pkix import IdentityMatch
 from gateway.tls.tlsa import (
     TLSAMatch,
     TLSARecord,

@@ -10,7 +10,7 @@ from gateway.app.config import ConfigError, default_config, load_config
 from gateway.app.state import StateError
 from gateway.records.interfaces import RecordStoreError
 from gateway.tls.profile import TLSConfigurationError
-from gateway.verifiers.pkix import TrustStoreError
+from gateway.tls.pkix import TrustStoreError
 
 
 class Options(usage.Options):

@@ -96,7 +96,7 @@ from gateway import __version__
 from gateway.cache import ExpiringCache
 from gateway.names.srv import lookup_addresses
 from gateway.xmpp.jid import AddressError, canonical_domain
-from gateway.verifiers.pkix import (
+from gateway.tls.pkix import (
     IdentityError,
     PathError,
     TrustStoreError,
@@ -459,10 +459,10 @@ def _pem_files(path):
 def trust_root(path):
     """
     The HTTPS trust anchors for fetching POSH files: the CA certificates of
-    the PEM file or folder C{path}, as L{gateway.verifiers.pkix} reads
+    the PEM file or folder C{path}, as L{gateway.tls.pkix} reads
     them, or the platform's when L{None}.
 
-    @raise gateway.verifiers.pkix.TrustStoreError: naming the file.
+    @raise gateway.tls.pkix.TrustStoreError: naming the file.
     """
     if path is None:
         return platformTrust()

@@ -39,7 +39,7 @@ The rules applied (L{match_tlsa}):
   - names (RFC 7673 section 4, RFC 7671 section 5.2): DANE-TA, PKIX-TA
     and PKIX-EE records also require the peer's certificate to name one
     of the reference identifiers given, normally the source domain and
-    the SRV target host, with L{gateway.verifiers.pkix.match_identity}
+    the SRV target host, with L{gateway.tls.pkix.match_identity}
     (SRV-ID C{_xmpp-server.<name>}, XmppAddr, DNS-ID).  DANE-EE records
     never check names or dates (RFC 7671 section 5.1);
   - DANE-TA: the trust anchor must be one of the issuers the peer
@@ -51,7 +51,7 @@ The rules applied (L{match_tlsa}):
     certificate, or a bare public key), so that anchor need not be
     presented (RFC 7671 section 5.2.2);
   - PKIX-TA and PKIX-EE: the chain must also pass the path validation of
-    L{gateway.verifiers.pkix.validate_path} against the trust store.  A
+    L{gateway.tls.pkix.validate_path} against the trust store.  A
     PKIX-TA record must match a CA certificate on the validated path (a
     store's anchor included), a PKIX-EE record the peer's certificate.
 
@@ -79,11 +79,11 @@ from gateway.tls.certificates import (
     subject_alt_names,
     subject_public_key_info,
 )
-from gateway.verifiers.pkix import (
+from gateway.tls.pkix import (
     XMPP_SERVER_SERVICE,
     IdentityError,
     PathError,
-    _as_utc,
+    as_utc,
     match_identity,
     validate_path,
 )
@@ -123,7 +123,7 @@ _DIGESTS = {
 # validation only when a record needs it.
 _USAGE_ORDER = (DANE_EE, DANE_TA, PKIX_EE, PKIX_TA)
 
-_MAX_INTERMEDIATES = 8  # as for PKIX (gateway.verifiers.pkix)
+_MAX_INTERMEDIATES = 8  # as for PKIX (gateway.tls.pkix)
 
 _SHORT_HEX = 16  # hex digits of a record's data shown in reasons
 
@@ -794,7 +794,7 @@ class TLSAMatch:
         superseded by a stronger digest).  Zero means the peer has, in
         effect, no TLSA records (RFC 7671 section 4).
     @ivar identity: for records that check names, the
-        L{gateway.verifiers.pkix.IdentityMatch} of the peer's certificate.
+        L{gateway.tls.pkix.IdentityMatch} of the peer's certificate.
     @ivar trust_anchor: for DANE-TA and PKIX-TA, the anchor (or CA) that
         matched; for PKIX-EE, the trusted CA; as an RFC 4514 name.
     @ivar ignored: C{(record, reason)} for each record not tried.
@@ -883,7 +883,7 @@ def match_tlsa(records, chain, names, store=None, now=None, allow_cn_id=False,
     @param now: the validation time, a datetime (naive means UTC);
         L{None} for the current time.
     @param allow_cn_id: accept the subject CN as a last resort, as
-        L{gateway.verifiers.pkix.match_identity} does.
+        L{gateway.tls.pkix.match_identity} does.
     @param digest_agility: use only the strongest digest per usage and
         selector (RFC 7671 section 9).
     @rtype: L{TLSAMatch}
@@ -891,7 +891,7 @@ def match_tlsa(records, chain, names, store=None, now=None, allow_cn_id=False,
     if isinstance(names, str):
         names = (names,)
     names = tuple(names)
-    now = datetime.datetime.now(datetime.timezone.utc) if now is None else _as_utc(now)
+    now = datetime.datetime.now(datetime.timezone.utc) if now is None else as_utc(now)
     tried, ignored = _select(tuple(dict.fromkeys(records)), digest_agility)
     ignored = tuple(ignored)
     if not tried:

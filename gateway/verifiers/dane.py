@@ -204,7 +204,7 @@ class DANEVerifierFactory:
     name = "dane"
 
     def build(self, environment):
-        from gateway.verifiers.pkix import load_trust_store
+        from gateway.tls.pkix import load_trust_store
 
         policy = getattr(environment.config, "policy", None)
         store = load_trust_store(getattr(policy, "trust_store", None))
