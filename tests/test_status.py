@@ -13,7 +13,10 @@ from gateway.app.config import parse_config
 from gateway.records.record import AuthenticationRecord
 from gateway.s2s.federation import Federation
 from gateway.app.state import GatewayState
-from gateway.ops.status import Continuity, GatewayMetrics, RefusalTally, Warnings
+from gateway.s2s.continuity import Continuity
+from gateway.s2s.metrics import GatewayMetrics
+from gateway.s2s.throttle import RefusalTally
+from gateway.s2s.warnings import Warnings
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
@@ -71,7 +74,7 @@ class LogThrottleTests(unittest.TestCase):
         line counting the events it stands for; keys don't share periods,
         and only so many keys are remembered.
         """
-        from gateway.ops.status import LogThrottle
+        from gateway.s2s.throttle import LogThrottle
 
         clock = Clock()
         throttle = LogThrottle(clock, every=60.0, keys=2)

@@ -18,7 +18,10 @@ from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_address
 from gateway.s2s.flow import ReadRate, Valve
 from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord, time_iso
-from gateway.ops.status import Continuity, GatewayMetrics, LogThrottle, RefusalTally, Warnings
+from gateway.s2s.continuity import Continuity
+from gateway.s2s.metrics import GatewayMetrics
+from gateway.s2s.throttle import LogThrottle, RefusalTally
+from gateway.s2s.warnings import Warnings
 from gateway.verifiers.chain import ChainResult, run_chain
 from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage

@@ -1,0 +1,51 @@
+"""
+The federation's metrics for Prometheus/OpenMetrics, in a registry of
+their own; the admin interface serves them at C{/metrics}.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class GatewayMetrics:
+    """
+    The gateway's metrics, in a registry of its own.
+    """
+
+    def __init__(self, federation=None):
+        self.registry = CollectorRegistry()
+        self.streams = Gauge(
+            "xmpp_gateway_streams", "Live authenticated s2s streams",
+            ["direction", "method", "tls_version"], registry=self.registry,
+        )
+        self.handshakes = Counter(
+            "xmpp_gateway_handshakes", "Stream authentications, by outcome",
+            ["direction", "outcome"], registry=self.registry,
+        )
+        self.failures = Counter(
+            "xmpp_gateway_handshake_failures", "Refused peers, by the verifier that decided",
+            ["direction", "reason"], registry=self.registry,
+        )
+        self.stanzas_routed = Counter(
+            "xmpp_gateway_stanzas_routed", "Stanzas routed", registry=self.registry,
+        )
+        self.stanzas_bounced = Counter(
+            "xmpp_gateway_stanzas_bounced", "Stanzas bounced with an error, by condition",
+            ["condition"], registry=self.registry,
+        )
+        self.warnings = Counter(
+            "xmpp_gateway_warnings", "Warnings raised, by kind", ["kind"], registry=self.registry,
+        )
+        self.verifier_seconds = Histogram(
+            "xmpp_gateway_verifier_seconds", "How long each verifier took",
+            ["verifier"], registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+        )
+        self.queued = Gauge(
+            "xmpp_gateway_queued_stanzas", "Stanzas waiting for an outbound stream",
+            registry=self.registry,
+        )
+        if federation is not None:
+            self.queued.set_function(lambda: sum(len(q) for q in federation._queues.values()))
+
+    def text(self):
+        return generate_latest(self.registry)

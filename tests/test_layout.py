@@ -1,0 +1,61 @@
+"""
+The layout: each folder of C{gateway/} is one concern, and imports run one
+way (tools/import_graph.py, docs/architecture.md).
+"""
+
+import contextlib
+import importlib.util
+import io
+import os
+
+from twisted.trial import unittest
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "import_graph", os.path.join(HERE, "tools", "import_graph.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+class LayoutTests(unittest.TestCase):
+    def test_imports_run_one_way(self):
+        """
+        No module imports a concern above its own, and every module of
+        the package belongs to a concern of the layering.
+        """
+        tool = load_tool()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = tool.main([])
+        self.assertEqual(status, 0, out.getvalue())
+        self.assertIn("0 imports against the layering", out.getvalue())
+
+    def test_the_tool_sees_an_arrow_against(self):
+        """
+        The check can fail: an import from a lower concern to a higher one
+        is reported.
+        """
+        tool = load_tool()
+        folder = self.mktemp()
+        os.makedirs(os.path.join(folder, "gateway", "xmpp"))
+        os.makedirs(os.path.join(folder, "gateway", "app"))
+        for path, text in (
+            ("gateway/__init__.py", ""),
+            ("gateway/xmpp/__init__.py", ""),
+            ("gateway/app/__init__.py", ""),
+            ("gateway/app/service.py", "from gateway.xmpp import jid\n"),
+            ("gateway/xmpp/jid.py", "from gateway.app.service import x\n"),
+        ):
+            with open(os.path.join(folder, path), "w") as f:
+                f.write(text)
+        self.patch(tool, "ROOT", os.path.join(os.path.abspath(folder), "gateway"))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = tool.main([])
+        self.assertEqual(status, 1, out.getvalue())
+        self.assertIn("gateway.xmpp.jid -> gateway.app.service", out.getvalue())
