@@ -44,8 +44,8 @@ class FederationTests(unittest.TestCase):
         self.assertEqual(received["from"], "bob@b.test")
 
         # Each direction has its own outbound stream, over TLS, authenticated.
-        outbound_a = a.federation._outbound[("a.test", "b.test")]
-        outbound_b = b.federation._outbound[("b.test", "a.test")]
+        outbound_a = a.federation.outbound_stream("a.test", "b.test")
+        outbound_b = b.federation.outbound_stream("b.test", "a.test")
         for stream in (outbound_a, outbound_b):
             self.assertIsNotNone(stream.tls)
             self.assertIn(stream.tls.version, ("TLSv1.2", "TLSv1.3"))
@@ -81,7 +81,7 @@ class FederationTests(unittest.TestCase):
             self.assertTrue(event["tls_version"].startswith("TLSv1."))
             self.assertTrue(event["cipher"])
         text = "\n".join(formatEvent(e) + repr(e) for e in events)
-        outbound = a.federation._outbound[("a.test", "b.test")]
+        outbound = a.federation.outbound_stream("a.test", "b.test")
         secrets = [
             a.state.dialback_secret,
             b.state.dialback_secret,
@@ -310,7 +310,7 @@ class FederationTests(unittest.TestCase):
         world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
         alice.message("alice@a.test", "bob@b.test", "first")
         yield defer.Deferred.fromCoroutine(bob.next())
-        outbound = a.federation._outbound[("a.test", "b.test")]
+        outbound = a.federation.outbound_stream("a.test", "b.test")
         (inbound,) = [s for s in b.federation.streams if s.direction == "inbound" and s.verified]
         yield wait_for(lambda: inbound._parser.parked and outbound._parser.parked, timeout=5)
         for n in range(3):

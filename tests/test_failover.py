@@ -314,7 +314,7 @@ class HoardingPeerTests(unittest.TestCase):
             # The bounce does not echo the 100 KB body.
             self.assertLess(len(bounce.toXml()), 2000)
             bounces.append(bounce["id"])
-        stream = a.federation._outbound[("a.test", "b.test")]
+        stream = a.federation.outbound_stream("a.test", "b.test")
         # Held for the peer: at most the limit and one stanza more.
         self.assertLessEqual(stream.unacked_bytes, 1_048_576 + size + 200)
         self.assertLessEqual(stream.bytes_out, 1_048_576 + size + 200)

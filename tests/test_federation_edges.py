@@ -106,7 +106,7 @@ class EdgeTests(unittest.TestCase):
         alice.message("alice@a.test", "bob@b.test", "over direct TLS")
         received = yield defer.Deferred.fromCoroutine(bob.next())
         self.assertEqual(str(received.body), "over direct TLS")
-        stream = a.federation._outbound[("a.test", "b.test")]
+        stream = a.federation.outbound_stream("a.test", "b.test")
         self.assertTrue(stream.direct_tls)
         self.assertIsNotNone(stream.tls)
         inbound = [s for s in b.federation.streams if s.direction == "inbound" and s.verified]

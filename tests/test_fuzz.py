@@ -297,7 +297,18 @@ class FuzzInboundTests(unittest.TestCase):
         self.assertEqual(stream.closed, bool(transport.disconnecting), output)
         if not stream.closed:
             self.assertEqual(errors, [], output)
-            self.assertIn(stream.state, set(InboundState))
+            # The state agrees with what was negotiated: pairs are verified
+            # only while negotiating in plaintext (policy permitting) or once
+            # open, never across a TLS restart (RFC 6120 section 5.4.3.3); the
+            # states after TLS have TLS.
+            if stream.verified:
+                self.assertIn(
+                    stream.state,
+                    {InboundState.FEATURES_SENT, InboundState.OPEN, InboundState.SASL_RESTART},
+                )
+            if stream.state in (InboundState.CHECKING, InboundState.OPEN,
+                                InboundState.SASL_RESTART):
+                self.assertIsNotNone(stream.tls)
             return
         if stream.peer_ended or stream.peer_failed:
             # The peer closed: the gateway may answer with its closing tag

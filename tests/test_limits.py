@@ -499,8 +499,8 @@ class ConnectionLimitTests(unittest.TestCase):
         bob = yield defer.Deferred.fromCoroutine(world.component(b, "b.test"))
         alice.message("alice@a.test", "bob@b.test", "first")
         yield defer.Deferred.fromCoroutine(bob.next())
-        first = a.federation._outbound[("a.test", "b.test")]
-        yield wait_for(lambda: ("a.test", "b.test") not in a.federation._outbound, timeout=5)
+        first = a.federation.outbound_stream("a.test", "b.test")
+        yield wait_for(lambda: a.federation.outbound_stream("a.test", "b.test") is None, timeout=5)
         # The closing handshake: our closing tag, then b's, well within the
         # grace period.
         self.assertTrue(first.closing or first.closed)
@@ -508,7 +508,7 @@ class ConnectionLimitTests(unittest.TestCase):
         alice.message("alice@a.test", "bob@b.test", "second")
         received = yield defer.Deferred.fromCoroutine(bob.next())
         self.assertEqual(str(received.body), "second")
-        self.assertIsNot(a.federation._outbound[("a.test", "b.test")], first)
+        self.assertIsNot(a.federation.outbound_stream("a.test", "b.test"), first)
 
 
 class SourceTests(unittest.TestCase):

@@ -55,7 +55,7 @@ class EndToEndTests(unittest.TestCase):
         bob = await world.component(b, "b.test")
         alice.message("alice@a.test", "bob@b.test", "hello", "m0")
         await bob.next()
-        outbound = a.federation._outbound[("a.test", "b.test")]
+        outbound = a.federation.outbound_stream("a.test", "b.test")
         await wait_for(lambda: outbound.sm_enabled and not outbound.unacked)
         return world, a, b, alice, bob, outbound
 
@@ -92,6 +92,6 @@ class EndToEndTests(unittest.TestCase):
             stanza = yield defer.Deferred.fromCoroutine(bob.next())
             received.append(stanza["id"])
         self.assertEqual(received, ["l0", "l1", "l2"])
-        new = a.federation._outbound[("a.test", "b.test")]
+        new = a.federation.outbound_stream("a.test", "b.test")
         self.assertIsNot(new, outbound)
         self.assertEqual(new.state, OutboundState.AUTHENTICATED)

@@ -856,6 +856,13 @@ class Federation:
     def queued(self, local_domain, peer_domain):
         return len(self._queues.get((local_domain, peer_domain), ()))
 
+    def outbound_stream(self, local_domain, peer_domain):
+        """
+        The outbound stream that carries stanzas from C{local_domain} to
+        C{peer_domain} now, or L{None}.
+        """
+        return self._outbound.get((local_domain, peer_domain))
+
     def _connect_route(self, key):
         local_domain, peer_domain = key
         d = defer.Deferred.fromCoroutine(
