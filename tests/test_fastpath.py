@@ -35,7 +35,7 @@ CASES = [
     ("CDATA section", f"<message {A}><body><![CDATA[<not> & markup]]></body></message>", True),
     ("unicode", f"<message {A}><body>h\u00e9llo \U0001f600 \u65e5\u672c</body></message>", True),
     ("deep", f"<message {A}>" + "<a>" * 20 + "x" + "</a>" * 20 + "</message>", True),
-    ("double quotes and spaces", f'<message  from="a@remote.example" to="b@local.example" ><body >x</body ></message >', True),
+    ("double quotes and spaces", '<message  from="a@remote.example" to="b@local.example" ><body >x</body ></message >', True),
     ("prefix from the stream header", f"<message {A}><db:x/></message>", False),
     ("attribute with a header prefix inside", f"<message {A}><x db:a='1'/></message>", False),
     ("attribute with a header prefix on the stanza", f"<message {A} db:a='1'><body>x</body></message>", False),

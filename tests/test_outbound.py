@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
+from gateway.records.memory import MemoryRecordStore
 from gateway.app.config import PolicyConfig, parse_config
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
@@ -629,7 +630,8 @@ class FederationConnectionTests(unittest.TestCase):
         self.router = FakeRouter()
         state = GatewayState("/nonexistent", SECRET, ())
         self.federation = Federation(
-            config, state, FakeTLSProfile(), self.resolver, self.router, self.reactor
+            config, state, FakeTLSProfile(), self.resolver, self.router, self.reactor,
+            records=MemoryRecordStore(),
         )
 
     def stanza(self, stanza_id):

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
+from gateway.records.memory import MemoryRecordStore
 from gateway.tls.certificates import CertificateSummary
 from gateway.app.config import parse_config
 from gateway.records.record import AuthenticationRecord
@@ -185,7 +186,8 @@ class FederationContinuityTests(unittest.TestCase):
             '[domains."local.example"]\n' + policy, "t.toml", "/nonexistent"
         )
         return Federation(
-            config, GatewayState("/nonexistent", "secret", ()), None, None, None, MemoryReactorClock()
+            config, GatewayState("/nonexistent", "secret", ()), None, None, None, MemoryReactorClock(),
+            records=MemoryRecordStore(),
         )
 
     def setUp(self):

@@ -15,14 +15,15 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from gateway import __version__
+from gateway.app.state import prepare_state
 from gateway.components.listener import ComponentFactory
-from gateway.names.srv import make_resolver
 from gateway.components.routing import Router
+from gateway.names.srv import make_resolver
+from gateway.ops.status import StatusSource
+from gateway.records.sqlite import SQLiteRecordStore
 from gateway.s2s.federation import Federation
 from gateway.s2s.inbound import InboundFactory
-from gateway.ops.status import StatusSource
-from gateway.app.state import prepare_state
-from gateway.records.sqlite import SQLiteRecordStore
+from gateway.s2s.metrics import GatewayMetrics
 from gateway.tls.profile import TLSProfile
 from gateway.verifiers.interfaces import VerifierEnvironment
 from gateway.verifiers.registry import VerifierRegistry
@@ -51,7 +52,11 @@ class GatewayService(service.MultiService):
         )
         self.state = prepare_state(config)
         self.tls_profile = TLSProfile(self.state.identities)
-        self.router = Router(config.domain_names)
+        self.metrics = GatewayMetrics()
+        self.router = Router(config.domain_names, metrics=self.metrics)
+        self.records = SQLiteRecordStore(
+            os.path.join(self.state.state_dir, "records.sqlite3"), reactor
+        )
         self.federation = Federation(
             config,
             self.state,
@@ -59,13 +64,10 @@ class GatewayService(service.MultiService):
             resolver or make_resolver(config.dns, reactor),
             self.router,
             reactor,
+            records=self.records,
+            metrics=self.metrics,
         )
         self.router.federation = self.federation
-        self.router.metrics = self.federation.metrics
-        self.records = SQLiteRecordStore(
-            os.path.join(self.state.state_dir, "records.sqlite3"), reactor
-        )
-        self.federation.records = self.records
         self.verifiers = VerifierRegistry(
             VerifierEnvironment(
                 reactor=reactor,
@@ -115,7 +117,7 @@ class GatewayService(service.MultiService):
                     "POSH (HTTPS)",
                 )
         self.status = StatusSource(
-            self.federation, self.records, self.federation.warnings, self.federation.metrics
+            self.federation, self.records, self.federation.warnings, self.metrics
         )
         if config.admin.listen:
             from gateway.ops.admin import make_admin_site

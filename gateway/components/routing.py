@@ -31,11 +31,11 @@ class Router:
         both exist.
     """
 
-    def __init__(self, local_domains):
+    def __init__(self, local_domains, metrics=None):
         self.local_domains = frozenset(local_domains)
         self.components = {}
         self.federation = None
-        self.metrics = None
+        self.metrics = metrics
         self.routed = 0
         self.bounced = 0
 

@@ -16,7 +16,6 @@ from twisted.logger import Logger
 from gateway.tls.certificates import CertificateSummary, certificate_dict
 from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
 from gateway.s2s.flow import ReadRate, Valve
-from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord, time_iso
 from gateway.s2s.continuity import Continuity
 from gateway.s2s.metrics import GatewayMetrics
@@ -100,10 +99,15 @@ class Federation:
         handed to and that bounces what can't be delivered.
     @param resolver: an L{twisted.internet.interfaces.IResolver}.
     @param reactor: for connections and timers.
+    @param records: the L{gateway.records.interfaces.IRecordStore} every
+        authentication is recorded in (required: a default could lose
+        records without anyone noticing).
+    @param metrics: the L{GatewayMetrics} to count in; a registry of its
+        own if not given.
     """
 
     def __init__(self, config, state, tls_profile, resolver, router, reactor,
-                 records=None, verifiers=None):
+                 records, verifiers=None, metrics=None):
         self.local_domains = config.domain_names
         self.max_stanza_size = config.s2s.max_stanza_size
         self.max_depth = config.s2s.max_depth
@@ -129,7 +133,7 @@ class Federation:
         self.router = router
         self.reactor = reactor
         self.clock = reactor
-        self.records = records if records is not None else MemoryRecordStore()
+        self.records = records
         # Components feed outbound streams; inbound streams feed components.
         self.to_peers = Valve(
             "components to peers",
@@ -141,7 +145,8 @@ class Federation:
             "peers to components",
             lambda: [s.transport for s in self.streams if s.direction == "inbound"],
         )
-        self.metrics = GatewayMetrics(self)
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.metrics.count_queued(lambda: sum(len(q) for q in self._queues.values()))
         self.warnings = Warnings(reactor, on_acknowledge=self.certificate_change_acknowledged)
         self.continuity = Continuity()
         self._warned = set()

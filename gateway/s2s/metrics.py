@@ -11,7 +11,7 @@ class GatewayMetrics:
     The gateway's metrics, in a registry of its own.
     """
 
-    def __init__(self, federation=None):
+    def __init__(self):
         self.registry = CollectorRegistry()
         self.streams = Gauge(
             "xmpp_gateway_streams", "Live authenticated s2s streams",
@@ -44,8 +44,13 @@ class GatewayMetrics:
             "xmpp_gateway_queued_stanzas", "Stanzas waiting for an outbound stream",
             registry=self.registry,
         )
-        if federation is not None:
-            self.queued.set_function(lambda: sum(len(q) for q in federation._queues.values()))
+
+    def count_queued(self, count):
+        """
+        Read the queued-stanzas gauge from C{count}, a function of no
+        arguments.
+        """
+        self.queued.set_function(count)
 
     def text(self):
         return generate_latest(self.registry)
