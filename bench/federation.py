@@ -49,7 +49,8 @@ sys.path.insert(0, REPO)
 from twisted.internet import defer, protocol, ssl, task  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: E402
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer  # noqa: E402
-from twisted.names import client as dns_client, dns  # noqa: E402
+from twisted.names import client as dns_client  # noqa: E402
+from twisted.names import dns
 from zope.interface import implementer  # noqa: E402
 
 from gateway.s2s.dialback import check_dialback_key, dialback_key  # noqa: E402

@@ -41,8 +41,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import federation as fed  # noqa: E402  (bench/federation.py; puts the checkout on sys.path)
-from federation import BenchError, GW, LOOPBACK, PEER, bounded, sleep  # noqa: E402
-
+from federation import GW, LOOPBACK, PEER, BenchError, bounded, sleep  # noqa: E402
 from twisted.internet import defer, protocol, task  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: E402
 

@@ -54,6 +54,7 @@ import tempfile
 import time
 
 import federation as fed  # noqa: E402  (bench/federation.py; puts the checkout on sys.path)
+from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 from federation import (  # noqa: E402
     FEATURES_END_RE,
     HEADER_RE,
@@ -69,8 +70,6 @@ from federation import (  # noqa: E402
     sleep,
     stream_error,
 )
-
-from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 from OpenSSL import SSL  # noqa: E402
 from OpenSSL._util import lib as _openssl  # noqa: E402
 from twisted.internet import defer, protocol, task  # noqa: E402

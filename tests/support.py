@@ -12,8 +12,8 @@ from twisted.words.protocols.jabber import component, jid, xmlstream
 from twisted.words.xish import domish
 
 from gateway.app.config import parse_config
-from gateway.xmpp.stanzas import error_condition  # noqa: F401 (for tests)
 from gateway.app.service import GatewayService
+from gateway.xmpp.stanzas import error_condition  # noqa: F401 (for tests)
 from tests.dnsserver import LoopbackDNSServer
 from tests.pki import CertificateAuthority
 

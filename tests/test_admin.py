@@ -23,8 +23,8 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
-from gateway.ops.admin import make_admin_site, render_status_page, session_value
 from gateway.app.config import default_config
+from gateway.ops.admin import make_admin_site, render_status_page, session_value
 from tests.support import World, error_condition, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,8 +67,9 @@ async def http(service, path, token=True, method=b"GET", headers=None, body=None
 
 
 async def http_port(port, path, token=None, method=b"GET", headers=None, body=None, timeout=10):
-    from twisted.web.client import FileBodyProducer
     import io
+
+    from twisted.web.client import FileBodyProducer
 
     all_headers = Headers()
     if token is not None:

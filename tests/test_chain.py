@@ -16,8 +16,8 @@ from gateway.verifiers.interfaces import (
     IDomainVerifier,
     IDomainVerifierFactory,
     Outcome,
-    VerificationRequest,
     Verdict,
+    VerificationRequest,
 )
 from gateway.verifiers.pinned import PinnedVerifier, check_pins, fingerprints
 from gateway.verifiers.registry import VerifierRegistry, available_verifiers

@@ -12,9 +12,9 @@ from gateway.app.config import DomainPolicy
 from gateway.names.srv import Target
 from gateway.testing import FakeDNSClient
 from gateway.tls.profile import TLSFacts
+from gateway.tls.tlsa import DANE_TA, FULL, tlsa_for
 from gateway.verifiers.dane import DANEVerifier
 from gateway.verifiers.interfaces import IDomainVerifier, Outcome, VerificationRequest
-from gateway.tls.tlsa import DANE_TA, FULL, tlsa_for
 from tests.pki import CertificateAuthority
 
 DOMAIN = "peer.example"
@@ -234,8 +234,9 @@ class GateInEveryOrderTests(PeerWithDNS, unittest.TestCase):
         ]
 
     def outcomes(self, require_dane=False):
-        from gateway.verifiers.chain import run_chain
         from twisted.internet import defer
+
+        from gateway.verifiers.chain import run_chain
 
         results = {}
         for order in self.orders:

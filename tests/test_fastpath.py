@@ -12,7 +12,6 @@ from gateway.components.routing import Router
 from gateway.s2s.inbound import InboundStream
 from gateway.xmpp.parser import ShallowStanza, StreamParser, expand
 from gateway.xmpp.stanzas import NS_COMPONENT, NS_SERVER, rewrite_namespace
-
 from tests.test_routing import FakeComponentStream, FakeFederation, parse
 
 HEADER = (
@@ -291,7 +290,8 @@ class ElementLimitTests(unittest.TestCase):
         same outcome on both paths: how many are delivered, and the stream
         error that stops the rest.
         """
-        from hypothesis import given, settings, strategies as st
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
 
         from gateway.xmpp import parser as xmlparser
 

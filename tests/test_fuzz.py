@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from gateway.s2s.inbound import InboundState, InboundStream
-from gateway.xmpp.errors import DialbackError
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
+from gateway.xmpp.errors import DialbackError
 from gateway.xmpp.parser import StreamParser, XMLStreamError
 from gateway.xmpp.stanzas import NS_STREAMS, NS_XMPP_STREAMS
 from tests.test_inbound import HEADER, FakeFederation, TLSStringTransport

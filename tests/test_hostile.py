@@ -25,8 +25,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from gateway.xmpp.parser import ShallowStanza, StreamParser, XMLStreamError
-from gateway.xmpp.parser import NS_XML
+from gateway.xmpp.parser import NS_XML, ShallowStanza, StreamParser, XMLStreamError
 from gateway.xmpp.stanzas import NS_DIALBACK, NS_STREAMS, NS_XMPP_STREAMS, error_condition
 from tests.support import World, wait_for
 from tests.test_inbound import HEADER as UNIT_HEADER

@@ -12,12 +12,11 @@ from twisted.trial import unittest
 from gateway.app.config import DomainPolicy, PolicyConfig
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.inbound import InboundState, InboundStream
-from gateway.xmpp.errors import DialbackError
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
-from gateway.xmpp.parser import NS_XML, ShallowStanza, expand
-from gateway.xmpp.parser import StreamParser
+from gateway.xmpp.errors import DialbackError
+from gateway.xmpp.parser import NS_XML, ShallowStanza, StreamParser, expand
 from gateway.xmpp.stanzas import NS_SERVER, error_condition
 
 HEADER = (

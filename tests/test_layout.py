@@ -7,6 +7,9 @@ import contextlib
 import importlib.util
 import io
 import os
+import shutil
+import subprocess
+import sys
 
 from twisted.trial import unittest
 
@@ -59,3 +62,19 @@ class LayoutTests(unittest.TestCase):
             status = tool.main([])
         self.assertEqual(status, 1, out.getvalue())
         self.assertIn("gateway.xmpp.jid -> gateway.app.service", out.getvalue())
+
+
+class LintTests(unittest.TestCase):
+    def test_ruff(self):
+        """
+        ruff finds nothing (the rules are in pyproject.toml: unused and
+        undefined names, syntax errors, sorted imports).  It comes with the
+        test extras (pip install '.[test]', as make test does).
+        """
+        ruff = shutil.which("ruff", path=os.path.dirname(sys.executable)) or shutil.which("ruff")
+        self.assertIsNotNone(ruff, "ruff is not installed: pip install '.[test]' (make test does)")
+        done = subprocess.run(
+            [ruff, "check", "gateway", "tests", "bench", "tools", "twisted"],
+            cwd=HERE, capture_output=True, text=True, timeout=120,
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)

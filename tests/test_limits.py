@@ -12,9 +12,9 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from gateway.app.config import parse_config
+from gateway.app.state import GatewayState
 from gateway.records.memory import MemoryRecordStore
 from gateway.s2s.federation import Federation
-from gateway.app.state import GatewayState
 from gateway.testing import FakeDNSClient
 from gateway.xmpp.parser import StreamParser, XMLStreamError
 from tests.support import World, error_condition, wait_for

@@ -11,16 +11,16 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from gateway.records.memory import MemoryRecordStore
 from gateway.app.config import PolicyConfig, parse_config
+from gateway.app.state import GatewayState
+from gateway.records.memory import MemoryRecordStore
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
-from gateway.app.state import GatewayState
+from gateway.testing import FakeDNSClient
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
-from gateway.testing import FakeDNSClient
 from tests.test_inbound import Output, TLSStringTransport
 
 SECRET = "outbound secret"

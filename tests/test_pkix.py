@@ -18,6 +18,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from gateway.tls.pkix import (
+    IdentityError,
+    TrustStoreError,
+    eku_problem,
+    key_usage_problem,
+    load_trust_store,
+    reference_domain,
+)
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers import pkix
 from gateway.verifiers.interfaces import (
@@ -27,20 +35,11 @@ from gateway.verifiers.interfaces import (
     VerificationRequest,
     VerifierEnvironment,
 )
-from gateway.tls.pkix import (
-    IdentityError,
-    TrustStoreError,
-    eku_problem,
-    key_usage_problem,
-    load_trust_store,
-    reference_domain,
-)
 from gateway.verifiers.pkix import (
     PKIXVerifier,
     PKIXVerifierFactory,
     check_pkix,
 )
-from tests.support import add_case_tests
 from tests.pki import (
     ID_ON_DNSSRV,
     ID_ON_XMPPADDR,
@@ -49,6 +48,7 @@ from tests.pki import (
     srv_name,
     xmpp_addr,
 )
+from tests.support import add_case_tests
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime.now(UTC).replace(microsecond=0)

@@ -8,14 +8,15 @@ import base64
 import datetime
 import hashlib
 import io
-import json
 import ipaddress
+import json
 import os
 import socket
 import sys
 from types import SimpleNamespace
 
 from cryptography.hazmat.primitives import serialization
+from treq.client import HTTPClient
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import PrivateCertificate
@@ -25,10 +26,10 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial import unittest
 from twisted.web import resource, server
 from twisted.web.client import Agent, HTTPConnectionPool
-from treq.client import HTTPClient
 from zope.interface.verify import verifyObject
 
 from gateway.app.config import DNSConfig, POSHConfig
+from gateway.app.state import LocalIdentity
 from gateway.names.client import DNSClient
 from gateway.posh.client import (
     ABSENT,
@@ -46,7 +47,6 @@ from gateway.posh.client import (
 )
 from gateway.posh.publisher import main as publisher_main
 from gateway.posh.publisher import make_posh_site
-from gateway.app.state import LocalIdentity
 from gateway.testing import FakeDNSClient
 from gateway.tls.profile import TLSFacts, TLSProfile
 from gateway.verifiers.interfaces import (

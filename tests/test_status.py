@@ -8,16 +8,16 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from gateway.records.memory import MemoryRecordStore
-from gateway.tls.certificates import CertificateSummary
 from gateway.app.config import parse_config
-from gateway.records.record import AuthenticationRecord
-from gateway.s2s.federation import Federation
 from gateway.app.state import GatewayState
+from gateway.records.memory import MemoryRecordStore
+from gateway.records.record import AuthenticationRecord
 from gateway.s2s.continuity import Continuity
+from gateway.s2s.federation import Federation
 from gateway.s2s.metrics import GatewayMetrics
 from gateway.s2s.throttle import RefusalTally
 from gateway.s2s.warnings import Warnings
+from gateway.tls.certificates import CertificateSummary
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict

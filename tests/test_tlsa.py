@@ -24,8 +24,8 @@ from gateway.tls.tlsa import (
     unusable_reason,
     usable,
 )
-from tests.support import add_case_tests
 from tests.pki import CertificateAuthority, generate_key, srv_name, xmpp_addr
+from tests.support import add_case_tests
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime.now(UTC).replace(microsecond=0)

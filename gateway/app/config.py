@@ -8,8 +8,8 @@ silently leave a setting at its default.
 """
 
 import datetime
-import math
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field

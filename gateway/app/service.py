@@ -6,11 +6,11 @@ its listeners.
 import os
 
 from twisted.application import service
-from twisted.internet import defer
-from twisted.internet.task import LoopingCall
-from twisted.internet.error import CannotListenError
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 

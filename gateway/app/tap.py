@@ -9,8 +9,8 @@ from twisted.python import usage
 from gateway.app.config import ConfigError, default_config, load_config
 from gateway.app.state import StateError
 from gateway.records.interfaces import RecordStoreError
-from gateway.tls.profile import TLSConfigurationError
 from gateway.tls.pkix import TrustStoreError
+from gateway.tls.profile import TLSConfigurationError
 
 
 class Options(usage.Options):

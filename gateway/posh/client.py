@@ -95,7 +95,6 @@ from zope.interface import implementer
 from gateway import __version__
 from gateway.cache import ExpiringCache
 from gateway.names.srv import lookup_addresses
-from gateway.xmpp.jid import AddressError, canonical_domain
 from gateway.tls.pkix import (
     IdentityError,
     PathError,
@@ -104,6 +103,7 @@ from gateway.tls.pkix import (
     match_identity,
     validate_path,
 )
+from gateway.xmpp.jid import AddressError, canonical_domain
 
 log = Logger()
 

@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.web import resource, server
 
-from gateway.xmpp.jid import AddressError, canonical_domain
 from gateway.posh.client import WELL_KNOWN_PATH, posh_document
+from gateway.xmpp.jid import AddressError, canonical_domain
 
 #: The default C{expires} of the command, as C{[posh] expires}'s.
 DEFAULT_EXPIRES = 86400

@@ -9,27 +9,28 @@ import ipaddress
 import itertools
 from dataclasses import dataclass
 
-from twisted.internet import defer, error as internet_error
+from twisted.internet import defer
+from twisted.internet import error as internet_error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
-from gateway.tls.certificates import CertificateSummary, certificate_dict
 from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
-from gateway.s2s.flow import ReadRate, Valve
 from gateway.records.record import AuthenticationRecord, time_iso
 from gateway.s2s.continuity import Continuity
+from gateway.s2s.flow import ReadRate, Valve
 from gateway.s2s.metrics import GatewayMetrics
-from gateway.s2s.throttle import LogThrottle, RefusalTally
-from gateway.s2s.warnings import Warnings
-from gateway.verifiers.chain import ChainResult, run_chain
-from gateway.verifiers.interfaces import VerificationRequest
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage
 from gateway.s2s.stream import header_bytes, serialise
-from gateway.xmpp.stanzas import NS_COMPONENT, NS_SERVER, rewrite_namespace
+from gateway.s2s.throttle import LogThrottle, RefusalTally
+from gateway.s2s.warnings import Warnings
+from gateway.tls.certificates import CertificateSummary, certificate_dict
+from gateway.tls.tlsa import usable
+from gateway.verifiers.chain import ChainResult, run_chain
+from gateway.verifiers.dane import DANELookupFailed, target_tlsa
+from gateway.verifiers.interfaces import VerificationRequest
 from gateway.xmpp.errors import DialbackError
 from gateway.xmpp.parser import element_from_bytes
-from gateway.verifiers.dane import DANELookupFailed, target_tlsa
-from gateway.tls.tlsa import usable
+from gateway.xmpp.stanzas import NS_COMPONENT, NS_SERVER, rewrite_namespace
 
 log = Logger()
 

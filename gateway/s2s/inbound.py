@@ -23,7 +23,6 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from gateway.s2s.dialback import check_dialback_key
-from gateway.xmpp.jid import AddressError, bare_domain, jid_domain, parse_jid
 from gateway.s2s.stream import (
     Input,
     S2SStream,
@@ -33,8 +32,10 @@ from gateway.s2s.stream import (
     serialise,
     xmpp_version,
 )
+from gateway.xmpp.jid import AddressError, bare_domain, jid_domain, parse_jid
 from gateway.xmpp.parser import NS_XML, expand, language_attribute, with_language
 from gateway.xmpp.stanzas import (
+    COMPONENT_LANGUAGE,
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
     NS_SASL,
@@ -43,7 +44,6 @@ from gateway.xmpp.stanzas import (
     NS_STREAMS,
     NS_TLS,
     NS_XMPP_STANZAS,
-    COMPONENT_LANGUAGE,
     STANZA_NAMES,
     iq_problem,
 )

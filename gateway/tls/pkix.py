@@ -44,8 +44,8 @@ import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import hashes
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -57,16 +57,15 @@ from cryptography.x509.verification import (
 from service_identity.exceptions import CertificateError
 from service_identity.hazmat import DNS_ID, SRV_ID, DNSPattern, SRVPattern
 
-from gateway.xmpp.jid import AddressError, canonical_domain
 from gateway.tls.certificates import (
-    issued_by,
     common_names,
     format_time,
+    issued_by,
     srv_ids,
     subject_alt_names,
     xmpp_addrs,
 )
-
+from gateway.xmpp.jid import AddressError, canonical_domain
 
 XMPP_SERVER_SERVICE = "_xmpp-server"
 

@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from gateway.xmpp.jid import canonical_domain
 
+
 def _flush_send_bio(self):
     """
     Write everything OpenSSL has for the peer, not only its first 32 KiB.

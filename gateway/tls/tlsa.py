@@ -71,10 +71,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from gateway.tls.certificates import (
-    issued_by,
     DERError,
     common_names,
     format_time,
+    issued_by,
     read_tlv,
     subject_alt_names,
     subject_public_key_info,

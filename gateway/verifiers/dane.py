@@ -31,10 +31,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
 from gateway.names.client import DNSError
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
 from gateway.tls.tlsa import TLSARecord, match_tlsa
+from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
 
 log = Logger()
 

@@ -18,7 +18,6 @@ from twisted.words.xish import domish
 
 from gateway.xmpp.errors import XMLStreamError
 
-
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
 #: The most elements one first-level element may hold, itself included:

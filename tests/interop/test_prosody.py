@@ -12,7 +12,6 @@ from twisted.trial import unittest
 from gateway.tls.tlsa import tlsa_for
 from tests.dnssec.test_world import LDNS_PROGRAMS, SERVER_PROGRAMS
 from tests.dnssec.world import DNSSECWorld
-
 from tests.interop.cases import InteropCases, free_port
 from tests.interop.peers import require_program
 from tests.interop.prosody import ProsodyServer
