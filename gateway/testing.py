@@ -7,10 +7,13 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 from twisted.internet import defer
+from zope.interface import implementer
 
 from gateway.names.client import DNSAnswer, DNSError
+from gateway.names.interfaces import IDNSClient
 
 
+@implementer(IDNSClient)
 class FakeDNSClient:
     """
     Answers from records given to it, like L{gateway.names.client.DNSClient}.

@@ -8,10 +8,12 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from gateway.app.config import DomainPolicy, PolicyConfig
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.inbound import InboundState, InboundStream
+from gateway.s2s.interfaces import IInboundStreamOwner
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
@@ -55,6 +57,7 @@ class FakeRouter:
         self.refused.append((stanza, sender_domain, recipient_domain, condition))
 
 
+@implementer(IInboundStreamOwner)
 class FakeFederation:
     """
     What an L{InboundStream} needs of the federation, with verification

@@ -78,3 +78,54 @@ class LintTests(unittest.TestCase):
             cwd=HERE, capture_output=True, text=True, timeout=120,
         )
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+
+
+class SeamTests(unittest.TestCase):
+    """
+    The seams tests fake are interfaces, and the real part and the fake are
+    both held to them, so that neither drifts from the other.
+    """
+
+    def test_stream_owner(self):
+        from twisted.internet.testing import MemoryReactorClock
+        from zope.interface.verify import verifyObject
+
+        from gateway.app.config import parse_config
+        from gateway.app.state import GatewayState
+        from gateway.records.memory import MemoryRecordStore
+        from gateway.s2s.federation import Federation
+        from gateway.s2s.interfaces import IInboundStreamOwner, IOutboundStreamOwner
+        from gateway.testing import FakeDNSClient
+        from tests.test_inbound import FakeFederation
+        from tests.test_outbound import FakeRouter, FakeStreamFederation, FakeTLSProfile
+
+        config = parse_config('[domains."local.example"]\n', "t.toml", "/nonexistent")
+        federation = Federation(
+            config, GatewayState("/nonexistent", "s", ()), FakeTLSProfile(), FakeDNSClient(),
+            FakeRouter(), MemoryReactorClock(), records=MemoryRecordStore(),
+        )
+        self.assertTrue(verifyObject(IInboundStreamOwner, federation))
+        self.assertTrue(verifyObject(IOutboundStreamOwner, federation))
+        self.assertTrue(verifyObject(IInboundStreamOwner, FakeFederation()))
+        self.assertTrue(verifyObject(IOutboundStreamOwner, FakeStreamFederation()))
+
+    def test_dns_client(self):
+        from twisted.internet.testing import MemoryReactorClock
+        from zope.interface.verify import verifyObject
+
+        from gateway.names.client import DNSClient
+        from gateway.names.interfaces import IDNSClient
+        from gateway.testing import FakeDNSClient
+
+        self.assertTrue(verifyObject(IDNSClient, DNSClient(MemoryReactorClock(), [("127.0.0.1", 53)])))
+        self.assertTrue(verifyObject(IDNSClient, FakeDNSClient()))
+
+    def test_record_store(self):
+        from zope.interface.verify import verifyObject
+
+        from gateway.records.interfaces import IRecordStore
+        from gateway.records.memory import MemoryRecordStore
+        from tests.test_limits import FailingStore
+
+        self.assertTrue(verifyObject(IRecordStore, MemoryRecordStore()))
+        self.assertTrue(verifyObject(IRecordStore, FailingStore()))

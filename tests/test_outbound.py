@@ -10,12 +10,14 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
+from zope.interface import implementer
 
 from gateway.app.config import PolicyConfig, parse_config
 from gateway.app.state import GatewayState
 from gateway.records.memory import MemoryRecordStore
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.federation import Federation, VerifyRequest
+from gateway.s2s.interfaces import IOutboundStreamOwner
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
 from gateway.testing import FakeDNSClient
 from gateway.tls.profile import TLSFacts
@@ -48,6 +50,7 @@ class FakeTLSProfile:
         return ("client creator", local, peer)
 
 
+@implementer(IOutboundStreamOwner)
 class FakeStreamFederation:
     def __init__(self):
         self.max_stanza_size = 10000
@@ -64,6 +67,11 @@ class FakeStreamFederation:
         verdict = Verdict.verified("pkix", "certificate verified", identity="DNS-ID")
         self.peer_result = ChainResult(True, "pkix", verdict, (verdict,))
         self.policy = PolicyConfig()
+        self.router = FakeRouter()
+        self.resent = []
+
+    def resend(self, unacked, local_domain, peer_domain):
+        self.resent.append((list(unacked), local_domain, peer_domain))
 
     def stream_opened(self, stream):
         self.opened.append(stream)

@@ -38,8 +38,10 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway.cache import ExpiringCache
+from gateway.names.interfaces import IDNSClient
 
 log = Logger()
 
@@ -175,6 +177,7 @@ class _TCPQuery(protocol.Protocol):
             self.answer.errback(DNSError("the server closed the TCP connection"))
 
 
+@implementer(IDNSClient)
 class DNSClient:
     """
     Asks the configured resolvers, in turn, with a timeout each.

@@ -13,11 +13,13 @@ from twisted.internet import defer
 from twisted.internet import error as internet_error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
 from gateway.records.record import AuthenticationRecord, time_iso
 from gateway.s2s.continuity import Continuity
 from gateway.s2s.flow import ReadRate, Valve
+from gateway.s2s.interfaces import IInboundStreamOwner, IOutboundStreamOwner
 from gateway.s2s.metrics import GatewayMetrics
 from gateway.s2s.outbound import NegotiationFailure, OutboundFactory, Purpose, Stage
 from gateway.s2s.stream import header_bytes, serialise
@@ -92,6 +94,7 @@ class VerifyRequest:
     key: str
 
 
+@implementer(IInboundStreamOwner, IOutboundStreamOwner)
 class Federation:
     """
     Owns the s2s streams in both directions.
