@@ -4,7 +4,10 @@ where TLSA records are looked for, what makes DANE applicable, and which
 failures are decisive.
 """
 
+import time
+
 from cryptography.hazmat.primitives import serialization
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -20,6 +23,15 @@ from tests.pki import CertificateAuthority
 DOMAIN = "peer.example"
 HOST = "xmpp.peer.example"
 
+
+
+def wall_clock():
+    """
+    A test clock set to the system's time (the certificates are made now).
+    """
+    clock = Clock()
+    clock.advance(time.time())
+    return clock
 
 class PeerWithDNS:
     """
@@ -45,7 +57,7 @@ class PeerWithDNS:
 class DANEVerifierTests(PeerWithDNS, unittest.TestCase):
     def setUp(self):
         super().setUp()
-        self.verifier = DANEVerifier(self.client)
+        self.verifier = DANEVerifier(self.client, wall_clock())
 
     def tlsa(self, record, name=f"_5269._tcp.{HOST}", secure=True):
         self.client.add(name, "TLSA", str(record), secure=secure)
@@ -114,12 +126,12 @@ class DANEVerifierTests(PeerWithDNS, unittest.TestCase):
         }
         for name, setup in cases.items():
             self.client = FakeDNSClient()
-            self.verifier = DANEVerifier(self.client)
+            self.verifier = DANEVerifier(self.client, wall_clock())
             setup()
             verdict = self.verify()
             self.assertEqual(verdict.outcome, Outcome.NOT_APPLICABLE, (name, verdict.reason))
         self.client = FakeDNSClient()
-        self.verifier = DANEVerifier(self.client)
+        self.verifier = DANEVerifier(self.client, wall_clock())
         self.assertEqual(self.verify(chain=()).outcome, Outcome.NOT_APPLICABLE)
 
     def test_required(self):
@@ -141,7 +153,7 @@ class DANEVerifierTests(PeerWithDNS, unittest.TestCase):
         self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
         self.assertIn("SRV lookup failed", verdict.reason)
         self.client = FakeDNSClient()
-        self.verifier = DANEVerifier(self.client)
+        self.verifier = DANEVerifier(self.client, wall_clock())
         self.secure_srv()
         self.client.bogus(f"_5269._tcp.{HOST}", "TLSA")
         verdict = self.verify()
@@ -212,18 +224,16 @@ class GateInEveryOrderTests(PeerWithDNS, unittest.TestCase):
 
         from cryptography import x509
         from cryptography.x509.verification import Store
-        from twisted.internet.task import Clock
 
         from gateway.verifiers.pkix import PKIXVerifier
         from tests.test_chain import FakeVerifier
 
         super().setUp()
-        self.clock = Clock()
-        self.clock.advance(__import__("time").time())
+        self.clock = wall_clock()
         store = Store([x509.load_der_x509_certificate(self.ca.der)])
         self.verifiers = {
             "pkix": PKIXVerifier(store, self.clock),
-            "dane": DANEVerifier(self.client),
+            "dane": DANEVerifier(self.client, self.clock),
             "posh": FakeVerifier("posh", Outcome.VERIFIED),
         }
         self.orders = [

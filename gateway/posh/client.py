@@ -691,6 +691,8 @@ def _verification_reason(host, connections, store):
             continue
         if store is not None:
             try:
+                # OpenSSL judged the chain by the system's time: so does the
+                # explanation of its verdict.
                 validate_path(chain, store, datetime.datetime.now(datetime.timezone.utc))
             except PathError as e:
                 return str(e)

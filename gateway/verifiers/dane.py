@@ -96,7 +96,7 @@ class DANEVerifier:
     """
     @param client: the gateway's L{gateway.names.client.DNSClient}.
     @param store: trust anchors for PKIX-TA / PKIX-EE records (or L{None}).
-    @param now: a callable returning the time (seconds) for validity checks.
+    @param clock: an L{IReactorTime}, for validity checks.
     """
 
     name = "dane"
@@ -105,10 +105,10 @@ class DANEVerifier:
     #: order of the policy's verifiers.
     gate = True
 
-    def __init__(self, client, store=None, now=None):
+    def __init__(self, client, clock, store=None):
         self.client = client
+        self.clock = clock
         self.store = store
-        self.now = now
 
     def verify(self, request):
         return defer.Deferred.fromCoroutine(self._verify(request))
@@ -163,9 +163,7 @@ class DANEVerifier:
         )
 
     def _now(self):
-        if self.now is None:
-            return None
-        return datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
 
     async def _tlsa_sets(self, request):
         """
@@ -208,4 +206,4 @@ class DANEVerifierFactory:
 
         policy = getattr(environment.config, "policy", None)
         store = load_trust_store(getattr(policy, "trust_store", None))
-        return DANEVerifier(environment.resolver, store, environment.reactor.seconds)
+        return DANEVerifier(environment.resolver, environment.reactor, store)

@@ -17,7 +17,6 @@ from gateway.tls.certificates import format_time
 from gateway.tls.pkix import (
     IdentityError,
     PathError,
-    as_utc,
     load_trust_store,
     match_identity,
     validate_path,
@@ -88,27 +87,17 @@ def _check_pkix(chain, domain, store, now, allow_cn_id=False):
 
 def _now_function(clock):
     """
-    A function of no arguments returning the time as an aware UTC
-    datetime, from an L{IReactorTime} (C{seconds()}), a function
-    returning POSIX seconds or a datetime, or L{None} for the system
-    clock.
+    A function of no arguments returning the clock's time as an aware UTC
+    datetime.
+
+    @param clock: an L{IReactorTime}, the one the whole gateway reads.
+    @raise TypeError: C{clock} is not one.
     """
-    if clock is None:
-        source = None
-    elif hasattr(clock, "seconds"):
-        source = clock.seconds
-    elif callable(clock):
-        source = clock
-    else:
-        raise TypeError(f"{clock!r} is neither a clock nor a function")
+    if not hasattr(clock, "seconds"):
+        raise TypeError(f"{clock!r} is not a clock (an IReactorTime)")
 
     def now():
-        if source is None:
-            return datetime.datetime.now(datetime.timezone.utc)
-        moment = source()
-        if isinstance(moment, datetime.datetime):
-            return as_utc(moment)
-        return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
 
     return now
 
@@ -125,14 +114,13 @@ class PKIXVerifier:
     The PKIX verifier: L{check_pkix} on the stream's peer chain.
 
     @param store: the trust anchors, a L{Store}.
-    @param clock: an L{IReactorTime}, or a function returning POSIX seconds
-        or a datetime, or L{None} for the system clock.
+    @param clock: an L{IReactorTime}.
     @param allow_cn_id: the default for L{verify}.
     """
 
     name = NAME
 
-    def __init__(self, store, clock=None, allow_cn_id=False, cache_size=CACHE_SIZE):
+    def __init__(self, store, clock, allow_cn_id=False, cache_size=CACHE_SIZE):
         self.store = store
         self.allow_cn_id = allow_cn_id
         self._now = _now_function(clock)
@@ -193,4 +181,4 @@ class PKIXVerifierFactory:
     def build(self, environment):
         policy = getattr(environment.config, "policy", None)
         store = load_trust_store(getattr(policy, "trust_store", None))
-        return PKIXVerifier(store, environment.reactor.seconds)
+        return PKIXVerifier(store, environment.reactor)
