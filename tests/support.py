@@ -12,7 +12,7 @@ from twisted.words.protocols.jabber import component, jid, xmlstream
 from twisted.words.xish import domish
 
 from gateway.app.config import parse_config
-from gateway.app.service import GatewayService
+from gateway.app.service import make_service
 from gateway.xmpp.stanzas import error_condition  # noqa: F401 (for tests)
 from tests.dnsserver import LoopbackDNSServer
 from tests.pki import CertificateAuthority
@@ -99,7 +99,7 @@ class World:
             f"{domain_table}{extra}"
         ).replace("'", '"')
         config = parse_config(text, os.path.join(folder, "gateway.toml"), folder)
-        service = GatewayService(config)
+        service = make_service(config)
         service.startService()
         self.testcase.addCleanup(service.stopService)
         (port,) = await service.listening_ports("s2s (STARTTLS)")

@@ -39,7 +39,12 @@ class GatewayService(service.MultiService):
     @ivar federation: the L{Federation}.
     """
 
-    def __init__(self, config, reactor=None, resolver=None):
+    def __init__(self, config, state, reactor=None, resolver=None):
+        """
+        @param state: the L{gateway.app.state.GatewayState} that
+            L{prepare_state} made (L{make_service} does both): the
+            constructor reads and writes no files.
+        """
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -50,7 +55,7 @@ class GatewayService(service.MultiService):
             source=config.source,
             state_dir=config.state_dir,
         )
-        self.state = prepare_state(config)
+        self.state = state
         self.tls_profile = TLSProfile(self.state.identities)
         self.metrics = GatewayMetrics()
         self.router = Router(config.domain_names, metrics=self.metrics)
@@ -234,4 +239,11 @@ class GatewayService(service.MultiService):
 
 
 def make_service(config, reactor=None, resolver=None):
-    return GatewayService(config, reactor=reactor, resolver=resolver)
+    """
+    The gateway for C{config}: its state folder made or read first (the
+    dialback secret, self-signed certificates, component secrets), then the
+    service built over it.
+
+    @raise gateway.app.state.StateError: the state folder can't be used.
+    """
+    return GatewayService(config, prepare_state(config), reactor=reactor, resolver=resolver)
