@@ -14,6 +14,7 @@ from gateway.app.config import DomainPolicy, PolicyConfig
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.inbound import InboundState, InboundStream
 from gateway.s2s.interfaces import IInboundStreamOwner
+from gateway.s2s.stream import step
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
@@ -498,14 +499,13 @@ class BeforeTLSTests(InboundTestCase):
         """
         self.connect()
 
-        def broken(root):
+        def broken(stream, root):
             raise RuntimeError("a bug")
 
         self.stream.TRANSITIONS = {
-            state: {kind: "broken" for kind in handlers}
-            for state, handlers in type(self.stream).TRANSITIONS.items()
+            state: {kind: step(broken, *targets) for kind, (_, targets) in steps.items()}
+            for state, steps in type(self.stream).TRANSITIONS.items()
         }
-        self.stream.broken = broken
         self.feed(HEADER)
         self.assertEqual(self.stream_error(), "internal-server-error")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

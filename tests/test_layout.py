@@ -129,3 +129,22 @@ class SeamTests(unittest.TestCase):
 
         self.assertTrue(verifyObject(IRecordStore, MemoryRecordStore()))
         self.assertTrue(verifyObject(IRecordStore, FailingStore()))
+
+
+class StateMachineDocsTests(unittest.TestCase):
+    def test_docs_show_the_tables(self):
+        """
+        docs/architecture.md shows each stream's machine as its table says
+        (gateway.s2s.stream.describe), and every state appears in it.
+        """
+        from gateway.s2s.inbound import InboundState, InboundStream
+        from gateway.s2s.outbound import OutboundState, OutboundStream
+        from gateway.s2s.stream import describe
+
+        with open(os.path.join(HERE, "docs", "architecture.md"), encoding="utf-8") as f:
+            docs = f.read()
+        for stream_class, states in ((InboundStream, InboundState), (OutboundStream, OutboundState)):
+            text = describe(stream_class)
+            self.assertIn(f"```\n{text}\n```", docs, text)
+            for state in states:
+                self.assertIn(state.name, text)

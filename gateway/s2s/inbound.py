@@ -30,6 +30,7 @@ from gateway.s2s.stream import (
     check_version,
     random_stream_id,
     serialise,
+    step,
     xmpp_version,
 )
 from gateway.xmpp.jid import AddressError, bare_domain, jid_domain, parse_jid
@@ -172,26 +173,6 @@ class InboundStream(S2SStream):
     # of those it can, and builds the rest (gateway.components.routing).
     SHALLOW = frozenset((NS_SERVER, name) for name in STANZA_NAMES)
 
-    TRANSITIONS = {
-        InboundState.HEADER: {Input.HEADER: "receive_header"},
-        InboundState.FEATURES_SENT: {
-            Input.STARTTLS: "receive_starttls",
-            Input.DB_RESULT: "receive_db_result",
-            Input.DB_VERIFY: "receive_db_verify",
-            Input.STANZA: "receive_stanza",
-        },
-        InboundState.TLS: {Input.HEADER: "receive_header"},
-        InboundState.CHECKING: {},
-        InboundState.OPEN: {
-            Input.SASL_AUTH: "receive_sasl_auth",
-            Input.DB_RESULT: "receive_db_result",
-            Input.DB_VERIFY: "receive_db_verify",
-            Input.STANZA: "receive_stanza",
-            Input.SM_ENABLE: "receive_sm_enable",
-            Input.SM_REQUEST: "receive_sm_request",
-        },
-        InboundState.SASL_RESTART: {Input.HEADER: "receive_header"},
-    }
     REFUSAL = {
         InboundState.FEATURES_SENT: "policy-violation",
         InboundState.OPEN: "policy-violation",
@@ -638,6 +619,37 @@ class InboundStream(S2SStream):
         for d in list(self._pending.values()):
             d.cancel()
         self.federation.stream_closed(self)
+
+    # The machine (see L{gateway.s2s.stream.describe}, docs/architecture.md).
+    TRANSITIONS = {
+        InboundState.HEADER: {
+            Input.HEADER: step(receive_header, InboundState.FEATURES_SENT, InboundState.CHECKING,
+                               InboundState.OPEN),
+        },
+        InboundState.FEATURES_SENT: {
+            Input.STARTTLS: step(receive_starttls, InboundState.TLS),
+            Input.DB_RESULT: step(receive_db_result, InboundState.FEATURES_SENT),
+            Input.DB_VERIFY: step(receive_db_verify, InboundState.FEATURES_SENT),
+            Input.STANZA: step(receive_stanza, InboundState.FEATURES_SENT),
+        },
+        InboundState.TLS: {
+            Input.HEADER: step(receive_header, InboundState.CHECKING, InboundState.OPEN),
+        },
+        InboundState.CHECKING: {},
+        InboundState.OPEN: {
+            Input.SASL_AUTH: step(receive_sasl_auth, InboundState.OPEN, InboundState.SASL_RESTART),
+            Input.DB_RESULT: step(receive_db_result, InboundState.OPEN),
+            Input.DB_VERIFY: step(receive_db_verify, InboundState.OPEN),
+            Input.STANZA: step(receive_stanza, InboundState.OPEN),
+            Input.SM_ENABLE: step(receive_sm_enable, InboundState.OPEN),
+            Input.SM_REQUEST: step(receive_sm_request, InboundState.OPEN),
+        },
+        InboundState.SASL_RESTART: {
+            Input.HEADER: step(receive_header, InboundState.OPEN),
+        },
+    }
+    #: When the verifier chain has answered whether to offer SASL EXTERNAL.
+    LATER = {InboundState.CHECKING: frozenset({InboundState.OPEN})}
 
 
 class RefusedStream(protocol.Protocol):

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from gateway.s2s.dialback import dialback_key
-from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise
+from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise, step
 from gateway.xmpp.errors import XMPPError
 from gateway.xmpp.jid import AddressError, bare_domain, parse_jid
 from gateway.xmpp.stanzas import (
@@ -109,30 +109,6 @@ class OutboundStream(S2SStream):
     direction = "outbound"
     state = OutboundState.HEADER
 
-    TRANSITIONS = {
-        OutboundState.HEADER: {Input.HEADER: "receive_header"},
-        OutboundState.FEATURES: {Input.FEATURES: "receive_features"},
-        OutboundState.PROCEED: {
-            Input.PROCEED: "receive_proceed",
-            Input.TLS_FAILURE: "receive_tls_failure",
-        },
-        OutboundState.TLS: {Input.HEADER: "receive_header"},
-        OutboundState.VERIFYING: {},
-        OutboundState.SASL: {
-            Input.SASL_SUCCESS: "receive_sasl_success",
-            Input.SASL_FAILURE: "receive_sasl_failure",
-        },
-        OutboundState.DIALBACK: {
-            Input.DB_RESULT: "receive_db_result",
-            Input.DB_VERIFY: "receive_db_verify",
-        },
-        OutboundState.AUTHENTICATED: {
-            Input.SM_ENABLED: "receive_sm_enabled",
-            Input.SM_FAILED: "receive_sm_failed",
-            Input.SM_ACK: "receive_sm_ack",
-            Input.STANZA: "receive_error_reply",
-        },
-    }
     REFUSAL = {}
 
     def __init__(
@@ -607,6 +583,42 @@ class OutboundStream(S2SStream):
             )
         )
         self.federation.stream_closed(self)
+
+    # The machine (see L{gateway.s2s.stream.describe}, docs/architecture.md).
+    TRANSITIONS = {
+        OutboundState.HEADER: {Input.HEADER: step(receive_header, OutboundState.FEATURES)},
+        OutboundState.FEATURES: {
+            # The chain may answer at once (a verdict it has cached): then
+            # the stream is already past VERIFYING.
+            Input.FEATURES: step(
+                receive_features, OutboundState.PROCEED, OutboundState.VERIFYING,
+                OutboundState.SASL, OutboundState.DIALBACK, OutboundState.AUTHENTICATED,
+            ),
+        },
+        OutboundState.PROCEED: {
+            Input.PROCEED: step(receive_proceed, OutboundState.TLS),
+            Input.TLS_FAILURE: step(receive_tls_failure, OutboundState.PROCEED),
+        },
+        OutboundState.TLS: {Input.HEADER: step(receive_header, OutboundState.FEATURES)},
+        OutboundState.VERIFYING: {},
+        OutboundState.SASL: {
+            Input.SASL_SUCCESS: step(receive_sasl_success, OutboundState.HEADER),
+            Input.SASL_FAILURE: step(receive_sasl_failure, OutboundState.DIALBACK),
+        },
+        OutboundState.DIALBACK: {
+            Input.DB_RESULT: step(receive_db_result, OutboundState.DIALBACK,
+                                  OutboundState.AUTHENTICATED),
+            Input.DB_VERIFY: step(receive_db_verify, OutboundState.DIALBACK),
+        },
+        OutboundState.AUTHENTICATED: {
+            Input.SM_ENABLED: step(receive_sm_enabled, OutboundState.AUTHENTICATED),
+            Input.SM_FAILED: step(receive_sm_failed, OutboundState.AUTHENTICATED),
+            Input.SM_ACK: step(receive_sm_ack, OutboundState.AUTHENTICATED),
+            Input.STANZA: step(receive_error_reply, OutboundState.AUTHENTICATED),
+        },
+    }
+    #: When the verifier chain has answered who the peer is.
+    LATER = {OutboundState.VERIFYING: frozenset({OutboundState.SASL, OutboundState.DIALBACK})}
 
 
 class OutboundFactory(protocol.Factory):

@@ -3,14 +3,19 @@ What inbound and outbound server-to-server streams share: framing, the
 stream header, stream errors and the state-machine dispatch.
 
 Each concrete stream declares its negotiation as a table, C{TRANSITIONS},
-mapping a state to the inputs it accepts and the method that handles each.
-An input that is not in the table for the current state is refused with
-that state's stream error: this is how, for instance, a stanza sent before
-TLS or before authentication is ruled out by construction.
+mapping a state to the inputs it accepts, each with the L{Step}: the method
+that handles it and the states it may leave the stream in.  An input that
+is not in the table for the current state is refused with that state's
+stream error: this is how, for instance, a stanza sent before TLS or before
+authentication is ruled out by construction.  Moves made later, when an
+answer comes back (the verifier chain's), are declared in C{LATER}.  The
+dispatcher holds every handler to its step, and L{describe} writes the
+machine out for the docs, which a test compares with the table.
 """
 
 import enum
 import secrets
+from typing import Callable, NamedTuple
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IHandshakeListener
@@ -77,6 +82,39 @@ _CLASSIFICATION = {
 }
 for _name in STANZA_NAMES:
     _CLASSIFICATION[(NS_SERVER, _name)] = Input.STANZA
+
+
+class Step(NamedTuple):
+    """
+    One row of a stream's C{TRANSITIONS}: the handler of an input, and the
+    states it may leave the stream in (the stream may also be closed).
+    """
+
+    handler: Callable
+    targets: frozenset
+
+
+def step(handler, *targets):
+    return Step(handler, frozenset(targets))
+
+
+def describe(stream_class):
+    """
+    The state machine of C{stream_class}, one line per move, as
+    docs/architecture.md shows it: C{STATE --input--> NEXT | NEXT (handler)},
+    then the moves made when an answer comes back.
+    """
+    lines = []
+    for state, steps in stream_class.TRANSITIONS.items():
+        if not steps:
+            lines.append(f"{state.name} (waits for an answer)")
+        for kind, (handler, targets) in steps.items():
+            names = " | ".join(sorted(t.name for t in targets))
+            lines.append(f"{state.name} --{kind.name}--> {names} ({handler.__name__})")
+    for state, targets in stream_class.LATER.items():
+        names = " | ".join(sorted(t.name for t in targets))
+        lines.append(f"{state.name} --answer--> {names}")
+    return "\n".join(lines)
 
 
 def random_stream_id():
@@ -170,7 +208,8 @@ class S2SStream(protocol.Protocol):
     """
     Base of L{InboundStream} and L{OutboundStream}.
 
-    Subclasses define C{TRANSITIONS} (state → {L{Input}: method name}),
+    Subclasses define C{TRANSITIONS} (state → {L{Input}: L{Step}}),
+    C{LATER} (state → the states an answer that comes back may move it to),
     C{REFUSAL} (state → stream error condition for inputs not in the table)
     and the initial C{state}.
 
@@ -182,6 +221,7 @@ class S2SStream(protocol.Protocol):
     #: Whether the connection is TLS from its first byte (XEP-0368).
     direct_tls = False
     TRANSITIONS = {}
+    LATER = {}
     REFUSAL = {}
     #: First-level elements delivered as L{gateway.xmpp.parser.ShallowStanza}s.
     SHALLOW = frozenset()
@@ -292,13 +332,27 @@ class S2SStream(protocol.Protocol):
     def _dispatch(self, kind, element):
         if self.closed:
             return
-        handler = self.TRANSITIONS.get(self.state, {}).get(kind)
+        entry = self.TRANSITIONS.get(self.state, {}).get(kind)
         try:
-            if handler is None:
+            if entry is None:
                 raise self.refusal(kind, element)
-            getattr(self, handler)(element)
+            before = self.state
+            entry.handler(self, element)
         except StreamError as e:
             self.fail(e.condition, e.text, e.detail)
+            return
+        if not self.closed and self.state not in entry.targets:
+            # A move the table doesn't declare: a fault of ours.
+            log.error(
+                "s2s {direction} {peer}: {handler} moved the stream from {before} to {after}, "
+                "which its table does not allow",
+                direction=self.direction,
+                peer=self.peer_name(),
+                handler=entry.handler.__name__,
+                before=before.name,
+                after=self.state.name,
+            )
+            self.fail("internal-server-error")
 
     def refusal(self, kind, element):
         """
