@@ -13,6 +13,7 @@ from twisted.words.xish import domish
 
 from gateway.app.config import parse_config
 from gateway.app.service import make_service
+from gateway.verifiers.registry import available_verifiers
 from gateway.xmpp.stanzas import error_condition  # noqa: F401 (for tests)
 from tests.dnsserver import LoopbackDNSServer
 from tests.pki import CertificateAuthority
@@ -98,7 +99,11 @@ class World:
             f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
             f"{domain_table}{extra}"
         ).replace("'", '"')
-        config = parse_config(text, os.path.join(folder, "gateway.toml"), folder)
+        # As start-up does (gateway.app.tap): the installed plugins' names.
+        config = parse_config(
+            text, os.path.join(folder, "gateway.toml"), folder,
+            known_verifiers=frozenset(available_verifiers()),
+        )
         service = make_service(config)
         service.startService()
         self.testcase.addCleanup(service.stopService)

@@ -1433,3 +1433,32 @@ class AdminAndPOSHConfigTests(unittest.TestCase):
             self.assertEqual(error.key, key, text)
             if problem:
                 self.assertEqual(error.problem, problem, text)
+
+
+class DiscoveryTests(unittest.TestCase):
+    def test_parsing_discovers_no_plugins(self):
+        """
+        Parsing reads the text and nothing else: the verifier plugins are
+        found once, at start-up (gateway.app.tap), which passes their names;
+        by default a policy may name the gateway's own verifiers.
+        """
+        from gateway.app.config import builtin_verifiers
+        from gateway.verifiers import registry
+
+        def discovering(*args):
+            raise AssertionError("plugins looked for while parsing")
+
+        self.patch(registry, "getPlugins", discovering)
+        config = parse_config(
+            MINIMAL + '[policy]\nverifiers = ["dane", "pkix", "posh", "pinned", "dialback"]\n',
+            "d.toml", "/nonexistent",
+        )
+        self.assertEqual(config.policy.default.verifiers, ("dane", "pkix", "posh", "pinned", "dialback"))
+        self.assertEqual(builtin_verifiers(), {"dane", "dialback", "pinned", "pkix", "posh"})
+        with self.assertRaises(ConfigError):
+            parse_config(MINIMAL + '[policy]\nverifiers = ["known-peers"]\n', "d.toml", "/nonexistent")
+        config = parse_config(
+            MINIMAL + '[policy]\nverifiers = ["known-peers"]\n', "d.toml", "/nonexistent",
+            known_verifiers=frozenset({"known-peers"}),
+        )
+        self.assertEqual(config.policy.default.verifiers, ("known-peers",))

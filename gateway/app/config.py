@@ -419,9 +419,11 @@ def _kinds(kinds):
     return " or ".join(_kind(kind()) for kind in kinds)
 
 
-def load_config(path):
+def load_config(path, known_verifiers=None):
     """
     Load and validate the configuration file at C{path}.
+
+    @param known_verifiers: as for L{parse_config}.
 
     @raise ConfigError: when the file can't be read or is not valid.
     @rtype: L{GatewayConfig}
@@ -434,15 +436,37 @@ def load_config(path):
     except UnicodeDecodeError:
         raise ConfigError(path, "", "is not UTF-8 text") from None
     base = os.path.dirname(os.path.abspath(path))
-    return parse_config(text, path, base)
+    return parse_config(text, path, base, known_verifiers)
 
 
-def default_config(base=None):
+def default_config(base=None, known_verifiers=None):
     """
     The embedded default configuration, with relative paths under C{base}
     (the current folder when L{None}).
     """
-    return parse_config(DEFAULT_CONFIG_TOML, DEFAULT_CONFIG_NAME, base or os.getcwd())
+    return parse_config(
+        DEFAULT_CONFIG_TOML, DEFAULT_CONFIG_NAME, base or os.getcwd(), known_verifiers
+    )
+
+
+def builtin_verifiers():
+    """
+    The names of the gateway's own verifiers (no plugin discovery: that
+    is start-up's job, L{gateway.app.tap}).
+    """
+    from gateway.verifiers.dane import DANEVerifierFactory
+    from gateway.verifiers.dialback import DialbackVerifierFactory
+    from gateway.verifiers.pinned import PinnedVerifierFactory
+    from gateway.verifiers.pkix import PKIXVerifierFactory
+    from gateway.verifiers.posh import POSHVerifierFactory
+
+    return frozenset(
+        factory.name
+        for factory in (
+            DANEVerifierFactory, DialbackVerifierFactory, PinnedVerifierFactory,
+            PKIXVerifierFactory, POSHVerifierFactory,
+        )
+    )
 
 
 def parse_config(text, path, base, known_verifiers=None):
@@ -451,7 +475,8 @@ def parse_config(text, path, base, known_verifiers=None):
     resolving relative paths against folder C{base}.
 
     @param known_verifiers: the verifier names policies may use; by default
-        those of the installed verifier plugins.
+        the gateway's own (L{builtin_verifiers}).  Start-up passes those of
+        every installed plugin: parsing discovers nothing.
     """
     try:
         document = tomllib.loads(text)
@@ -487,9 +512,7 @@ def parse_config(text, path, base, known_verifiers=None):
     )
     admin_table.finish()
     if known_verifiers is None:
-        from gateway.verifiers.registry import available_verifiers
-
-        known_verifiers = frozenset(available_verifiers())
+        known_verifiers = builtin_verifiers()
     policy = _policy(root.table_of("policy"), base, known_verifiers)
     root.finish()
     return GatewayConfig(

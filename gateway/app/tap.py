@@ -11,6 +11,7 @@ from gateway.app.state import StateError
 from gateway.records.interfaces import RecordStoreError
 from gateway.tls.pkix import TrustStoreError
 from gateway.tls.profile import TLSConfigurationError
+from gateway.verifiers.registry import available_verifiers
 
 
 class Options(usage.Options):
@@ -27,11 +28,14 @@ class Options(usage.Options):
     ]
 
     def postOptions(self):
+        # The verifiers installed as plugins, found once, here: the names a
+        # policy may use.
+        known = frozenset(available_verifiers())
         try:
             if self["config"] is None:
-                self.gateway_config = default_config()
+                self.gateway_config = default_config(known_verifiers=known)
             else:
-                self.gateway_config = load_config(self["config"])
+                self.gateway_config = load_config(self["config"], known_verifiers=known)
         except ConfigError as e:
             _exit(f"configuration error: {e}")
 
