@@ -80,9 +80,8 @@ class ReadRate:
         """
         C{count} bytes were read from C{transport}.
         """
-        now = self.clock.seconds()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate) - count
-        self.last = now
+        self._refill()
+        self.tokens -= count
         self.read += count
         if self.tokens < 0 and self.waiting is None:
             delay = -self.tokens / self.rate
@@ -91,12 +90,18 @@ class ReadRate:
             pause(transport, self)
             self.waiting = self.clock.callLater(delay, self._refilled, transport)
 
-    def _refilled(self, transport):
-        # What was read after the pause began (the rest of that read) is
-        # paid for before reading again.
+    def _refill(self):
+        """
+        Add what the rate has paid since the last look, up to the burst.
+        """
         now = self.clock.seconds()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
+
+    def _refilled(self, transport):
+        # What was read after the pause began (the rest of that read) is
+        # paid for before reading again.
+        self._refill()
         if self.tokens < 0:
             delay = -self.tokens / self.rate
             self.paused_seconds += delay

@@ -62,8 +62,6 @@ class ShallowStanza(domish.Element):
 
 
 _TAG_NAME = re.compile(rb"<[^\s/>]+")
-_OPENINGS = {name: b"<" + name.encode("ascii") for name in ("message", "presence", "iq")}
-_NAME_ENDS = frozenset(b" \t\r\n/>")
 
 
 def language_attribute(language):
@@ -87,11 +85,7 @@ def with_language(stanza, language, attribute=None):
     stanza.attributes[(NS_XML, "lang")] = language
     raw = getattr(stanza, "raw", None)
     if raw:
-        opening = _OPENINGS.get(stanza.name)
-        if opening is not None and raw.startswith(opening) and raw[len(opening)] in _NAME_ENDS:
-            name_end = len(opening)
-        else:
-            name_end = _TAG_NAME.match(raw).end()
+        name_end = _TAG_NAME.match(raw).end()
         stanza.raw = raw[:name_end] + (attribute or language_attribute(language)) + raw[name_end:]
 
 
