@@ -234,6 +234,18 @@ class FailoverTests(unittest.TestCase):
         self.assertLess(reactor.seconds() - started, 10)
 
 
+def peer_header(sender, receiving):
+    """
+    The stream header a peer for C{sender} opens with, to C{receiving}.
+    """
+    return (
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' "
+        b"xmlns:db='jabber:server:dialback' "
+        + f"from='{sender}' to='{receiving}' version='1.0'>".encode()
+    )
+
+
 def authenticated_attacker(port, sender, receiving, timeout=30.0):
     """
     A blocking peer (L{tests.test_hostile.HostilePeer}; run it in a thread)
@@ -245,12 +257,7 @@ def authenticated_attacker(port, sender, receiving, timeout=30.0):
     from tests.test_hostile import HostilePeer
     from tests.test_tls import client_context
 
-    header = (
-        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-        b"xmlns:stream='http://etherx.jabber.org/streams' "
-        b"xmlns:db='jabber:server:dialback' "
-        + f"from='{sender}' to='{receiving}' version='1.0'>".encode()
-    )
+    header = peer_header(sender, receiving)
     peer = HostilePeer(port, timeout=timeout)
     try:
         peer.send(header)
@@ -450,11 +457,7 @@ class PlaintextStateTests(unittest.TestCase):
         helper = FailoverTests()
         helper.addCleanup = self.addCleanup
         yield defer.Deferred.fromCoroutine(helper.broken(world, "hoarding", 0, identity="b.test"))
-        header = (
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-            b"xmlns:stream='http://etherx.jabber.org/streams' "
-            b"xmlns:db='jabber:server:dialback' from='b.test' to='a.test' version='1.0'>"
-        )
+        header = peer_header("b.test", "a.test")
         message = b"<message from='x@b.test' to='alice@a.test'><body>hi</body></message>"
 
         def session():

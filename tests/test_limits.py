@@ -96,6 +96,25 @@ class FailingStore(MemoryRecordStore):
         return super().recent(limit)
 
 
+class _RecordedStream:
+    """
+    What Federation._record and _checked read of a stream.
+    """
+
+    direction = "inbound"
+    tls = None
+    stream_id = "x"
+    authentications = []
+
+
+def _accepted_by_dialback():
+    from gateway.verifiers.chain import ChainResult
+    from gateway.verifiers.interfaces import Verdict
+
+    verdict = Verdict.verified("dialback", "ok")
+    return ChainResult(True, "dialback", verdict, (verdict,))
+
+
 class FederationLimitTests(unittest.TestCase):
     def federation(self, extra=""):
         config = parse_config(
@@ -170,22 +189,12 @@ class FederationLimitTests(unittest.TestCase):
         refused after verification, and stanzas for them bounce.  Nothing
         is refused at the door.
         """
-        from gateway.verifiers.chain import ChainResult
-        from gateway.verifiers.interfaces import Verdict
-
         federation = self.federation()
         federation.known_peers.add("peer.example")
         self.store.broken = True
 
-        class Stream:
-            direction = "inbound"
-            tls = None
-            stream_id = "x"
-            authentications = []
-
-        verdict = Verdict.verified("dialback", "ok")
-        accepted = ChainResult(True, "dialback", verdict, (verdict,))
-        federation._record(Stream(), "inbound", "local.example", "peer.example",
+        accepted = _accepted_by_dialback()
+        federation._record(_RecordedStream(), "inbound", "local.example", "peer.example",
                            accepted, True, "dialback")
         self.flushLoggedErrors(OSError)
         self.assertFalse(federation.records_available)
@@ -197,9 +206,9 @@ class FederationLimitTests(unittest.TestCase):
         self.assertIsNone(federation.admit("127.0.0.1"))
 
         policy = federation.policy.for_domain("new.example")
-        known = federation._checked(accepted, Stream(), "peer.example", policy)
+        known = federation._checked(accepted, _RecordedStream(), "peer.example", policy)
         self.assertTrue(known.authenticated)
-        new = federation._checked(accepted, Stream(), "new.example", policy)
+        new = federation._checked(accepted, _RecordedStream(), "new.example", policy)
         self.assertFalse(new.authenticated)
         self.assertIn("only peers already known are accepted", new.reason)
 
@@ -227,7 +236,6 @@ class FederationLimitTests(unittest.TestCase):
         """
         from gateway.s2s import federation as module
         from gateway.verifiers.chain import ChainResult
-        from gateway.verifiers.interfaces import Verdict
 
         self.patch(module, "RECORDS_HELD", 3)
         self.patch(module, "REFUSALS_HELD", 2)
@@ -235,29 +243,22 @@ class FederationLimitTests(unittest.TestCase):
         federation.known_peers.add("peer.example")
         self.store.broken = True
 
-        class Stream:
-            direction = "inbound"
-            tls = None
-            stream_id = "x"
-            authentications = []
-
-        verdict = Verdict.verified("dialback", "ok")
-        accepted = ChainResult(True, "dialback", verdict, (verdict,))
+        accepted = _accepted_by_dialback()
         refused = ChainResult(False, None, None, (), "no")
         for _ in range(3):
-            federation._record(Stream(), "inbound", "local.example", "peer.example",
+            federation._record(_RecordedStream(), "inbound", "local.example", "peer.example",
                                refused, False, None)
         self.flushLoggedErrors(OSError)
         self.assertEqual(federation.records_state()["held"], 2)
         self.assertEqual(federation.records_state()["lost"], 1)
         for _ in range(2):
-            federation._record(Stream(), "inbound", "local.example", "peer.example",
+            federation._record(_RecordedStream(), "inbound", "local.example", "peer.example",
                                accepted, True, "dialback")
         self.assertEqual(federation.records_state()["held"], 3)
         self.assertEqual(federation.records_state()["lost"], 2)
         self.assertEqual(federation.records_state()["accepting"], "no peers")
         policy = federation.policy.for_domain("peer.example")
-        self.assertFalse(federation._checked(accepted, Stream(), "peer.example", policy).authenticated)
+        self.assertFalse(federation._checked(accepted, _RecordedStream(), "peer.example", policy).authenticated)
 
 
 class _Counted:
