@@ -53,6 +53,7 @@ class World:
 
     async def gateway(self, domain, extra="", certificate=True, srv=True,
                       direct_tls=False, s2s_extra="", trust_ca=False, policy="", s2s_port=0,
+                      authentication_timeout=10.0,
                       certificate_options=None, dns_server=None, certificate_files=None):
         """
         Start a gateway for C{domain}; publish its SRV and A records.
@@ -96,7 +97,7 @@ class World:
             # Every peer of the tests is on loopback, which DNS may not send
             # a gateway to unless allowed.
             f'allow_networks = ["127.0.0.0/8", "::1/128"]\n'
-            f"[timeouts]\nconnect = 5.0\nauthentication = 10.0\n"
+            f"[timeouts]\nconnect = 5.0\nauthentication = {authentication_timeout!r}\n"
             f"{domain_table}{extra}"
         ).replace("'", '"')
         # As start-up does (gateway.app.tap): the installed plugins' names.

@@ -476,7 +476,7 @@ class RecordStoreHealthTests(unittest.TestCase):
         self.patch(store, "add", type(store).add.__get__(store))
         self.patch(store, "recent", type(store).recent.__get__(store))
         a.federation.sweep()
-        yield wait_for(lambda: a.federation.records_available)
+        yield wait_for(lambda: a.federation.keeper.available)
         yield wait_for(lambda: a.federation.records_state()["held"] == 0)
         store._write_now()
         written = yield store.recent(limit=None)

@@ -237,9 +237,9 @@ class EdgeTests(unittest.TestCase):
                 "a.test",
                 s2s_extra="queue_limit = 2\n",
                 extra="",
+                authentication_timeout=1.0,
             )
         )
-        a.federation.authentication_timeout = 1.0
         yield defer.Deferred.fromCoroutine(self.listen(world, "silent.test", SilentPeer))
         alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
         for n in range(4):

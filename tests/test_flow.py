@@ -48,7 +48,8 @@ class ReadRateTests(unittest.TestCase):
         """
         clock = task.Clock()
         transport = StringTransport()
-        valve = Valve("test", lambda: [transport])
+        valve = Valve("test")
+        valve.add_source(transport)
         sink = StringTransport()
         valve.attach_sink(sink, "sink")
         rate = ReadRate(clock, rate=100, burst=100)
@@ -75,7 +76,9 @@ class ReadRateTests(unittest.TestCase):
 class ValveTests(unittest.TestCase):
     def setUp(self):
         self.sources = [StringTransport(), StringTransport()]
-        self.valve = Valve("test", lambda: self.sources)
+        self.valve = Valve("test")
+        for source in self.sources:
+            self.valve.add_source(source)
 
     def states(self):
         return [t.producerState for t in self.sources]
@@ -97,7 +100,7 @@ class ValveTests(unittest.TestCase):
         self.valve.attach_sink(sink, "sink")
         sink.producer.pauseProducing()
         late = StringTransport()
-        self.valve.new_source(late)
+        self.valve.add_source(late)
         self.assertEqual(late.producerState, "paused")
 
     def test_gone_sink_reopens(self):

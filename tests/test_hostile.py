@@ -944,7 +944,7 @@ class StrangerDialbackTests(HostileTestCase):
         """
         await self.start()
         federation = self.target.federation
-        tally = federation.refusal_tally
+        tally = federation.authenticator.refusal_tally
         tally.every = 2.0
         allowance = tally.allowance
         tries = allowance + 30
@@ -962,7 +962,7 @@ class StrangerDialbackTests(HostileTestCase):
             self.assertEqual((result["from"], result["type"]), ("a.test", "error"))
         await self.federation_works("after the made-up domains")
         await self.in_thread(time.sleep, tally.every)
-        federation.record_refusal_summaries()
+        federation.authenticator.keep_refusal_summaries()
         for _ in range(100):
             records = await self.target.records.recent(limit=None)
             if any(r.peer_domain == "*" for r in records):

@@ -50,6 +50,10 @@ class FakeRouter:
     def __init__(self):
         self.routed = []
         self.refused = []
+        self.federation = None
+
+    def attach_federation(self, federation):
+        self.federation = federation
 
     def route_from_s2s(self, stanza, sender, recipient):
         self.routed.append((stanza, sender, recipient))

@@ -94,7 +94,9 @@ class SeamTests(unittest.TestCase):
         from gateway.app.state import GatewayState
         from gateway.records.memory import MemoryRecordStore
         from gateway.s2s.federation import Federation
+        from gateway.s2s.flow import Backpressure
         from gateway.s2s.interfaces import IInboundStreamOwner, IOutboundStreamOwner
+        from gateway.s2s.metrics import GatewayMetrics
         from gateway.testing import FakeDNSClient
         from tests.test_inbound import FakeFederation
         from tests.test_outbound import FakeRouter, FakeStreamFederation, FakeTLSProfile
@@ -103,6 +105,7 @@ class SeamTests(unittest.TestCase):
         federation = Federation(
             config, GatewayState("/nonexistent", "s", ()), FakeTLSProfile(), FakeDNSClient(),
             FakeRouter(), MemoryReactorClock(), records=MemoryRecordStore(),
+            backpressure=Backpressure(), metrics=GatewayMetrics(),
         )
         self.assertTrue(verifyObject(IInboundStreamOwner, federation))
         self.assertTrue(verifyObject(IOutboundStreamOwner, federation))

@@ -6,7 +6,7 @@ newest work with an error and leaves existing streams alone.
 import socket
 
 from twisted.internet import defer, error, threads
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.xish import domish
@@ -15,6 +15,10 @@ from gateway.app.config import parse_config
 from gateway.app.state import GatewayState
 from gateway.records.memory import MemoryRecordStore
 from gateway.s2s.federation import Federation
+from gateway.s2s.flow import Backpressure
+from gateway.s2s.metrics import GatewayMetrics
+from gateway.s2s.outbound import OutboundStream
+from gateway.s2s.stream import serialise
 from gateway.testing import FakeDNSClient
 from gateway.xmpp.parser import StreamParser, XMLStreamError
 from tests.support import World, error_condition, wait_for
@@ -128,6 +132,7 @@ class FederationLimitTests(unittest.TestCase):
         return Federation(
             config, GatewayState("/nonexistent", "s", ()), FakeTLSProfile(), FakeDNSClient(),
             self.router, self.reactor, records=self.store,
+            backpressure=Backpressure(), metrics=GatewayMetrics(),
         )
 
     def stanza(self, stanza_id, domain):
@@ -175,11 +180,12 @@ class FederationLimitTests(unittest.TestCase):
         )
         self.assertEqual(federation.queued("local.example", "one.example"), 2)
         self.assertEqual(federation.queued("local.example", "two.example"), 0)
-        self.assertEqual(federation._queued_bytes, sum(federation._queue_bytes.values()))
+        self.assertEqual(federation.queues.waiting_bytes(), 2 * len(serialise(big("b0", "one.example"))))
         _, _, factory, _, _ = self.reactor.tcpClients[0]
         factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
         self.assertEqual([b for b, _ in self.router.bounces], ["b2", "b3", "b0", "b1"])
         self.assertEqual(federation.queued("local.example", "one.example"), 0)
+        self.assertEqual(federation.queues.waiting_bytes(), 0)
 
     def test_records_unavailable(self):
         """
@@ -190,14 +196,14 @@ class FederationLimitTests(unittest.TestCase):
         is refused at the door.
         """
         federation = self.federation()
-        federation.known_peers.add("peer.example")
+        federation.keeper.known_peers.add("peer.example")
         self.store.broken = True
 
         accepted = _accepted_by_dialback()
-        federation._record(_RecordedStream(), "inbound", "local.example", "peer.example",
+        federation.authenticator.record(_RecordedStream(), "inbound", "local.example", "peer.example",
                            accepted, True, "dialback")
         self.flushLoggedErrors(OSError)
-        self.assertFalse(federation.records_available)
+        self.assertFalse(federation.keeper.available)
         state = federation.records_state()
         self.assertEqual(
             (state["available"], state["held"], state["lost"], state["accepting"]),
@@ -206,9 +212,9 @@ class FederationLimitTests(unittest.TestCase):
         self.assertIsNone(federation.admit("127.0.0.1"))
 
         policy = federation.policy.for_domain("new.example")
-        known = federation._checked(accepted, _RecordedStream(), "peer.example", policy)
+        known = federation.authenticator.checked(accepted, _RecordedStream(), "peer.example", policy)
         self.assertTrue(known.authenticated)
-        new = federation._checked(accepted, _RecordedStream(), "new.example", policy)
+        new = federation.authenticator.checked(accepted, _RecordedStream(), "new.example", policy)
         self.assertFalse(new.authenticated)
         self.assertIn("only peers already known are accepted", new.reason)
 
@@ -219,11 +225,11 @@ class FederationLimitTests(unittest.TestCase):
         self.assertEqual(self.router.bounces[1:], [("r2", "remote-server-not-found")])
 
         federation.sweep()
-        self.assertFalse(federation.records_available)
+        self.assertFalse(federation.keeper.available)
         self.assertEqual(self.store.records, [])
         self.store.broken = False
         federation.sweep()
-        self.assertTrue(federation.records_available)
+        self.assertTrue(federation.keeper.available)
         self.assertEqual(federation.records_state()["held"], 0)
         self.reactor.advance(1)
         self.assertEqual([r.peer_domain for r in self.store.records], ["peer.example"])
@@ -234,31 +240,31 @@ class FederationLimitTests(unittest.TestCase):
         beyond that they are counted as lost and even known peers are
         refused (their authentication could not be recorded at all).
         """
-        from gateway.s2s import federation as module
+        from gateway.s2s import keeper as module
         from gateway.verifiers.chain import ChainResult
 
         self.patch(module, "RECORDS_HELD", 3)
         self.patch(module, "REFUSALS_HELD", 2)
         federation = self.federation()
-        federation.known_peers.add("peer.example")
+        federation.keeper.known_peers.add("peer.example")
         self.store.broken = True
 
         accepted = _accepted_by_dialback()
         refused = ChainResult(False, None, None, (), "no")
         for _ in range(3):
-            federation._record(_RecordedStream(), "inbound", "local.example", "peer.example",
+            federation.authenticator.record(_RecordedStream(), "inbound", "local.example", "peer.example",
                                refused, False, None)
         self.flushLoggedErrors(OSError)
         self.assertEqual(federation.records_state()["held"], 2)
         self.assertEqual(federation.records_state()["lost"], 1)
         for _ in range(2):
-            federation._record(_RecordedStream(), "inbound", "local.example", "peer.example",
+            federation.authenticator.record(_RecordedStream(), "inbound", "local.example", "peer.example",
                                accepted, True, "dialback")
         self.assertEqual(federation.records_state()["held"], 3)
         self.assertEqual(federation.records_state()["lost"], 2)
         self.assertEqual(federation.records_state()["accepting"], "no peers")
         policy = federation.policy.for_domain("peer.example")
-        self.assertFalse(federation._checked(accepted, _RecordedStream(), "peer.example", policy).authenticated)
+        self.assertFalse(federation.authenticator.checked(accepted, _RecordedStream(), "peer.example", policy).authenticated)
 
 
 class _Counted:
@@ -300,6 +306,7 @@ class AdmissionTests(unittest.TestCase):
         return Federation(
             config, GatewayState("/nonexistent", "s", ()), FakeTLSProfile(), FakeDNSClient(),
             FakeRouter(), MemoryReactorClock(), records=FailingStore(),
+            backpressure=Backpressure(), metrics=GatewayMetrics(),
         )
 
     def test_closed_streams_do_not_count(self):
@@ -336,7 +343,11 @@ class _Outbound:
     authenticated = True
     stream_id = "o1"
 
-    def __init__(self):
+    sink_full = OutboundStream.sink_full
+    sink_drained = OutboundStream.sink_drained
+
+    def __init__(self, clock):
+        self.clock = clock
         self.unacked_bytes = 0
         self.bytes_out = 0
         self.stalled_since = None
@@ -369,9 +380,12 @@ class OutboundByteLimitTests(unittest.TestCase):
     def route(self, extra=""):
         federation = self.federation(extra)
         self.router.components = {}
-        stream = _Outbound()
-        federation._outbound[("local.example", "remote.example")] = stream
+        stream = _Outbound(self.reactor)
+        federation.registry.carry(("local.example", "remote.example"), stream)
         federation.streams.add(stream)
+        federation.backpressure.to_peers.attach_sink(
+            StringTransport(), stream, on_full=stream.sink_full, on_drained=stream.sink_drained
+        )
         return federation, stream
 
     def test_unacknowledged_bytes(self):
@@ -384,7 +398,7 @@ class OutboundByteLimitTests(unittest.TestCase):
 
     def test_stalled_bytes_and_timeout(self):
         federation, stream = self.route("max_stalled_bytes = 3000\n")
-        federation.to_peers.closed_by(stream)
+        federation.backpressure.to_peers.closed_by(stream)
         self.assertEqual(stream.stalled_since, self.reactor.seconds())
         for n in range(5):
             federation.send(self.stanza(f"s{n}", "remote.example"), "local.example", "remote.example")
@@ -400,8 +414,8 @@ class OutboundByteLimitTests(unittest.TestCase):
         self.assertEqual(stream.failed, [("connection-timeout", "nothing we sent was read for 60s")])
         # Drained in time, the stream is no longer stalled.
         federation, stream = self.route()
-        federation.to_peers.closed_by(stream)
-        federation.to_peers.opened(stream)
+        federation.backpressure.to_peers.closed_by(stream)
+        federation.backpressure.to_peers.opened(stream)
         self.assertIsNone(stream.stalled_since)
 
     def test_resent_once(self):
@@ -493,7 +507,7 @@ class ConnectionLimitTests(unittest.TestCase):
         a = yield defer.Deferred.fromCoroutine(world.gateway("a.test"))
         b = yield defer.Deferred.fromCoroutine(world.gateway("b.test"))
         for service in (a, b):
-            service.federation.idle_timeout = 0.5
+            service.federation.registry.idle_timeout = 0.5
             service._sweeper.stop()
             service._sweeper.start(0.1, now=False)
         alice = yield defer.Deferred.fromCoroutine(world.component(a, "a.test"))
@@ -518,7 +532,7 @@ class SourceTests(unittest.TestCase):
         An IPv4 address is its own source; an IPv6 address counts against
         its /64, and an IPv4-mapped one as the IPv4 address.
         """
-        from gateway.s2s.federation import connection_source
+        from gateway.s2s.registry import connection_source
 
         self.assertEqual(
             [connection_source(a) for a in (

@@ -15,9 +15,12 @@ from zope.interface import implementer
 from gateway.app.config import PolicyConfig, parse_config
 from gateway.app.state import GatewayState
 from gateway.records.memory import MemoryRecordStore
+from gateway.s2s.connector import VerifyRequest
 from gateway.s2s.dialback import dialback_key
-from gateway.s2s.federation import Federation, VerifyRequest
+from gateway.s2s.federation import Federation
+from gateway.s2s.flow import Backpressure
 from gateway.s2s.interfaces import IOutboundStreamOwner
+from gateway.s2s.metrics import GatewayMetrics
 from gateway.s2s.outbound import NegotiationFailure, OutboundState, OutboundStream, Purpose
 from gateway.testing import FakeDNSClient
 from gateway.tls.profile import TLSFacts
@@ -616,6 +619,10 @@ class OutboundVerificationTests(OutboundStreamTests):
 class FakeRouter:
     def __init__(self):
         self.bounces = []
+        self.federation = None
+
+    def attach_federation(self, federation):
+        self.federation = federation
 
     def bounce(self, stanza, condition, text=None):
         self.bounces.append((stanza["id"], condition))
@@ -640,6 +647,7 @@ class FederationConnectionTests(unittest.TestCase):
         self.federation = Federation(
             config, state, FakeTLSProfile(), self.resolver, self.router, self.reactor,
             records=MemoryRecordStore(),
+            backpressure=Backpressure(), metrics=GatewayMetrics(),
         )
 
     def stanza(self, stanza_id):

@@ -14,6 +14,7 @@ from gateway.records.memory import MemoryRecordStore
 from gateway.records.record import AuthenticationRecord
 from gateway.s2s.continuity import Continuity
 from gateway.s2s.federation import Federation
+from gateway.s2s.flow import Backpressure
 from gateway.s2s.metrics import GatewayMetrics
 from gateway.s2s.throttle import RefusalTally
 from gateway.s2s.warnings import Warnings
@@ -22,6 +23,7 @@ from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import ChainResult
 from gateway.verifiers.interfaces import Verdict
 from tests.pki import CertificateAuthority
+from tests.test_outbound import FakeRouter
 
 
 def der(certificate):
@@ -186,8 +188,9 @@ class FederationContinuityTests(unittest.TestCase):
             '[domains."local.example"]\n' + policy, "t.toml", "/nonexistent"
         )
         return Federation(
-            config, GatewayState("/nonexistent", "secret", ()), None, None, None, MemoryReactorClock(),
+            config, GatewayState("/nonexistent", "secret", ()), None, None, FakeRouter(), MemoryReactorClock(),
             records=MemoryRecordStore(),
+            backpressure=Backpressure(), metrics=GatewayMetrics(),
         )
 
     def setUp(self):
@@ -200,7 +203,7 @@ class FederationContinuityTests(unittest.TestCase):
     def check(self, federation, chain):
         stream = FakeStream(chain)
         policy = federation.policy.for_domain("peer.example")
-        return federation._checked(self.accepted, stream, "peer.example", policy), stream
+        return federation.authenticator.checked(self.accepted, stream, "peer.example", policy), stream
 
     def test_warn_once(self):
         """

@@ -7,8 +7,11 @@ the layering below (a lower concern importing a higher one).
     python tools/import_graph.py --modules  # module by module
 
 Only imports at module level and inside functions of C{gateway/} are read
-(with C{ast}; nothing is imported).  Exit status 1 when an arrow runs
-against the layering, so that it can guard the layout.
+(with C{ast}; nothing is imported).  Imports under C{if TYPE_CHECKING:}
+are not arrows: nothing runs through them; they let a lower concern's
+type hints name what a higher one hands it (a configuration section, the
+router).  They are counted and listed apart.  Exit status 1 when an arrow
+runs against the layering, so that it can guard the layout.
 """
 
 import argparse
@@ -58,14 +61,30 @@ def modules():
                 yield relative.removesuffix(".__init__"), path
 
 
-def imports(path, module):
+def _type_checking(node):
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports(path, module, type_only=False):
     """
-    The gateway modules that the module at C{path} imports.
+    The gateway modules that the module at C{path} imports: at run time,
+    or (C{type_only}) only for type checking.
     """
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    for_types = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _type_checking(node):
+            for child in node.body:
+                for inner in ast.walk(child):
+                    for_types.add(id(inner))
+    for node in ast.walk(tree):
+        if (id(node) in for_types) != type_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("gateway"):
@@ -102,6 +121,12 @@ def main(argv=None):
     names = dict(modules())
     edges = collections.Counter()
     against = []
+    type_only = sorted(
+        (module, imported)
+        for module, path in names.items()
+        for imported in set(imports(path, module, type_only=True))
+        if rank(concern(imported)) > rank(concern(module))
+    )
     for module, path in sorted(names.items()):
         for imported in sorted(set(imports(path, module))):
             if imported not in names and imported.rpartition(".")[0] in names:
@@ -122,6 +147,10 @@ def main(argv=None):
         for source in concerns:
             targets = [f"{t} ({edges[source, t]})" for t in concerns if edges[source, t]]
             print(f"  {source:<12} -> {', '.join(targets) if targets else '-'}")
+    print(f"{len(type_only)} type-only references upward (under TYPE_CHECKING; not arrows)")
+    if options.modules:
+        for module, imported in type_only:
+            print(f"  {module} -> {imported}")
     print(f"{len(against)} imports against the layering ({' < '.join(LAYERS)}):")
     for module, imported in against:
         print(f"  {module} -> {imported}")

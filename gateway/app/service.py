@@ -22,11 +22,11 @@ from gateway.names.srv import make_resolver
 from gateway.ops.status import StatusSource
 from gateway.records.sqlite import SQLiteRecordStore
 from gateway.s2s.federation import Federation
+from gateway.s2s.flow import Backpressure
 from gateway.s2s.inbound import InboundFactory
 from gateway.s2s.metrics import GatewayMetrics
 from gateway.tls.profile import TLSProfile
-from gateway.verifiers.interfaces import VerifierEnvironment
-from gateway.verifiers.registry import VerifierRegistry
+from gateway.verifiers.registry import available_verifiers
 
 log = Logger()
 
@@ -62,6 +62,7 @@ class GatewayService(service.MultiService):
         self.records = SQLiteRecordStore(
             os.path.join(self.state.state_dir, "records.sqlite3"), reactor
         )
+        self.backpressure = Backpressure()
         self.federation = Federation(
             config,
             self.state,
@@ -70,22 +71,14 @@ class GatewayService(service.MultiService):
             self.router,
             reactor,
             records=self.records,
+            backpressure=self.backpressure,
             metrics=self.metrics,
+            verifier_factories=available_verifiers(),
         )
-        self.router.federation = self.federation
-        self.verifiers = VerifierRegistry(
-            VerifierEnvironment(
-                reactor=reactor,
-                config=config,
-                resolver=self.federation.resolver,
-                federation=self.federation,
-            )
-        )
-        self.federation.verifiers = self.verifiers
         # Build every verifier a policy names now, so that a bad trust store
         # stops the gateway at start rather than at the first peer.
         for policy in (config.policy.default, *(p for _, p in config.policy.domains)):
-            self.verifiers.chain_for(policy)
+            self.federation.verifiers.chain_for(policy)
         log.info(
             "serving {domains}", domains=", ".join(sorted(config.domain_names))
         )
@@ -131,7 +124,7 @@ class GatewayService(service.MultiService):
             for description in config.admin.listen:
                 listen(description, site, "admin")
         secrets = {i.domain: i.component_secret for i in self.state.identities}
-        self.components = ComponentFactory(self.router, secrets)
+        self.components = ComponentFactory(self.router, secrets, self.backpressure)
         for description in config.components.listen:
             listen(description, self.components, "components")
 

@@ -105,8 +105,9 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
 
     noisy = False
 
-    def __init__(self, router, secrets):
+    def __init__(self, router, secrets, backpressure):
         self.router = router
+        self.backpressure = backpressure
         xmlstream.XmlStreamServerFactory.__init__(
             self, lambda: ComponentAuthenticator(secrets, router)
         )
@@ -144,12 +145,10 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
     def _authenticated(self, stream):
         domain = stream.thisEntity.host
         self.router.attach_component(domain, stream)
-        federation = self.router.federation
-        if federation is not None:
-            # A component that doesn't read pauses the peers that feed it;
-            # full outbound streams pause the components.
-            federation.to_components.attach_sink(stream.transport, stream)
-            federation.to_peers.new_source(stream.transport)
+        # A component that doesn't read pauses the peers that feed it; full
+        # outbound streams pause the components.
+        self.backpressure.to_components.attach_sink(stream.transport, stream)
+        self.backpressure.to_peers.add_source(stream.transport)
         log.info("component attached for {domain}", domain=domain)
         stream.addObserver("/*", lambda stanza: self._received(stanza, domain, stream))
         stream.addObserver(xmlstream.STREAM_END_EVENT, lambda reason: self._detached(domain, stream))
@@ -164,6 +163,6 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
 
     def _detached(self, domain, stream):
         self.router.detach_component(domain, stream)
-        if self.router.federation is not None:
-            self.router.federation.to_components.detach_sink(stream)
+        self.backpressure.to_components.detach_sink(stream)
+        self.backpressure.to_peers.remove_source(stream.transport)
         log.info("component detached for {domain}", domain=domain)

@@ -27,8 +27,9 @@ log = Logger()
 class Router:
     """
     @ivar components: local domain → the component's XML stream.
-    @ivar federation: the L{gateway.s2s.federation.Federation}, set once
-        both exist.
+    @ivar federation: the route to every domain not served here (the
+        L{gateway.s2s.federation.Federation}, which attaches itself when it
+        is made).
     """
 
     def __init__(self, local_domains, metrics=None):
@@ -38,6 +39,15 @@ class Router:
         self.metrics = metrics
         self.routed = 0
         self.bounced = 0
+
+    def attach_federation(self, federation):
+        """
+        Route stanzas for domains not served here to C{federation} (its
+        C{send}), and only there.
+        """
+        if self.federation is not None and self.federation is not federation:
+            raise ValueError("the router already has a federation")
+        self.federation = federation
 
     def attach_component(self, domain, stream):
         self.components[domain] = stream

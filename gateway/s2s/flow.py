@@ -19,18 +19,36 @@ Both pause a transport for a reason of their own (L{pause}, L{resume}): it
 reads again only when no reason is left, so neither undoes the other.
 """
 
-import weakref
+from __future__ import annotations
 
-from twisted.internet.interfaces import IPushProducer
+import weakref
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 log = Logger()
 
-_pauses = weakref.WeakKeyDictionary()
+
+class Transport(Protocol):
+    """
+    What flow control needs of a transport: Twisted's TCP and TLS
+    transports are push producers and consumers.
+    """
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+    def registerProducer(self, producer: object, streaming: bool) -> None: ...
+
+_pauses: weakref.WeakKeyDictionary[Transport, set[object]] = weakref.WeakKeyDictionary()
 
 
-def pause(transport, reason):
+def pause(transport: Transport, reason: object) -> None:
     """
     Stop reading from C{transport} until every reason given is withdrawn
     (L{resume}).
@@ -41,7 +59,7 @@ def pause(transport, reason):
     reasons.add(reason)
 
 
-def resume(transport, reason):
+def resume(transport: Transport, reason: object) -> None:
     """
     Withdraw C{reason} for pausing C{transport}; read again if it was the
     last.
@@ -62,13 +80,13 @@ class ReadRate:
     reads wait.
     """
 
-    def __init__(self, clock, rate, burst):
+    def __init__(self, clock: IReactorTime, rate: float, burst: float) -> None:
         self.clock = clock
         self.rate = rate
         self.burst = burst
         self.tokens = burst
         self.last = clock.seconds()
-        self.waiting = None
+        self.waiting: IDelayedCall | None = None
         self.started = self.last
         #: Bytes read in all; how often, and for how long, reading was held
         #: back.
@@ -76,7 +94,7 @@ class ReadRate:
         self.pauses = 0
         self.paused_seconds = 0.0
 
-    def spent(self, transport, count):
+    def spent(self, transport: Transport, count: int) -> None:
         """
         C{count} bytes were read from C{transport}.
         """
@@ -90,7 +108,7 @@ class ReadRate:
             pause(transport, self)
             self.waiting = self.clock.callLater(delay, self._refilled, transport)
 
-    def _refill(self):
+    def _refill(self) -> None:
         """
         Add what the rate has paid since the last look, up to the burst.
         """
@@ -98,7 +116,7 @@ class ReadRate:
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
 
-    def _refilled(self, transport):
+    def _refilled(self, transport: Transport) -> None:
         # What was read after the pause began (the rest of that read) is
         # paid for before reading again.
         self._refill()
@@ -110,7 +128,7 @@ class ReadRate:
         self.waiting = None
         resume(transport, self)
 
-    def stop(self):
+    def stop(self) -> None:
         if self.waiting is not None and self.waiting.active():
             self.waiting.cancel()
         self.waiting = None
@@ -118,72 +136,99 @@ class ReadRate:
 
 class Valve:
     """
+    Joins the transports that feed one side (I{sources}) to those that
+    receive (I{sinks}).
+
     @param name: for the log.
-    @param sources: a callable returning the transports to pause and resume.
-    @param on_full: called with a sink's key when its buffer fills up.
-    @param on_drained: called with a sink's key when it has drained (or is
-        detached).
     """
 
-    def __init__(self, name, sources, on_full=None, on_drained=None):
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.sources = sources
-        self.full = set()
-        self.on_full = on_full
-        self.on_drained = on_drained
+        self.sources: set[Transport] = set()
+        self.full: set[Hashable] = set()
+        self._callbacks: dict[Hashable, tuple[Callable[[], None] | None, Callable[[], None] | None]] = {}
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return bool(self.full)
 
-    def attach_sink(self, transport, key):
+    def add_source(self, transport: Transport) -> None:
+        """
+        C{transport} feeds the sinks; one that appears while the valve is
+        closed starts paused.
+        """
+        self.sources.add(transport)
+        if self.full:
+            pause(transport, self)
+
+    def remove_source(self, transport: Transport) -> None:
+        self.sources.discard(transport)
+
+    def attach_sink(
+        self,
+        transport: Transport,
+        key: Hashable,
+        on_full: Callable[[], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
         """
         Let C{transport} (a sink) close the valve while its buffer is full.
+
+        @param on_full: called when its buffer fills up.
+        @param on_drained: called when it has drained (or is detached).
         """
+        self._callbacks[key] = (on_full, on_drained)
         transport.registerProducer(_SinkProducer(self, key), True)
 
-    def detach_sink(self, key):
+    def detach_sink(self, key: Hashable) -> None:
         self.opened(key)
+        self._callbacks.pop(key, None)
 
-    def closed_by(self, key):
-        if self.on_full is not None and key not in self.full:
-            self.on_full(key)
+    def closed_by(self, key: Hashable) -> None:
+        on_full, _ = self._callbacks.get(key, (None, None))
+        if on_full is not None and key not in self.full:
+            on_full()
         if not self.full:
             log.info("{valve}: a receiver is full; pausing its sources", valve=self.name)
-            for transport in self.sources():
+            for transport in self.sources:
                 pause(transport, self)
         self.full.add(key)
 
-    def opened(self, key):
+    def opened(self, key: Hashable) -> None:
         if key not in self.full:
             return
         self.full.discard(key)
-        if self.on_drained is not None:
-            self.on_drained(key)
+        _, on_drained = self._callbacks.get(key, (None, None))
+        if on_drained is not None:
+            on_drained()
         if not self.full:
             log.info("{valve}: receivers drained; resuming", valve=self.name)
-            for transport in self.sources():
+            for transport in self.sources:
                 resume(transport, self)
 
-    def new_source(self, transport):
-        """
-        A source that appears while the valve is closed starts paused.
-        """
-        if self.full:
-            pause(transport, self)
+
+@dataclass(frozen=True)
+class Backpressure:
+    """
+    The two valves of the gateway: components feed the outbound streams
+    (C{to_peers}), inbound streams feed the components (C{to_components}).
+    """
+
+    to_peers: Valve = field(default_factory=lambda: Valve("components to peers"))
+    to_components: Valve = field(default_factory=lambda: Valve("peers to components"))
 
 
 @implementer(IPushProducer)
 class _SinkProducer:
-    def __init__(self, valve, key):
+    def __init__(self, valve: Valve, key: Hashable) -> None:
         self.valve = valve
         self.key = key
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         self.valve.closed_by(self.key)
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         self.valve.opened(self.key)
 
-    def stopProducing(self):
+    def stopProducing(self) -> None:
         self.valve.opened(self.key)

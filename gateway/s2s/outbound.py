@@ -120,6 +120,7 @@ class OutboundStream(S2SStream):
         attempt_tls=True,
         direct_tls=False,
         verify_request=None,
+        target=None,
     ):
         self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
@@ -131,7 +132,6 @@ class OutboundStream(S2SStream):
         self.direct_tls = direct_tls
         self.verify_request = verify_request
         self.ready = defer.Deferred(self._cancel)
-        self.target = None
         self.authentication = None
         self._sasl_done = False
         self._offers_external = False
@@ -146,8 +146,18 @@ class OutboundStream(S2SStream):
         self._silence = None
         self.unacked_bytes = 0
         self.bytes_out = 0
+        self.target = target
+
+    def sink_full(self):
+        """
+        The peer stopped reading: our send buffer is full.
+        """
+        if self.stalled_since is None:
+            self.stalled_since = self.clock.seconds()
+            self.stalled_from = self.bytes_out
+
+    def sink_drained(self):
         self.stalled_since = None
-        self.stalled_from = 0
 
     def _cancel(self, ready):
         self.ready = None

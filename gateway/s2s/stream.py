@@ -247,6 +247,35 @@ class S2SStream(protocol.Protocol):
         self.last_activity = clock.seconds()
         self._abort = None
         self._tls_started = False
+        # What the owner's registry gives the stream when it is connected
+        # (registered), and what verification leaves on it.
+        self.serial = None
+        self.source = None
+        self.since = None
+        self.authentications = []
+        self.certificate_change = None
+        self.certificate_timer = None
+        #: Since when the peer has not read what we sent (outbound), or None.
+        self.stalled_since = None
+        self.stalled_from = 0
+        #: The SRV target an outbound stream reached, or None.
+        self.target = None
+
+    def registered(self, serial, source, since, read_rate):
+        """
+        The owner counts this stream now.
+
+        @param serial: the stream's name on the status page (C{s1}, ...).
+        @param source: whom the connection counts against (an address, or
+            an IPv6 /64).
+        @param since: when it was connected.
+        @param read_rate: the L{gateway.s2s.flow.ReadRate} to read at, or
+            L{None}.
+        """
+        self.serial = serial
+        self.source = source
+        self.since = since
+        self.read_rate = read_rate
 
     # Framing -------------------------------------------------------------
 
