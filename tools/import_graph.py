@@ -7,8 +7,10 @@ the layering below (a lower concern importing a higher one).
     python tools/import_graph.py --modules  # module by module
 
 Only imports at module level and inside functions of C{gateway/} are read
-(with C{ast}; nothing is imported).  Exit status 1 when an arrow runs
-against the layering, so that it can guard the layout.
+(with C{ast}; nothing is imported).  Imports under C{if TYPE_CHECKING:}
+are not arrows: they name a type for the checker (a verifier's request
+carries the policy from C{app.config}) and are never run.  Exit status 1
+when an arrow runs against the layering, so that it can guard the layout.
 """
 
 import argparse
@@ -58,14 +60,39 @@ def modules():
                 yield relative.removesuffix(".__init__"), path
 
 
+def _type_checking(node):
+    """
+    Whether C{node} is C{if TYPE_CHECKING:} (or C{typing.TYPE_CHECKING}).
+    """
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _run_time_nodes(tree):
+    """
+    Every node of C{tree}, as L{ast.walk} gives them, but for the bodies of
+    C{if TYPE_CHECKING:} (their C{else} is run, so it is kept).
+    """
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if _type_checking(node):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+
+
 def imports(path, module):
     """
-    The gateway modules that the module at C{path} imports.
+    The gateway modules that the module at C{path} imports when it runs.
     """
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _run_time_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("gateway"):
