@@ -162,9 +162,12 @@ class VerifierEnvironment:
     """
     What the gateway offers verifier factories.
 
-    @ivar reactor: for timers and connections.
+    @ivar reactor: the gateway's reactor: its clock (L{IReactorTime}, the
+        one the whole gateway reads), and for POSH its connections too.
     @ivar config: the L{gateway.app.config.GatewayConfig}.
-    @ivar resolver: the gateway's DNS resolver.
+    @ivar resolver: the gateway's DNS resolver, an
+        L{gateway.names.interfaces.IDNSClient}; a factory given none makes
+        one from C{config.dns}.
     @ivar federation: the L{gateway.s2s.federation.Federation} (for
         dialback, which asks the peer's authoritative server).
     """
