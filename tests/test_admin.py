@@ -1121,3 +1121,64 @@ class CtlFormattingTests(unittest.TestCase):
         self.assertTrue(lines[3].endswith("NOT ENCRYPTED"))
         self.assertTrue(lines[4].endswith("UNAUTHENTICATED, CERTIFICATE CHANGED"))
         self.assertEqual(format_streams({"streams": []}), "No live streams.")
+
+    def test_each_command_asks_and_shows(self):
+        """
+        Each command asks the admin interface for its path (peers page by
+        page, ack by POST) and shows the answer formatted, or with
+        C{--json} as it came.
+        """
+        import io
+
+        from gateway.ops import ctl
+
+        def peer(domain):
+            return {"peer_domain": domain, "last_seen": None, "last_method": "pkix",
+                    "last_authenticated": True, "certificates": 0}
+
+        answers = {
+            "/api/streams": {"streams": []},
+            "/api/streams/s%2F1": stream_data(id="s/1"),
+            "/api/peers?limit=1000": {"peers": [peer("a.test")], "next": "a.test"},
+            "/api/peers?limit=1000&after=a.test": {"peers": [peer("b.test")]},
+            "/api/records": {"available": True, "unavailable_since": None, "accepting": "all peers",
+                             "held": 0, "held_limit": 10, "lost": 0},
+            "/api/peers/b.test": peer("b.test"),
+            "/api/warnings": {"warnings": []},
+            "/api/warnings/7/acknowledge": {"acknowledged": True},
+        }
+        asked = []
+
+        class Client:
+            def __init__(self, url, token):
+                pass
+
+            def json(self, path, method="GET"):
+                asked.append((method, path))
+                return answers[path]
+
+        self.patch(ctl, "AdminClient", Client)
+        self.patch(ctl, "read_token", lambda arguments: "token")
+
+        def run(*argv):
+            del asked[:]
+            out = io.StringIO()
+            self.assertEqual(ctl.main(list(argv), out, io.StringIO()), 0)
+            return out.getvalue()
+
+        self.assertEqual(run("streams"), "No live streams.\n")
+        self.assertRegex(run("stream", "s/1"), r"(?m)^id\s+s/1$")
+        self.assertEqual(asked, [("GET", "/api/streams/s%2F1")])
+        text = run("peers")
+        self.assertEqual([line.split()[0] for line in text.splitlines()[2:]], ["a.test", "b.test"])
+        self.assertEqual(len(asked), 2)
+        self.assertEqual(
+            json.loads(run("--json", "peers")),
+            {"peers": [peer("a.test"), peer("b.test")]},
+        )
+        self.assertRegex(run("records"), r"(?m)^held\s+0 of 10$")
+        self.assertRegex(run("peer", "b.test"), r"(?m)^last method\s+pkix$")
+        self.assertEqual(run("warnings"), "No warnings.\n")
+        self.assertEqual(run("ack", "7"), "warning 7 acknowledged\n")
+        self.assertEqual(asked, [("POST", "/api/warnings/7/acknowledge")])
+        self.assertEqual(json.loads(run("--json", "ack", "7")), {"acknowledged": True})

@@ -1,6 +1,7 @@
 """
 Chain semantics with fake verifiers: order, not-applicable, decisive
-failures, timeouts, errors, better-than-nothing; and the registry.
+failures, timeouts, errors, better-than-nothing; the pin and dialback
+verifiers; and the registry.
 """
 
 from twisted.internet import defer
@@ -12,12 +13,14 @@ from zope.interface.verify import verifyObject
 from gateway.app.config import DomainPolicy
 from gateway.tls.profile import TLSFacts
 from gateway.verifiers.chain import run_chain
+from gateway.verifiers.dialback import DialbackVerifier, DialbackVerifierFactory
 from gateway.verifiers.interfaces import (
     IDomainVerifier,
     IDomainVerifierFactory,
     Outcome,
     Verdict,
     VerificationRequest,
+    VerifierEnvironment,
 )
 from gateway.verifiers.pinned import PinnedVerifier, check_pins, fingerprints
 from gateway.verifiers.registry import VerifierRegistry, available_verifiers
@@ -211,6 +214,74 @@ class PinTests(unittest.TestCase):
     def test_verifier_without_pins(self):
         verdict = self.successResultOf(PinnedVerifier().verify(request()))
         self.assertEqual(verdict.outcome, Outcome.NOT_APPLICABLE)
+
+
+class DialbackVerifierTests(unittest.TestCase):
+    """
+    L{DialbackVerifier}: outbound, the trust model; inbound, the key as
+    the authoritative server judges it.
+    """
+
+    def setUp(self):
+        self.asked = []
+        self.answer = defer.succeed(True)
+        self.verifier = DialbackVerifier(self.verify_key)
+
+    def verify_key(self, originating, receiving, stream_id, key):
+        self.asked.append((originating, receiving, stream_id, key))
+        return self.answer
+
+    def verify(self, direction="inbound", stream_id="s1", key="k" * 64):
+        request = VerificationRequest(
+            direction, "local.example", "peer.example", stream_id, TLS, dialback_key=key
+        )
+        return self.successResultOf(self.verifier.verify(request))
+
+    def test_interface(self):
+        verifyObject(IDomainVerifier, self.verifier)
+
+    def test_outbound(self):
+        verdict = self.verify("outbound", key=None)
+        self.assertEqual((verdict.outcome, verdict.evidence), (Outcome.VERIFIED, {"basis": "dns"}))
+        self.assertEqual(self.asked, [])
+
+    def test_no_key(self):
+        verdict = self.verify(key=None)
+        self.assertEqual(verdict.outcome, Outcome.NOT_APPLICABLE)
+        self.assertEqual(self.asked, [])
+
+    def test_no_stream_id(self):
+        """
+        A key is checked for a stream id: without one, there is nothing to
+        ask the authoritative server.
+        """
+        verdict = self.verify(stream_id=None)
+        self.assertEqual(verdict.outcome, Outcome.FAILED)
+        self.assertIn("no id", verdict.reason)
+        self.assertEqual(self.asked, [])
+
+    def test_valid_key(self):
+        verdict = self.verify()
+        self.assertEqual(verdict.outcome, Outcome.VERIFIED)
+        self.assertEqual(self.asked, [("peer.example", "local.example", "s1", "k" * 64)])
+
+    def test_invalid_key_is_decisive(self):
+        self.answer = defer.succeed(False)
+        verdict = self.verify()
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, True))
+
+    def test_unreachable(self):
+        from gateway.xmpp.errors import DialbackError
+
+        self.answer = defer.fail(DialbackError("remote-server-not-found", "no answer"))
+        verdict = self.verify()
+        self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, False))
+        self.assertEqual(verdict.evidence, {"condition": "remote-server-not-found"})
+
+    def test_factory_needs_the_federation(self):
+        environment = VerifierEnvironment(reactor=Clock(), config=None)
+        error = self.assertRaises(ValueError, DialbackVerifierFactory().build, environment)
+        self.assertIn("federation", str(error))
 
 
 class RegistryTests(unittest.TestCase):

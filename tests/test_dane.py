@@ -5,19 +5,26 @@ failures are decisive.
 """
 
 import time
+from types import SimpleNamespace
 
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from gateway.app.config import DomainPolicy
+from gateway.app.config import DNSConfig, DomainPolicy
 from gateway.names.srv import Target
 from gateway.testing import FakeDNSClient
 from gateway.tls.profile import TLSFacts
 from gateway.tls.tlsa import DANE_TA, FULL, tlsa_for
-from gateway.verifiers.dane import DANEVerifier
-from gateway.verifiers.interfaces import IDomainVerifier, Outcome, VerificationRequest
+from gateway.verifiers.dane import DANEVerifier, DANEVerifierFactory
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Outcome,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 from tests.pki import CertificateAuthority
 
 DOMAIN = "peer.example"
@@ -282,3 +289,37 @@ class GateInEveryOrderTests(PeerWithDNS, unittest.TestCase):
         self.assertEqual(
             self.outcomes(), {order: (True, order[0], order[0]) for order in self.orders}
         )
+
+
+class DANEVerifierFactoryTests(unittest.TestCase):
+    """
+    L{DANEVerifierFactory}: the gateway's resolver, the reactor's clock and
+    the configured trust store.
+    """
+
+    def config(self):
+        ca_file = CertificateAuthority().write_ca(self.mktemp())
+        return SimpleNamespace(
+            policy=SimpleNamespace(trust_store=ca_file),
+            dns=DNSConfig(servers=(("127.0.0.1", 53),)),
+        )
+
+    def test_interface(self):
+        self.assertTrue(verifyObject(IDomainVerifierFactory, DANEVerifierFactory()))
+
+    def test_build(self):
+        resolver = FakeDNSClient()
+        clock = Clock()
+        verifier = DANEVerifierFactory().build(VerifierEnvironment(clock, self.config(), resolver))
+        self.assertTrue(verifyObject(IDomainVerifier, verifier))
+        self.assertIs(verifier.client, resolver)
+        self.assertIs(verifier.clock, clock)
+        self.assertIsNotNone(verifier.store)
+
+    def test_without_resolver(self):
+        """
+        Without the gateway's resolver, one is made from C{[dns]}, as for
+        POSH, rather than a verifier that fails on every peer.
+        """
+        verifier = DANEVerifierFactory().build(VerifierEnvironment(Clock(), self.config()))
+        self.assertEqual(verifier.client.servers, [("127.0.0.1", 53)])

@@ -63,6 +63,31 @@ class LayoutTests(unittest.TestCase):
         self.assertEqual(status, 1, out.getvalue())
         self.assertIn("gateway.xmpp.jid -> gateway.app.service", out.getvalue())
 
+    def test_type_checking_imports_are_not_arrows(self):
+        """
+        An import under C{if TYPE_CHECKING:} names a type and never runs:
+        it is no arrow against the layering.  Its C{else} runs, and is one.
+        """
+        tool = load_tool()
+        path = self.mktemp() + ".py"
+        with open(path, "w") as f:
+            f.write(
+                "import typing\n"
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from gateway.app.config import DomainPolicy\n"
+                "if typing.TYPE_CHECKING:\n"
+                "    import gateway.s2s.federation\n"
+                "else:\n"
+                "    from gateway.ops import status\n"
+                "def f():\n"
+                "    from gateway.names import srv\n"
+            )
+        self.assertEqual(
+            sorted(tool.imports(path, "gateway.verifiers.example")),
+            ["gateway.names", "gateway.ops"],
+        )
+
 
 class LintTests(unittest.TestCase):
     def test_ruff(self):

@@ -12,9 +12,12 @@ Secrets and keys are written with mode 0600 and never logged; their paths
 are.
 """
 
+from __future__ import annotations
+
 import datetime
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +26,9 @@ from cryptography.x509.oid import NameOID
 from twisted.logger import Logger
 
 from gateway.s2s.dialback import generate_secret
+
+if TYPE_CHECKING:
+    from gateway.app.config import GatewayConfig
 
 log = Logger()
 
@@ -49,17 +55,17 @@ class LocalIdentity:
 class GatewayState:
     state_dir: str
     dialback_secret: str = field(repr=False)
-    identities: tuple  # of LocalIdentity
+    identities: tuple[LocalIdentity, ...]
     admin_token: str | None = field(default=None, repr=False)
 
-    def identity(self, domain):
+    def identity(self, domain: str) -> LocalIdentity:
         for identity in self.identities:
             if identity.domain == domain:
                 return identity
         raise KeyError(domain)
 
 
-def _write_private(path, data):
+def _write_private(path: str, data: bytes) -> None:
     """
     Create C{path} with mode 0600 and write C{data} (bytes) to it.
     """
@@ -68,7 +74,7 @@ def _write_private(path, data):
         f.write(data)
 
 
-def _read_secret(path):
+def _read_secret(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         secret = f.read().strip()
     if not secret:
@@ -76,7 +82,7 @@ def _read_secret(path):
     return secret
 
 
-def _secret_file(path, what):
+def _secret_file(path: str, what: str) -> str:
     """
     Read the secret in C{path}, making a new random one first if the file
     does not exist.
@@ -90,7 +96,9 @@ def _secret_file(path, what):
     return _read_secret(path)
 
 
-def make_self_signed(domain, now=None, days=365):
+def make_self_signed(
+    domain: str, now: datetime.datetime | None = None, days: int = 365
+) -> tuple[bytes, bytes]:
     """
     Make a self-signed certificate for C{domain} (DNS-ID and CN) with a new
     P-256 key.
@@ -128,7 +136,7 @@ def make_self_signed(domain, now=None, days=365):
     )
 
 
-def _self_signed_files(state_dir, domain):
+def _self_signed_files(state_dir: str, domain: str) -> tuple[str, str]:
     folder = os.path.join(state_dir, "certificates")
     certificate_file = os.path.join(folder, f"{domain}.pem")
     key_file = os.path.join(folder, f"{domain}.key")
@@ -150,7 +158,7 @@ def _self_signed_files(state_dir, domain):
     return certificate_file, key_file
 
 
-def prepare_state(config):
+def prepare_state(config: GatewayConfig) -> GatewayState:
     """
     Make the state folder and everything the configuration leaves to it.
 
@@ -170,7 +178,7 @@ def prepare_state(config):
                 config.admin.token_file or os.path.join(state_dir, "admin.token"),
                 "the admin interface token",
             )
-        identities = []
+        identities: list[LocalIdentity] = []
         for domain in config.domains:
             if domain.certificate is None:
                 certificate_file, key_file = _self_signed_files(state_dir, domain.name)

@@ -12,6 +12,8 @@ could not be reached (the message says which), 2 for a usage error.
 See docs/status.md.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -19,11 +21,16 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
 
 #: The embedded default configuration's state folder and admin listener.
 DEFAULT_STATE_DIR = "xmpp-gateway-state"
 DEFAULT_URL = "http://127.0.0.1:5280"
 TIMEOUT = 10.0
+
+#: An answer of the admin interface, as L{json.loads} gives it.
+JSONObject = dict[str, Any]
 
 
 class CtlError(Exception):
@@ -32,7 +39,7 @@ class CtlError(Exception):
     """
 
 
-def printable(value):
+def printable(value: object) -> str:
     """
     C{value} as text safe for a terminal: peers choose their certificates'
     subjects, so control characters (escape sequences) are shown escaped.
@@ -47,7 +54,7 @@ def printable(value):
     )
 
 
-def table(headers, rows, indent=""):
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "") -> str:
     """
     Format C{rows} (lists of values) under C{headers} in aligned columns.
     """
@@ -59,13 +66,13 @@ def table(headers, rows, indent=""):
     return "\n".join(indent + line for line in lines)
 
 
-def short_time(value):
+def short_time(value: str | None) -> str | None:
     if not value:
         return None
     return value[:19].replace("T", " ") + "Z"
 
 
-def stream_notes(stream):
+def stream_notes(stream: JSONObject) -> str:
     notes = []
     if not stream["encrypted"]:
         notes.append("NOT ENCRYPTED")
@@ -78,7 +85,7 @@ def stream_notes(stream):
     return ", ".join(notes)
 
 
-def format_streams(data):
+def format_streams(data: JSONObject) -> str:
     streams = data["streams"]
     if not streams:
         return "No live streams."
@@ -98,13 +105,13 @@ def format_streams(data):
     )
 
 
-def _pairs(pairs):
+def _pairs(pairs: Sequence[tuple[str, object]]) -> str:
     width = max(len(key) for key, _ in pairs)
     return "\n".join(f"{key.ljust(width)}  {printable(value)}" for key, value in pairs)
 
 
-def format_stream(s):
-    pairs = [
+def format_stream(s: JSONObject) -> str:
+    pairs: list[tuple[str, object]] = [
         ("id", s["id"]), ("direction", s["direction"]), ("state", s["state"]),
         ("local domain", s["local_domain"]), ("peer domain", s["peer_domain"]),
         ("encrypted", s["encrypted"]), ("TLS version", s["tls_version"]),
@@ -138,7 +145,7 @@ def format_stream(s):
     return _pairs(pairs)
 
 
-def format_peers(data):
+def format_peers(data: JSONObject) -> str:
     peers = data["peers"]
     if not peers:
         return "No peers recorded."
@@ -149,7 +156,7 @@ def format_peers(data):
     )
 
 
-def format_records(r):
+def format_records(r: JSONObject) -> str:
     return _pairs([
         ("available", r["available"]),
         ("unavailable since", r["unavailable_since"] or "-"),
@@ -159,7 +166,7 @@ def format_records(r):
     ])
 
 
-def format_peer(p):
+def format_peer(p: JSONObject) -> str:
     lines = [_pairs([
         ("peer domain", p["peer_domain"]), ("last seen", p["last_seen"]),
         ("last method", p["last_method"]), ("accepted", p["last_authenticated"]),
@@ -185,7 +192,7 @@ def format_peer(p):
     return "\n".join(lines)
 
 
-def format_warnings(data):
+def format_warnings(data: JSONObject) -> str:
     warnings = data["warnings"]
     if not warnings:
         return "No warnings."
@@ -202,12 +209,12 @@ class AdminClient:
     Talks to the admin interface at C{url} with C{token}.
     """
 
-    def __init__(self, url, token, timeout=TIMEOUT):
+    def __init__(self, url: str, token: str, timeout: float = TIMEOUT) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
 
-    def request(self, path, method="GET"):
+    def request(self, path: str, method: str = "GET") -> bytes:
         request = urllib.request.Request(
             self.url + path,
             method=method,
@@ -216,7 +223,8 @@ class AdminClient:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.read()
+                body: bytes = response.read()
+                return body
         except urllib.error.HTTPError as e:
             body = e.read()
             try:
@@ -229,7 +237,7 @@ class AdminClient:
         except (OSError, ValueError) as e:
             raise CtlError(f"cannot reach the admin interface at {self.url}: {e}") from None
 
-    def json(self, path, method="GET"):
+    def json(self, path: str, method: str = "GET") -> Any:
         body = self.request(path, method)
         try:
             return json.loads(body)
@@ -237,11 +245,11 @@ class AdminClient:
             raise CtlError(f"{path}: the answer is not JSON") from None
 
 
-def _segment(value):
+def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gateway.ctl",
         description="Show the XMPP gateway's streams, peers and warnings "
@@ -267,7 +275,7 @@ def parser():
     return p
 
 
-def read_token(arguments):
+def read_token(arguments: argparse.Namespace) -> str:
     path = arguments.token_file or os.path.join(
         arguments.state_dir or DEFAULT_STATE_DIR, "admin.token"
     )
@@ -281,48 +289,53 @@ def read_token(arguments):
     return token
 
 
-def run(arguments, out):
+def _all_peers(client: AdminClient) -> JSONObject:
+    """
+    Every peer, page by page (the API gives at most 1000 at a time).
+    """
+    peers: list[JSONObject] = []
+    after = None
+    while True:
+        query = "?limit=1000" + (f"&after={_segment(after)}" if after else "")
+        page = client.json("/api/peers" + query)
+        peers.extend(page["peers"])
+        after = page.get("next")
+        if not after:
+            break
+    return {"peers": peers}
+
+
+def run(arguments: argparse.Namespace, out: TextIO) -> None:
     client = AdminClient(arguments.url, read_token(arguments))
-    command = arguments.command
-    if command == "certificate":
+    if arguments.command == "certificate":
         out.write(client.request(f"/api/streams/{_segment(arguments.id)}/certificate").decode("ascii"))
         return
-    if command == "ack":
-        data = client.json(f"/api/warnings/{_segment(arguments.id)}/acknowledge", "POST")
-        text = f"warning {printable(arguments.id)} acknowledged"
-    elif command == "streams":
-        data = client.json("/api/streams")
-        text = format_streams(data) if not arguments.json else None
-    elif command == "stream":
-        data = client.json(f"/api/streams/{_segment(arguments.id)}")
-        text = format_stream(data) if not arguments.json else None
-    elif command == "peers":
-        # Page by page (the API gives at most 1000 at a time).
-        peers, after = [], None
-        while True:
-            query = "?limit=1000" + (f"&after={_segment(after)}" if after else "")
-            page = client.json("/api/peers" + query)
-            peers.extend(page["peers"])
-            after = page.get("next")
-            if not after:
-                break
-        data = {"peers": peers}
-        text = format_peers(data) if not arguments.json else None
-    elif command == "records":
-        data = client.json("/api/records")
-        text = format_records(data) if not arguments.json else None
-    elif command == "peer":
-        data = client.json(f"/api/peers/{_segment(arguments.domain)}")
-        text = format_peer(data) if not arguments.json else None
-    else:
-        data = client.json("/api/warnings")
-        text = format_warnings(data) if not arguments.json else None
+    # What each command asks the admin interface for, and how it shows the
+    # answer (with --json, as it came).
+    commands: dict[str, tuple[Callable[[], JSONObject], Callable[[JSONObject], str]]] = {
+        "streams": (lambda: client.json("/api/streams"), format_streams),
+        "stream": (lambda: client.json(f"/api/streams/{_segment(arguments.id)}"), format_stream),
+        "peers": (lambda: _all_peers(client), format_peers),
+        "records": (lambda: client.json("/api/records"), format_records),
+        "peer": (lambda: client.json(f"/api/peers/{_segment(arguments.domain)}"), format_peer),
+        "warnings": (lambda: client.json("/api/warnings"), format_warnings),
+        "ack": (
+            lambda: client.json(f"/api/warnings/{_segment(arguments.id)}/acknowledge", "POST"),
+            lambda data: f"warning {printable(arguments.id)} acknowledged",
+        ),
+    }
+    ask, show = commands[arguments.command]
+    data = ask()
     if arguments.json:
         text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    else:
+        text = show(data)
     out.write(text + "\n")
 
 
-def main(argv=None, out=None, err=None):
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     arguments = parser().parse_args(argv)  # exits 2 on a usage error

@@ -9,6 +9,12 @@ L{StatusSource} turns the live streams, the records, the warnings
 the JSON the interface serves.
 """
 
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.logger import Logger
@@ -16,14 +22,65 @@ from twisted.logger import Logger
 from gateway.tls.certificates import certificate_dict
 from gateway.xmpp.jid import AddressError, bare_domain
 
+if TYPE_CHECKING:
+    from gateway.records.interfaces import IRecordStore
+    from gateway.records.record import AuthenticationRecord
+    from gateway.s2s.continuity import CertificateChange
+    from gateway.s2s.federation import Federation
+    from gateway.s2s.metrics import GatewayMetrics
+    from gateway.s2s.warnings import Warnings
+    from gateway.tls.profile import TLSFacts
+
 log = Logger()
 
 
-def _chain_pem(chain):
+def _chain_pem(chain: Iterable[bytes]) -> str:
     return "".join(
         x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode("ascii")
         for der in chain
     )
+
+
+class LiveStream(Protocol):
+    """
+    What the views read of a live s2s stream: an
+    L{gateway.s2s.inbound.InboundStream} or
+    L{gateway.s2s.outbound.OutboundStream}, with what the federation gives
+    it when it registers it (its C{serial}, C{since}, C{authentications}
+    and C{certificate_change}).
+    """
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def direction(self) -> str: ...
+
+    @property
+    def local_domain(self) -> str | None: ...
+
+    @property
+    def state(self) -> enum.Enum: ...
+
+    @property
+    def tls(self) -> TLSFacts | None: ...
+
+    @property
+    def authentications(self) -> Sequence[AuthenticationRecord]: ...
+
+    @property
+    def certificate_change(self) -> CertificateChange | None: ...
+
+    @property
+    def since(self) -> float: ...
+
+    @property
+    def stanzas_in(self) -> int: ...
+
+    @property
+    def stanzas_out(self) -> int: ...
+
+    def peer_name(self) -> str | None: ...
 
 
 class StatusSource:
@@ -34,13 +91,19 @@ class StatusSource:
     @param records: the L{gateway.records.interfaces.IRecordStore}.
     """
 
-    def __init__(self, federation, records, warnings, metrics):
+    def __init__(
+        self,
+        federation: Federation,
+        records: IRecordStore,
+        warnings: Warnings,
+        metrics: GatewayMetrics,
+    ) -> None:
         self.federation = federation
         self.records = records
         self.warnings_store = warnings
         self.metrics = metrics
 
-    def _summary(self, stream):
+    def _summary(self, stream: LiveStream) -> dict[str, Any] | None:
         if stream.tls is None or not stream.tls.peer_chain:
             return None
         try:
@@ -48,7 +111,7 @@ class StatusSource:
         except ValueError:
             return None
 
-    def stream_info(self, stream):
+    def stream_info(self, stream: LiveStream) -> dict[str, Any]:
         """
         One live stream as JSON-ready data.
         """
@@ -89,22 +152,22 @@ class StatusSource:
             "previous_certificate": change.as_dict() if change else None,
         }
 
-    def records_state(self):
+    def records_state(self) -> dict[str, Any]:
         return self.federation.records_state()
 
-    def streams(self):
+    def streams(self) -> list[dict[str, Any]]:
         return sorted(
             (self.stream_info(s) for s in self.federation.streams),
             key=lambda info: info["since"],
         )
 
-    def stream(self, stream_id):
+    def stream(self, stream_id: str) -> LiveStream | None:
         for stream in self.federation.streams:
             if stream.serial == stream_id:
                 return stream
         return None
 
-    def stream_certificate_pem(self, stream_id):
+    def stream_certificate_pem(self, stream_id: str) -> str | None:
         stream = self.stream(stream_id)
         if stream is None or stream.tls is None or not stream.tls.peer_chain:
             return None
@@ -113,7 +176,7 @@ class StatusSource:
     #: The most peers one listing holds, and records one peer's history.
     PAGE = 1000
 
-    async def peers(self, limit=PAGE, after=None):
+    async def peers(self, limit: int = PAGE, after: str | None = None) -> list[dict[str, Any]]:
         """
         The peer domains in the records, by name, a page at a time (those
         after C{after}, at most C{limit}): when last seen, how, and how many
@@ -132,7 +195,7 @@ class StatusSource:
             for summary in await self.records.peer_summaries(limit=limit, after=after)
         ]
 
-    async def peer(self, domain):
+    async def peer(self, domain: str) -> dict[str, Any] | None:
         """
         The history of peer C{domain}, in any spelling of it (records are
         kept under its canonical form), or L{None} when it has none.
@@ -146,10 +209,12 @@ class StatusSource:
             return None
         return self._peer(domain, records, detail=True)
 
-    def _peer(self, domain, records, detail=False):
+    def _peer(
+        self, domain: str, records: Sequence[AuthenticationRecord], detail: bool = False
+    ) -> dict[str, Any]:
         from gateway.records.record import time_iso
 
-        certificates = {}
+        certificates: dict[str | None, dict[str, Any]] = {}
         for record in reversed(records):  # oldest first
             certificate = record.certificate
             key = certificate["sha256"] if certificate else None
@@ -174,7 +239,7 @@ class StatusSource:
                 "cipher": record.cipher,
             })
         latest = records[0]
-        data = {
+        data: dict[str, Any] = {
             "peer_domain": domain,
             "last_seen": time_iso(latest.time),
             "last_method": latest.method,
@@ -185,11 +250,11 @@ class StatusSource:
             data["history"] = list(reversed(list(certificates.values())))
         return data
 
-    def warnings(self):
+    def warnings(self) -> list[dict[str, Any]]:
         return [w.as_dict() for w in self.warnings_store.list()]
 
-    def acknowledge(self, warning_id):
+    def acknowledge(self, warning_id: int) -> bool:
         return self.warnings_store.acknowledge(warning_id)
 
-    def metrics_text(self):
+    def metrics_text(self) -> bytes:
         return self.metrics.text()

@@ -21,12 +21,20 @@ decide.
     gate holds.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway.verifiers.interfaces import Outcome, Verdict
+from gateway.verifiers.interfaces import IDomainVerifier, Outcome, Verdict, VerificationRequest
+
+if TYPE_CHECKING:
+    from gateway.app.config import DomainPolicy
 
 log = Logger()
 
@@ -48,16 +56,18 @@ class ChainResult:
     authenticated: bool
     method: str | None
     verdict: Verdict | None = None
-    verdicts: tuple = ()
+    verdicts: tuple[Verdict, ...] = ()
     reason: str = ""
-    durations: tuple = field(default=(), compare=False)
+    durations: tuple[float, ...] = field(default=(), compare=False)
 
     @property
-    def evidence(self):
+    def evidence(self) -> dict[str, Any]:
         return dict(self.verdict.evidence) if self.verdict else {}
 
 
-async def _run_one(verifier, request, timeout, clock):
+async def _run_one(
+    verifier: IDomainVerifier, request: VerificationRequest, timeout: float, clock: IReactorTime
+) -> Verdict:
     d = defer.maybeDeferred(verifier.verify, request)
     d.addTimeout(timeout, clock)
     try:
@@ -72,7 +82,12 @@ async def _run_one(verifier, request, timeout, clock):
     return verdict
 
 
-async def run_chain(verifiers, request, policy, clock):
+async def run_chain(
+    verifiers: Sequence[IDomainVerifier],
+    request: VerificationRequest,
+    policy: DomainPolicy,
+    clock: IReactorTime,
+) -> ChainResult:
     """
     Run C{verifiers} over C{request} under C{policy}.
 
@@ -82,22 +97,22 @@ async def run_chain(verifiers, request, policy, clock):
     @param clock: for the timeouts.
     @rtype: L{ChainResult}
     """
-    verdicts = []
-    durations = []
+    verdicts: list[Verdict] = []
+    durations: list[float] = []
 
-    async def run(verifier):
+    async def run(verifier: IDomainVerifier) -> Verdict:
         started = clock.seconds()
         verdict = await _run_one(verifier, request, policy.verifier_timeout, clock)
         durations.append(clock.seconds() - started)
         verdicts.append(verdict)
         return verdict
 
-    def stops(verdict):
+    def stops(verdict: Verdict) -> bool:
         return verdict.outcome is Outcome.FAILED and (
             verdict.decisive or verdict.verifier in policy.decisive
         )
 
-    def refused(verdict):
+    def refused(verdict: Verdict) -> ChainResult:
         return ChainResult(
             False,
             None,

@@ -25,16 +25,33 @@ Verdicts:
     that DANE depends on is bogus.
 """
 
+from __future__ import annotations
+
 import datetime
 
+from cryptography.x509.verification import Store
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.names.client import DNSError
-from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, lookup_addresses, resolve_targets
+from gateway.names.interfaces import IDNSClient
+from gateway.names.srv import (
+    DNSLookupFailed,
+    ServiceNotOffered,
+    Target,
+    lookup_addresses,
+    resolve_targets,
+)
 from gateway.tls.tlsa import TLSARecord, match_tlsa
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Verdict,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 
 log = Logger()
 
@@ -49,11 +66,13 @@ class DANELookupFailed(Exception):
 _Bogus = DANELookupFailed
 
 
-def tlsa_name(target):
+def tlsa_name(target: Target) -> str:
     return f"_{target.port}._tcp.{target.host}"
 
 
-async def target_tlsa(client, target, domain):
+async def target_tlsa(
+    client: IDNSClient, target: Target, domain: str
+) -> tuple[list[TLSARecord] | None, str | None]:
     """
     The TLSA records that apply to C{target} of peer C{domain} (RFC 7673
     sections 3.2 and 3.3): looked up only once the target's SRV answer (or
@@ -105,18 +124,18 @@ class DANEVerifier:
     #: order of the policy's verifiers.
     gate = True
 
-    def __init__(self, client, clock, store=None):
+    def __init__(self, client: IDNSClient, clock: IReactorTime, store: Store | None = None) -> None:
         self.client = client
         self.clock = clock
         self.store = store
 
-    def verify(self, request):
+    def verify(self, request: VerificationRequest) -> defer.Deferred[Verdict]:
         return defer.Deferred.fromCoroutine(self._verify(request))
 
-    async def _verify(self, request):
+    async def _verify(self, request: VerificationRequest) -> Verdict:
         required = bool(getattr(request.policy, "require_dane", False))
 
-        def nothing_to_say(reason):
+        def nothing_to_say(reason: str) -> Verdict:
             if required:
                 return Verdict.failed(self.name, f"DANE is required, but {reason}", True)
             return Verdict.not_applicable(self.name, reason)
@@ -130,7 +149,7 @@ class DANEVerifier:
         if not found:
             return nothing_to_say("; ".join(notes) or "no TLSA records")
         allow_cn_id = bool(getattr(request.policy, "allow_cn_id", False))
-        failures = []
+        failures: list[str] = []
         usable = 0
         for name, target, records in found:
             match = match_tlsa(
@@ -162,10 +181,12 @@ class DANEVerifier:
             True,
         )
 
-    def _now(self):
+    def _now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
 
-    async def _tlsa_sets(self, request):
+    async def _tlsa_sets(
+        self, request: VerificationRequest
+    ) -> tuple[list[tuple[str, Target, list[TLSARecord]]], list[str]]:
         """
         The secure TLSA record sets that apply, as C{(name, target,
         records)}; and notes on why others don't.
@@ -179,9 +200,9 @@ class DANEVerifier:
                 raise _Bogus(f"SRV lookup failed: {e}") from None
             except ServiceNotOffered:
                 return [], [f"{request.peer_domain} publishes no s2s service"]
-        found = []
-        notes = []
-        failures = []
+        found: list[tuple[str, Target, list[TLSARecord]]] = []
+        notes: list[str] = []
+        failures: list[DANELookupFailed] = []
         for target in dict.fromkeys(targets):
             try:
                 records, note = await target_tlsa(self.client, target, request.peer_domain)
@@ -197,13 +218,26 @@ class DANEVerifier:
             raise failures[0]
         return found, notes + [str(e) for e in failures]
 
+
 @implementer(IDomainVerifierFactory)
 class DANEVerifierFactory:
+    """
+    Builds the L{DANEVerifier} with the gateway's resolver (or, when the
+    environment has none, one made from the configuration's C{[dns]}, as
+    for POSH), the reactor's clock, and C{policy.trust_store} for PKIX-TA
+    and PKIX-EE records.
+    """
+
     name = "dane"
 
-    def build(self, environment):
+    def build(self, environment: VerifierEnvironment) -> DANEVerifier:
         from gateway.tls.pkix import load_trust_store
 
         policy = getattr(environment.config, "policy", None)
         store = load_trust_store(getattr(policy, "trust_store", None))
-        return DANEVerifier(environment.resolver, environment.reactor, store)
+        resolver = environment.resolver
+        if resolver is None:
+            from gateway.names.srv import make_resolver
+
+            resolver = make_resolver(environment.config.dns, environment.reactor)
+        return DANEVerifier(resolver, environment.reactor, store)

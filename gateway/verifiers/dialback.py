@@ -14,18 +14,32 @@ says only that it was reached through DNS for its domain (the XEP-0220
 trust model), which is what a policy that lists C{dialback} accepts.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 from twisted.internet import defer
 from zope.interface import implementer
 
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Verdict,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 from gateway.xmpp.errors import DialbackError
+
+#: C{(originating, receiving, stream_id, key)} → a Deferred firing with
+#: whether the key is valid.
+VerifyKey = Callable[[str, str, str, str], "defer.Deferred[bool]"]
 
 
 @implementer(IDomainVerifier)
 class DialbackVerifier:
     name = "dialback"
 
-    def __init__(self, verify_key):
+    def __init__(self, verify_key: VerifyKey) -> None:
         """
         @param verify_key: C{(originating, receiving, stream_id, key)} →
             Deferred firing with whether the key is valid, or failing with
@@ -34,7 +48,7 @@ class DialbackVerifier:
         """
         self._verify_key = verify_key
 
-    def verify(self, request):
+    def verify(self, request: VerificationRequest) -> defer.Deferred[Verdict]:
         if request.direction == "outbound":
             return defer.succeed(
                 Verdict.verified(
@@ -47,13 +61,18 @@ class DialbackVerifier:
             return defer.succeed(
                 Verdict.not_applicable(self.name, "no dialback key offered on this stream")
             )
-        return defer.Deferred.fromCoroutine(self._check(request))
+        if request.stream_id is None:
+            return defer.succeed(
+                Verdict.failed(self.name, "the stream has no id for the dialback key to be checked with")
+            )
+        return defer.Deferred.fromCoroutine(
+            self._check(request, request.stream_id, request.dialback_key)
+        )
 
-    async def _check(self, request):
-
+    async def _check(self, request: VerificationRequest, stream_id: str, key: str) -> Verdict:
         try:
             valid = await self._verify_key(
-                request.peer_domain, request.local_domain, request.stream_id, request.dialback_key
+                request.peer_domain, request.local_domain, stream_id, key
             )
         except DialbackError as e:
             return Verdict.failed(
@@ -78,5 +97,7 @@ class DialbackVerifier:
 class DialbackVerifierFactory:
     name = "dialback"
 
-    def build(self, environment):
+    def build(self, environment: VerifierEnvironment) -> DialbackVerifier:
+        if environment.federation is None:
+            raise ValueError("the dialback verifier needs the federation, to reach peers")
         return DialbackVerifier(environment.federation.verify_dialback_key)

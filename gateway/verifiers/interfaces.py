@@ -10,10 +10,25 @@ plugins (L{IDomainVerifierFactory}); the chain (L{gateway.verifiers.chain})
 runs them in the order the trust policy names them.
 """
 
+from __future__ import annotations
+
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    # Only the types: the configuration and the federation sit above the
+    # verifiers (tools/import_graph.py), and TLS and DNS need not be
+    # imported to make a request.
+    from gateway.app.config import DomainPolicy, GatewayConfig
+    from gateway.names.interfaces import IDNSClient
+    from gateway.names.srv import Target
+    from gateway.s2s.federation import Federation
+    from gateway.tls.profile import TLSFacts
 
 
 class Outcome(enum.Enum):
@@ -41,22 +56,22 @@ class Verdict:
     verifier: str
     outcome: Outcome
     reason: str = ""
-    evidence: dict = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
     decisive: bool = False
 
     @classmethod
-    def verified(cls, verifier, reason, **evidence):
+    def verified(cls, verifier: str, reason: str, **evidence: Any) -> Verdict:
         return cls(verifier, Outcome.VERIFIED, reason, evidence)
 
     @classmethod
-    def not_applicable(cls, verifier, reason):
+    def not_applicable(cls, verifier: str, reason: str) -> Verdict:
         return cls(verifier, Outcome.NOT_APPLICABLE, reason)
 
     @classmethod
-    def failed(cls, verifier, reason, decisive=False, **evidence):
+    def failed(cls, verifier: str, reason: str, decisive: bool = False, **evidence: Any) -> Verdict:
         return cls(verifier, Outcome.FAILED, reason, evidence, decisive)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {
             "verifier": self.verifier,
             "outcome": self.outcome.value,
@@ -90,13 +105,13 @@ class VerificationRequest:
     local_domain: str
     peer_domain: str
     stream_id: str | None
-    tls: object = None
+    tls: TLSFacts | None = None
     dialback_key: str | None = field(default=None, repr=False)
-    target: object = None
-    policy: object = None
+    target: Target | None = None
+    policy: DomainPolicy | None = None
 
     @property
-    def peer_chain(self):
+    def peer_chain(self) -> tuple[bytes, ...]:
         """
         The DER certificates the peer presented, its own first.
         """
@@ -110,7 +125,7 @@ class IDomainVerifier(Interface):
 
     name = Attribute("The verifier's name, as policies and records spell it.")
 
-    def verify(request):
+    def verify(request: VerificationRequest) -> Deferred[Verdict]:
         """
         Check C{request.peer_domain}.
 
@@ -131,7 +146,7 @@ class IDomainVerifierFactory(Interface):
 
     name = Attribute("The verifier's name, as trust policies spell it.")
 
-    def build(environment):
+    def build(environment: VerifierEnvironment) -> IDomainVerifier:
         """
         Make the verifier.
 
@@ -147,14 +162,17 @@ class VerifierEnvironment:
     """
     What the gateway offers verifier factories.
 
-    @ivar reactor: for timers and connections.
+    @ivar reactor: the gateway's reactor: its clock (L{IReactorTime}, the
+        one the whole gateway reads), and for POSH its connections too.
     @ivar config: the L{gateway.app.config.GatewayConfig}.
-    @ivar resolver: the gateway's DNS resolver.
+    @ivar resolver: the gateway's DNS resolver, an
+        L{gateway.names.interfaces.IDNSClient}; a factory given none makes
+        one from C{config.dns}.
     @ivar federation: the L{gateway.s2s.federation.Federation} (for
         dialback, which asks the peer's authoritative server).
     """
 
-    reactor: object
-    config: object
-    resolver: object = None
-    federation: object = None
+    reactor: IReactorTime
+    config: GatewayConfig
+    resolver: IDNSClient | None = None
+    federation: Federation | None = None

@@ -5,17 +5,26 @@ of them, whatever else could verify it.  Runs first, and a mismatch is
 decisive.
 """
 
+from __future__ import annotations
+
 import hashlib
+from collections.abc import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.internet import defer
 from zope.interface import implementer
 
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Verdict,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 
 
-def fingerprints(der):
+def fingerprints(der: bytes) -> dict[str, str]:
     """
     The C{sha256} and C{spki-sha256} fingerprints (lower-case hex) of the
     certificate C{der}.
@@ -30,7 +39,7 @@ def fingerprints(der):
     }
 
 
-def check_pins(chain, pins):
+def check_pins(chain: Sequence[bytes], pins: Iterable[tuple[str, str]]) -> Verdict:
     """
     @param chain: the DER certificates presented, the peer's own first.
     @param pins: C{(kind, hex)} pairs.
@@ -56,7 +65,7 @@ def check_pins(chain, pins):
 class PinnedVerifier:
     name = "pinned"
 
-    def verify(self, request):
+    def verify(self, request: VerificationRequest) -> defer.Deferred[Verdict]:
         pins = getattr(request.policy, "pins", ())
         if not pins:
             return defer.succeed(Verdict.not_applicable(self.name, "no pins for this domain"))
@@ -67,5 +76,5 @@ class PinnedVerifier:
 class PinnedVerifierFactory:
     name = "pinned"
 
-    def build(self, environment):
+    def build(self, environment: VerifierEnvironment) -> PinnedVerifier:
         return PinnedVerifier()

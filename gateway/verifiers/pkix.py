@@ -5,10 +5,15 @@ L{gateway.tls.pkix} checks it; verdicts are cached until the validated
 path expires (or briefly, for refusals).
 """
 
+from __future__ import annotations
+
 import datetime
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
+from cryptography.x509.verification import Store
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -21,14 +26,26 @@ from gateway.tls.pkix import (
     match_identity,
     validate_path,
 )
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Verdict,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 
 log = Logger()
 
 NAME = "pkix"
 
 
-def check_pkix(chain, domain, store, now, allow_cn_id=False):
+def check_pkix(
+    chain: Sequence[bytes],
+    domain: str,
+    store: Store,
+    now: datetime.datetime,
+    allow_cn_id: bool = False,
+) -> Verdict:
     """
     Decide whether the presented C{chain} authenticates C{domain} by PKIX.
 
@@ -43,7 +60,13 @@ def check_pkix(chain, domain, store, now, allow_cn_id=False):
     return _check_pkix(chain, domain, store, now, allow_cn_id)[0]
 
 
-def _check_pkix(chain, domain, store, now, allow_cn_id=False):
+def _check_pkix(
+    chain: Sequence[bytes],
+    domain: str,
+    store: Store,
+    now: datetime.datetime,
+    allow_cn_id: bool = False,
+) -> tuple[Verdict, list[x509.Certificate] | None]:
     """
     L{check_pkix}, also returning the validated path (for the cache).
 
@@ -85,7 +108,7 @@ def _check_pkix(chain, domain, store, now, allow_cn_id=False):
 # Trust stores
 
 
-def _now_function(clock):
+def _now_function(clock: IReactorTime) -> Callable[[], datetime.datetime]:
     """
     A function of no arguments returning the clock's time as an aware UTC
     datetime.
@@ -96,7 +119,7 @@ def _now_function(clock):
     if not hasattr(clock, "seconds"):
         raise TypeError(f"{clock!r} is not a clock (an IReactorTime)")
 
-    def now():
+    def now() -> datetime.datetime:
         return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
 
     return now
@@ -120,7 +143,13 @@ class PKIXVerifier:
 
     name = NAME
 
-    def __init__(self, store, clock, allow_cn_id=False, cache_size=CACHE_SIZE):
+    def __init__(
+        self,
+        store: Store,
+        clock: IReactorTime,
+        allow_cn_id: bool = False,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
         self.store = store
         self.allow_cn_id = allow_cn_id
         self._now = _now_function(clock)
@@ -129,7 +158,9 @@ class PKIXVerifier:
         # is read once at start, so it can't change under the cache.
         self.cache = ExpiringCache(cache_size)
 
-    def verify(self, request, allow_cn_id=None):
+    def verify(
+        self, request: VerificationRequest, allow_cn_id: bool | None = None
+    ) -> defer.Deferred[Verdict]:
         """
         Check C{request.peer_domain} against C{request.peer_chain}.
 
@@ -149,7 +180,7 @@ class PKIXVerifier:
             verdict = Verdict.failed(NAME, f"internal error: {e.__class__.__name__}: {e}")
         return defer.succeed(verdict)
 
-    def _check(self, chain, domain, allow_cn_id):
+    def _check(self, chain: Sequence[bytes], domain: str, allow_cn_id: bool) -> Verdict:
         if not chain:
             return check_pkix(chain, domain, self.store, self._now(), allow_cn_id)
         now = self._now()
@@ -178,7 +209,7 @@ class PKIXVerifierFactory:
 
     name = NAME
 
-    def build(self, environment):
+    def build(self, environment: VerifierEnvironment) -> PKIXVerifier:
         policy = getattr(environment.config, "policy", None)
         store = load_trust_store(getattr(policy, "trust_store", None))
         return PKIXVerifier(store, environment.reactor)

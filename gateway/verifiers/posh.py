@@ -18,11 +18,21 @@ Verdicts:
     policy can make it so with C{decisive = ["posh"]}.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from twisted.internet import defer
 from zope.interface import implementer
 
 from gateway.posh.client import ABSENT, FOUND, POSHClient, match_posh
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Verdict,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 
 NAME = "posh"
 
@@ -36,28 +46,29 @@ class POSHVerifier:
 
     name = NAME
 
-    def __init__(self, client):
+    def __init__(self, client: POSHClient) -> None:
         self.client = client
 
-    def verify(self, request):
+    def verify(self, request: VerificationRequest) -> defer.Deferred[Verdict]:
         return defer.Deferred.fromCoroutine(self._verify(request))
 
-    async def _verify(self, request):
+    async def _verify(self, request: VerificationRequest) -> Verdict:
         if not request.peer_chain:
             return Verdict.not_applicable(NAME, "the peer presented no certificate")
         result = await self.client.fetch(request.peer_domain)
         where = result.url if result.via is None else f"{result.url} (from {result.via})"
         if result.status == ABSENT:
             return Verdict.not_applicable(NAME, f"no POSH file at {where}: {result.reason}")
-        if result.status != FOUND:
+        document = result.document
+        if result.status != FOUND or document is None:
             return Verdict.failed(NAME, f"POSH file at {where}: {result.reason}")
-        match = match_posh(result.document, request.peer_chain)
+        match = match_posh(document, request.peer_chain)
         if not match.matched:
             return Verdict.failed(NAME, f"POSH file at {where} {match.reason}")
-        evidence = {
+        evidence: dict[str, Any] = {
             "url": result.url,
             "fingerprint": match.fingerprint,
-            "expires": result.document.expires,
+            "expires": document.expires,
         }
         if result.via is not None:
             evidence["via"] = result.via
@@ -80,7 +91,7 @@ class POSHVerifierFactory:
     name = NAME
     port = 443
 
-    def build(self, environment):
+    def build(self, environment: VerifierEnvironment) -> POSHVerifier:
         config = environment.config
         posh = config.posh
         policy = getattr(config, "policy", None)

@@ -18,18 +18,24 @@ from twisted.internet import defer
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from gateway.verifiers.interfaces import IDomainVerifier, IDomainVerifierFactory, Verdict
+from gateway.verifiers.interfaces import (
+    IDomainVerifier,
+    IDomainVerifierFactory,
+    Verdict,
+    VerificationRequest,
+    VerifierEnvironment,
+)
 from gateway.verifiers.pinned import fingerprints
 
 
-def read_known_peers(path):
-    known = {}
+def read_known_peers(path: str) -> dict[str, set[str]]:
+    known: dict[str, set[str]] = {}
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
-                line = line.split("#", 1)[0].split()
-                if len(line) == 2:
-                    known.setdefault(line[0].lower(), set()).add(line[1].lower())
+                fields = line.split("#", 1)[0].split()
+                if len(fields) == 2:
+                    known.setdefault(fields[0].lower(), set()).add(fields[1].lower())
     except FileNotFoundError:
         pass
     return known
@@ -39,10 +45,10 @@ def read_known_peers(path):
 class KnownPeersVerifier:
     name = "known-peers"
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
 
-    def verify(self, request):
+    def verify(self, request: VerificationRequest) -> defer.Deferred[Verdict]:
         keys = read_known_peers(self.path).get(request.peer_domain)
         if not keys:
             return defer.succeed(
@@ -64,7 +70,7 @@ class KnownPeersVerifier:
 class KnownPeersVerifierFactory:
     name = "known-peers"
 
-    def build(self, environment):
+    def build(self, environment: VerifierEnvironment) -> KnownPeersVerifier:
         return KnownPeersVerifier(os.path.join(environment.config.state_dir, "known-peers.txt"))
 
 
