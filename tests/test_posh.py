@@ -572,7 +572,7 @@ class ClientTestsMixin:
 
     def client(self, port=None, trust_store=None, timeout=5.0, max_size=4096, max_cache=86400,
                negative_cache=300, clock=None):
-        return POSHClient(
+        return POSHClient.over_https(
             clock or reactor,
             self.resolver,
             self.ca_file if trust_store is None else trust_store,
@@ -862,7 +862,9 @@ class POSHClientTests(ClientTestsMixin, unittest.TestCase):
         Without a trust store, the platform's: the test CA is not in it.
         """
         self.web.serve(TENANT, posh_document(self.xmpp, 60))
-        client = POSHClient(reactor, self.resolver, None, 5.0, 4096, 60, 60, port=self.web.port)
+        client = POSHClient.over_https(
+            reactor, self.resolver, None, 5.0, 4096, 60, 60, port=self.web.port
+        )
         result = yield self.fetch(client)
         self.assertEqual(result.status, ERROR)
         self.assertIn("invalid HTTPS certificate", result.reason)
@@ -1103,14 +1105,14 @@ class FactoryTests(unittest.TestCase):
         self.assertTrue(verifyObject(IDomainVerifier, verifier))
         client = verifier.client
         self.assertEqual(
-            (client.dns_client, client.port, client.timeout, client.max_size, client.max_cache,
+            (client.agent.dns_client, client.agent.port, client.timeout, client.max_size, client.max_cache,
              client.negative_cache),
             (resolver, 8443, 2.5, 100, 50, 5),
         )
 
     def test_without_resolver(self):
         verifier = POSHVerifierFactory().build(VerifierEnvironment(reactor, self.config()))
-        self.assertEqual(verifier.client.dns_client.servers, [("127.0.0.1", 53)])
+        self.assertEqual(verifier.client.agent.dns_client.servers, [("127.0.0.1", 53)])
 
     def test_bad_trust_store(self):
         from gateway.tls.pkix import TrustStoreError
