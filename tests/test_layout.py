@@ -148,6 +148,24 @@ class SeamTests(unittest.TestCase):
         self.assertTrue(verifyObject(IDNSClient, DNSClient(MemoryReactorClock(), [("127.0.0.1", 53)])))
         self.assertTrue(verifyObject(IDNSClient, FakeDNSClient()))
 
+    def test_posh_agent(self):
+        from treq.testing import RequestTraversalAgent
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.web.iweb import IAgent
+        from twisted.web.resource import Resource
+        from zope.interface.verify import verifyObject
+
+        from gateway.posh.agent import posh_agent
+        from gateway.testing import FakeDNSClient
+        from tests.pki import CertificateAuthority
+        from tests.test_posh import FailingAgent
+
+        ca_file = CertificateAuthority().write_ca(self.mktemp())
+        agent = posh_agent(MemoryReactorClock(), FakeDNSClient(), ca_file, 5.0)
+        self.assertTrue(verifyObject(IAgent, agent))
+        self.assertTrue(verifyObject(IAgent, RequestTraversalAgent(Resource())))
+        self.assertTrue(verifyObject(IAgent, FailingAgent(ValueError())))
+
     def test_record_store(self):
         from zope.interface.verify import verifyObject
 

@@ -33,9 +33,10 @@ a JSON object that is one of (RFC 7711 section 3):
     another reference is an error, and so is a document with both members.
 
 This module has the pure part (L{parse_posh}, L{match_posh},
-L{posh_document}) and the fetching (L{POSHClient}).  The HTTPS client:
+L{posh_document}) and the fetching (L{POSHClient}), which:
 
-  - resolves names with the gateway's own DNS client (never the machine's
+  - fetches over any HTTP agent (L{twisted.web.iweb.IAgent}); the
+    gateway's, L{gateway.posh.agent.posh_agent}, resolves names with the gateway's own DNS client (never the machine's
     resolver) and verifies the web server's certificate by PKIX against the
     configured trust store, with its name (RFC 6125), as RFC 7711
     section 3 requires;
@@ -55,57 +56,41 @@ L{posh_document}) and the fetching (L{POSHClient}).  The HTTPS client:
     domain share one request.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
-import datetime
 import hashlib
 import hmac
 import ipaddress
 import json
-import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn, TypeAlias, cast
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
-from service_identity.exceptions import VerificationError
 from treq.client import HTTPClient
 from twisted.internet import defer, error
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
-from twisted.internet.ssl import (
-    Certificate,
-    TLSVersion,
-    optionsForClientTLS,
-    platformTrust,
-    trustRootFromCertificates,
-)
+from twisted.internet.interfaces import IPushProducer, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
-from zope.interface import implementer
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 
 from gateway import __version__
 from gateway.cache import ExpiringCache
-from gateway.names.srv import lookup_addresses
-from gateway.tls.pkix import (
-    IdentityError,
-    PathError,
-    TrustStoreError,
-    load_trust_store,
-    match_identity,
-    validate_path,
-)
+from gateway.names.interfaces import IDNSClient
+from gateway.posh.agent import InvalidCertificate, NoAddresses, posh_agent, ssl_text
 from gateway.xmpp.jid import AddressError, canonical_domain
 
 log = Logger()
+
+_BytesLike: TypeAlias = bytes | bytearray | memoryview
 
 #: The POSH service name of XMPP server-to-server (RFC 7712).
 SERVICE = "xmpp-server"
@@ -142,13 +127,13 @@ class POSHDocument:
         file lists with at least one supported hash.
     """
 
-    fingerprints: tuple = ()
+    fingerprints: tuple[tuple[str, bytes], ...] = ()
     expires: int = 0
     url: str | None = None
     descriptors: int = 0
 
     @property
-    def is_reference(self):
+    def is_reference(self) -> bool:
         return self.url is not None
 
 
@@ -170,12 +155,12 @@ class POSHMatch(NamedTuple):
 # Parsing
 
 
-def _no_constants(name):
+def _no_constants(name: str) -> NoReturn:
     raise POSHError(f"not valid JSON: {name} is not a JSON number")
 
 
-def _unique_members(pairs):
-    members = {}
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    members: dict[str, object] = {}
     for key, value in pairs:
         if key in members:
             raise POSHError(f"the member {key!r} appears twice")
@@ -183,7 +168,7 @@ def _unique_members(pairs):
     return members
 
 
-def _kind(value):
+def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return {
@@ -196,7 +181,7 @@ def _kind(value):
     }.get(type(value), type(value).__name__)
 
 
-def _expires(document):
+def _expires(document: dict[str, object]) -> int:
     if "expires" not in document:
         # A file without expires is used, but not cached: the safe reading.
         return 0
@@ -208,7 +193,7 @@ def _expires(document):
     return value
 
 
-def _reference(value):
+def _reference(value: object) -> str:
     if not isinstance(value, str):
         raise POSHError(f"url must be a string, not {_kind(value)}")
     try:
@@ -234,7 +219,7 @@ def _reference(value):
     return value
 
 
-def _digest(name, value, position):
+def _digest(name: str, value: object, position: int) -> bytes:
     if not isinstance(value, str):
         raise POSHError(f"fingerprint {position} has a {name} that is {_kind(value)}, not a string")
     try:
@@ -251,7 +236,7 @@ def _digest(name, value, position):
     return digest
 
 
-def _fingerprints(value):
+def _fingerprints(value: object) -> tuple[tuple[tuple[str, bytes], ...], int]:
     if not isinstance(value, list):
         raise POSHError(f"fingerprints must be an array, not {_kind(value)}")
     if not value:
@@ -279,7 +264,7 @@ def _fingerprints(value):
     return tuple(fingerprints), descriptors
 
 
-def parse_posh(body):
+def parse_posh(body: _BytesLike) -> POSHDocument:
     """
     Parse a POSH file (RFC 7711 section 3).
 
@@ -321,11 +306,11 @@ def parse_posh(body):
 # Matching and publishing
 
 
-def _b64(digest):
+def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def certificate_fingerprint(der, name="sha-256"):
+def certificate_fingerprint(der: _BytesLike, name: str = "sha-256") -> str:
     """
     The POSH fingerprint of certificate C{der}: C{"<hash>:<base64>"} of
     the whole DER certificate.
@@ -333,7 +318,7 @@ def certificate_fingerprint(der, name="sha-256"):
     return f"{name}:{_b64(HASHES[name](bytes(der)).digest())}"
 
 
-def match_posh(document, chain):
+def match_posh(document: POSHDocument, chain: Sequence[_BytesLike]) -> POSHMatch:
     """
     Whether the certificate the peer presented is one the POSH document
     lists (RFC 7711 section 3, RFC 7712): any fingerprint of a
@@ -364,7 +349,11 @@ def match_posh(document, chain):
     )
 
 
-def posh_document(certificate_der, expires, more=()):
+def posh_document(
+    certificate_der: _BytesLike,
+    expires: int,
+    more: Iterable[_BytesLike] = (),
+) -> bytes:
     """
     The POSH file to publish for a domain whose XMPP service presents
     C{certificate_der} (and, during a change of certificates, those in
@@ -413,75 +402,24 @@ class _Outcome(Exception):
     Ends a fetch early: its C{status} (absent or error) and C{reason}.
     """
 
-    def __init__(self, status, reason):
+    def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
 
 
-class _NoAddresses(Exception):
-    """
-    The host has no address records, or none that may be used: C{args} are
-    the host and the problems with the addresses left out (the address
-    policy's refusals).
-    """
-
-    def explain(self):
-        host, problems = self.args
-        if not problems:
-            return f"{host} has no address records"
-        return f"{host} has no address that may be used ({'; '.join(problems)})"
-
-
-def posh_url(domain):
+def posh_url(domain: str) -> str:
     """
     The well-known URL of C{domain}'s POSH file for XMPP s2s.
     """
     return f"https://{domain}{WELL_KNOWN_PATH}"
 
 
-def _a_label(domain):
+def _a_label(domain: str) -> str:
     try:
         return canonical_domain(domain)
     except AddressError as e:
         raise _Outcome(ERROR, f"{domain!r} is not a domain name: {e}") from None
-
-
-def _pem_files(path):
-    if os.path.isdir(path):
-        return [
-            os.path.join(path, name) for name in sorted(os.listdir(path))
-            if os.path.isfile(os.path.join(path, name))
-        ]
-    return [path]
-
-
-def trust_root(path):
-    """
-    The HTTPS trust anchors for fetching POSH files: the CA certificates of
-    the PEM file or folder C{path}, as L{gateway.tls.pkix} reads
-    them, or the platform's when L{None}.
-
-    @raise gateway.tls.pkix.TrustStoreError: naming the file.
-    """
-    if path is None:
-        return platformTrust()
-    load_trust_store(path)  # the same checks, and messages, as PKIX's
-    certificates = []
-    for name in _pem_files(path):
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-            found = x509.load_pem_x509_certificates(data)
-        except (OSError, ValueError):
-            continue  # PKIX skips these in a folder, and refused them in a file
-        certificates.extend(
-            Certificate.load(c.public_bytes(serialization.Encoding.DER))
-            for c in found
-        )
-    if not certificates:
-        raise TrustStoreError(f"{path}: no PEM certificate in the trust store")
-    return trustRootFromCertificates(certificates)
 
 
 #: Bytes a POSH server may send beyond the document's own limit: the status
@@ -490,136 +428,12 @@ def trust_root(path):
 MAX_HEADER_BYTES = 64 * 1024
 
 
-class _ReceiveLimit(WrappingFactory):
+def _producer(transport: object) -> IPushProducer:
     """
-    Drops a connection that receives more than C{limit} bytes in all (a
-    server sending 300,000 headers, say).
+    The transport of a protocol given to L{IResponse.deliverBody}: an
+    L{IPushProducer}, not an L{ITransport} as L{Protocol} declares.
     """
-
-    protocol = None
-
-    def __init__(self, wrapped, limit):
-        super().__init__(wrapped)
-        self.limit = limit
-
-    def buildProtocol(self, address):
-        return _ReceiveLimitProtocol(self, self.wrappedFactory.buildProtocol(address))
-
-
-class _ReceiveLimitProtocol(ProtocolWrapper):
-    received = 0
-
-    def dataReceived(self, data):
-        self.received += len(data)
-        if self.received > self.factory.limit:
-            self.transport.abortConnection()
-            return
-        super().dataReceived(data)
-
-
-@implementer(IStreamClientEndpoint)
-class _ResolvingEndpoint:
-    """
-    TCP to C{host}, its addresses looked up with the gateway's DNS client
-    (IPv6 first), trying each in turn.
-    """
-
-    def __init__(self, reactor, dns_client, host, port, timeout, max_received=None):
-        self.reactor = reactor
-        self.dns_client = dns_client
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.max_received = max_received
-
-    def connect(self, factory):
-        if self.max_received is None:
-            return defer.Deferred.fromCoroutine(self._connect(factory))
-        # The caller gets its own protocol back, as from any endpoint.
-        d = defer.Deferred.fromCoroutine(self._connect(_ReceiveLimit(factory, self.max_received)))
-        return d.addCallback(lambda protocol: protocol.wrappedProtocol)
-
-    async def _connect(self, factory):
-        found = await lookup_addresses(self.dns_client, self.host)
-        if not found.addresses:
-            raise _NoAddresses(self.host, tuple(found.problems))
-        failure = None
-        for address in found.addresses:
-            kind = TCP6ClientEndpoint if ipaddress.ip_address(address).version == 6 else (
-                TCP4ClientEndpoint
-            )
-            endpoint = kind(self.reactor, address, self.port, timeout=self.timeout)
-            try:
-                return await endpoint.connect(factory)
-            except error.ConnectError as e:
-                failure = e
-        raise failure
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _KeepConnections:
-    """
-    Twisted's client TLS options, keeping each TLS connection so that a
-    failed verification can be explained.
-    """
-
-    def __init__(self, options, connections):
-        self.options = options
-        self.connections = connections
-
-    def clientConnectionForTLS(self, tlsProtocol):
-        connection = self.options.clientConnectionForTLS(tlsProtocol)
-        self.connections.append(connection)
-        return connection
-
-
-@implementer(IAgentEndpointFactory)
-class _EndpointFactory:
-    """
-    HTTPS endpoints for the POSH client's agent: names resolved by the
-    gateway's DNS client, TLS verified against C{trust_root}.  A URL
-    without a port goes to C{default_port} (443, but for tests).
-    """
-
-    def __init__(self, reactor, dns_client, trust_root, default_port, timeout,
-                 max_received=None):
-        self.reactor = reactor
-        self.dns_client = dns_client
-        self.trust_root = trust_root
-        self.default_port = default_port
-        self.timeout = timeout
-        self.max_received = max_received
-        self.connections = []
-
-    def endpointForURI(self, uri):
-        if uri.scheme != b"https":
-            raise SchemeNotSupported(f"POSH is fetched over https only, not {uri.scheme!r}")
-        host = uri.host.decode("ascii").strip("[]")
-        port = self.default_port if uri.port == 443 else uri.port
-        options = optionsForClientTLS(
-            host,
-            trustRoot=self.trust_root,
-            extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
-        )
-        return wrapClientTLS(
-            _KeepConnections(options, self.connections),
-            _ResolvingEndpoint(
-                self.reactor, self.dns_client, host, port, self.timeout, self.max_received
-            ),
-        )
-
-
-class _QuietPool(HTTPConnectionPool):
-    """
-    A pool of one-shot connections that doesn't log each one.
-    """
-
-    def __init__(self, reactor):
-        super().__init__(reactor, persistent=False)
-        # Twisted's (private) connection factory logs every connection.
-        factory = getattr(self, "_factory", None)
-        if isinstance(factory, type):
-            self._factory = type("_QuietHTTPClientFactory", (factory,), {"noisy": False})
+    return cast(IPushProducer, transport)
 
 
 class _LimitedBody(Protocol):
@@ -628,29 +442,29 @@ class _LimitedBody(Protocol):
     connection and fails.
     """
 
-    def __init__(self, limit):
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.received = 0
-        self.chunks = []
-        self.finished = defer.Deferred(self._cancel)
+        self.chunks: list[bytes] = []
+        self.finished: defer.Deferred[bytes] | None = defer.Deferred(self._cancel)
 
-    def _cancel(self, d):
+    def _cancel(self, d: defer.Deferred[bytes]) -> None:
         self.finished = None
         self._stop()
 
-    def _stop(self):
+    def _stop(self) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()
+            _producer(self.transport).stopProducing()
 
-    def _fire(self, outcome):
+    def _fire(self, outcome: bytes | _Outcome) -> None:
         finished, self.finished = self.finished, None
         if finished is not None:
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, _Outcome):
                 finished.errback(outcome)
             else:
                 finished.callback(outcome)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self.finished is None:
             return
         self.received += len(data)
@@ -660,7 +474,7 @@ class _LimitedBody(Protocol):
             return
         self.chunks.append(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if reason.check(ResponseDone, PotentialDataLoss):
             self._fire(b"".join(self.chunks))
         else:
@@ -673,98 +487,82 @@ class _Discard(Protocol):
     Closes the connection instead of reading a body we don't want.
     """
 
-    def connectionMade(self):
-        self.transport.stopProducing()
-
-
-def _verification_reason(host, connections, store):
-    """
-    Why the web server's certificate was refused, as PKIX would say it, or
-    L{None} when that can't be told.
-    """
-    for connection in reversed(connections):
-        try:
-            chain = connection.get_peer_cert_chain(as_cryptography=True)
-        except (SSL.Error, ValueError):
-            chain = None
-        if not chain:
-            continue
-        if store is not None:
-            try:
-                # OpenSSL judged the chain by the system's time: so does the
-                # explanation of its verdict.
-                validate_path(chain, store, datetime.datetime.now(datetime.timezone.utc))
-            except PathError as e:
-                return str(e)
-        try:
-            match_identity(chain[0], host)
-        except IdentityError as e:
-            return str(e)
-        break
-    return None
-
-
-def _ssl_text(e):
-    """
-    OpenSSL's reasons in C{e} (an L{SSL.Error}), without the library names.
-    """
-    reasons = [
-        entry[-1] for entry in (e.args[0] if e.args and isinstance(e.args[0], list) else ())
-        if isinstance(entry, tuple) and entry
-    ]
-    return "; ".join(str(r) for r in reasons if r) or str(e) or e.__class__.__name__
+    def connectionMade(self) -> None:
+        _producer(self.transport).stopProducing()
 
 
 class POSHClient:
     """
     Fetches POSH files over HTTPS (see the module docstring).
 
-    @param reactor: for connections and timers.
-    @param dns_client: the gateway's L{gateway.names.client.DNSClient} (or
-        anything with its C{query}).
-    @param trust_store: a PEM file or folder of the CAs trusted for HTTPS,
-        or L{None} for the platform's.
+    @param agent: the HTTP client: L{gateway.posh.agent.posh_agent}'s (see
+        L{over_https}), or one serving files from memory in tests.  It may
+        fail a request with L{NoAddresses} and L{InvalidCertificate}, as
+        that one does.
+    @param clock: for the timeout and the cache's lifetimes.
     @param timeout: seconds for a whole fetch, references included.
     @param max_size: the most bytes read of a POSH file.
     @param max_cache: the most seconds a found document is cached.
     @param negative_cache: seconds an C{absent} or C{error} result is.
-    @param port: where https URLs without a port are fetched: 443, as RFC
-        7711 says; tests use another.
+    @param cache_entries: the most domains kept in the cache.
     """
 
-    def __init__(self, reactor, dns_client, trust_store, timeout, max_size, max_cache,
-                 negative_cache, port=443, cache_entries=CACHE_ENTRIES):
-        self.reactor = reactor
-        self.dns_client = dns_client
-        self.trust_root = trust_root(trust_store)
-        try:
-            # For explaining refused web certificates the way PKIX does.
-            self._store = load_trust_store(trust_store)
-        except TrustStoreError:
-            self._store = None
+    def __init__(self, agent: IAgent, clock: IReactorTime, timeout: float, max_size: int,
+                 max_cache: float, negative_cache: float,
+                 cache_entries: int = CACHE_ENTRIES) -> None:
+        self.agent = agent
+        self.clock = clock
         self.timeout = timeout
         self.max_size = max_size
         self.max_cache = max_cache
         self.negative_cache = negative_cache
-        self.port = port
         self.cache_entries = cache_entries
         self._cache = ExpiringCache(cache_entries)
-        self._waiters = {}
+        self._waiters: dict[str, list[defer.Deferred[POSHResult]]] = {}
 
-    async def fetch(self, domain):
+    @classmethod
+    def over_https(cls, reactor: IReactorTCP, dns_client: IDNSClient, trust_store: str | None,
+                   timeout: float, max_size: int, max_cache: float, negative_cache: float,
+                   port: int = 443, cache_entries: int = CACHE_ENTRIES) -> POSHClient:
+        """
+        The client the gateway uses: fetching with L{posh_agent} (names
+        resolved by C{dns_client}, certificates verified against
+        C{trust_store}), timed by C{reactor}.
+
+        @param reactor: for connections and timers (an L{IReactorTCP} and
+            L{IReactorTime}).
+        @param dns_client: the gateway's L{gateway.names.client.DNSClient}.
+        @param trust_store: a PEM file or folder of the CAs trusted for
+            HTTPS, or L{None} for the platform's.
+        @param port: where https URLs without a port are fetched: 443, as
+            RFC 7711 says; tests use another.
+
+        The other parameters are L{POSHClient}'s.
+
+        @raise gateway.tls.pkix.TrustStoreError: naming the file.
+        """
+        agent = posh_agent(
+            reactor, dns_client, trust_store, timeout,
+            max_received=max_size + MAX_HEADER_BYTES, port=port,
+        )
+        # A reactor is both; Python's types can't say so.
+        clock = cast(IReactorTime, reactor)
+        return cls(agent, clock, timeout, max_size, max_cache, negative_cache, cache_entries)
+
+    async def fetch(self, domain: str) -> POSHResult:
         """
         Fetch C{domain}'s POSH file for XMPP s2s, or answer from the cache.
 
-        @rtype: L{POSHResult}; never raises.
+        @return: the L{POSHResult}; never raises.
         """
         try:
             key = _a_label(domain)
         except _Outcome as e:
             return POSHResult(e.status, posh_url(domain), reason=e.reason)
-        cached = self._cache.get(key, self.reactor.seconds())
+        cached = self._cache.get(key, self.clock.seconds())
         if cached is not None:
             return replace(cached, cached=True)
-        waiter = defer.Deferred()
+        waiter: defer.Deferred[POSHResult] = defer.Deferred()
         waiters = self._waiters.get(key)
         if waiters is not None:
             # Concurrent fetches for one domain share one request.
@@ -774,14 +572,14 @@ class POSHClient:
             defer.Deferred.fromCoroutine(self._fetch_and_keep(key)).addBoth(self._done, key)
         return await waiter
 
-    def _done(self, outcome, key):
+    def _done(self, outcome: POSHResult | Failure, key: str) -> None:
         for waiter in self._waiters.pop(key):
             waiter.callback(outcome)
 
-    async def _fetch_and_keep(self, domain):
+    async def _fetch_and_keep(self, domain: str) -> POSHResult:
         url = posh_url(domain)
         fetching = defer.Deferred.fromCoroutine(self._fetch(domain))
-        fetching.addTimeout(self.timeout, self.reactor)
+        fetching.addTimeout(self.timeout, self.clock)
         try:
             result = await fetching
         except defer.TimeoutError:
@@ -789,7 +587,8 @@ class POSHClient:
         except Exception as e:
             log.failure("fetching the POSH file of {domain} failed", domain=domain)
             result = POSHResult(ERROR, url, reason=f"internal error: {e.__class__.__name__}: {e}")
-        if result.status == FOUND:
+        keep: float
+        if result.status == FOUND and result.document is not None:
             keep = min(result.document.expires, self.max_cache)
         else:
             keep = self.negative_cache
@@ -798,16 +597,16 @@ class POSHClient:
             url=result.url, status=result.status, reason=result.reason, keep=keep,
         )
         if keep > 0:
-            self._cache.put(domain, result, self.reactor.seconds() + keep)
+            self._cache.put(domain, result, self.clock.seconds() + keep)
         return result
 
-    async def _fetch(self, domain):
+    async def _fetch(self, domain: str) -> POSHResult:
         url = posh_url(domain)
         try:
             document = await self._get(url)
         except _Outcome as e:
             return POSHResult(e.status, url, reason=e.reason)
-        if not document.is_reference:
+        if document.url is None:
             return POSHResult(FOUND, url, document, _found(document))
         reference = document.url
         try:
@@ -827,22 +626,15 @@ class POSHClient:
         target = replace(target, expires=min(document.expires, target.expires))
         return POSHResult(FOUND, reference, target, _found(target), via=url)
 
-    async def _get(self, url):
+    async def _get(self, url: str) -> POSHDocument:
         """
         GET C{url}; return the parsed document.
 
         @raise _Outcome: when there is none.
         """
         host = urlsplit(url).hostname or ""
-        endpoints = _EndpointFactory(
-            self.reactor, self.dns_client, self.trust_root, self.port, self.timeout,
-            max_received=self.max_size + MAX_HEADER_BYTES,
-        )
-        agent = Agent.usingEndpointFactory(
-            self.reactor, endpoints, pool=_QuietPool(self.reactor)
-        )
         # A client per request: no cookies kept between POSH servers.
-        client = HTTPClient(agent)
+        client = HTTPClient(self.agent)
         try:
             response = await client.get(
                 url,
@@ -852,44 +644,37 @@ class POSHClient:
                 }),
                 allow_redirects=False,
             )
-        except _NoAddresses as e:
+        except NoAddresses as e:
             raise _Outcome(ABSENT, e.explain()) from None
+        except InvalidCertificate as e:
+            raise _Outcome(ERROR, f"invalid HTTPS certificate: {e}") from None
         except error.ConnectionRefusedError:
             raise _Outcome(ABSENT, f"{host} refused the connection") from None
         except error.ConnectError as e:
             raise _Outcome(ERROR, f"could not connect: {e.__class__.__name__} {e}") from None
         except ResponseFailed as e:
-            raise self._failed(host, e, endpoints.connections) from None
+            raise self._failed(host, e) from None
         except SchemeNotSupported as e:
             raise _Outcome(ERROR, str(e)) from None
-        return await self._read(url, response)
+        return await self._read(response)
 
-    def _failed(self, host, failed, connections):
+    def _failed(self, host: str, failed: ResponseFailed) -> Exception:
         """
-        The L{_Outcome} of a request that got no response: TLS refused
-        (verification), not spoken (absent), or a broken connection.
+        The L{_Outcome} of a request that got no response: TLS not spoken
+        (absent), or a broken connection.
         """
         for reason in failed.reasons:
             if reason.check(defer.CancelledError):
                 # The fetch is being cancelled (its time is up): not a
                 # server's doing.
                 return defer.CancelledError()
-            if reason.check(VerificationError):
-                explained = _verification_reason(host, connections, None)
-                return _Outcome(
-                    ERROR, f"invalid HTTPS certificate: {explained or reason.getErrorMessage()}"
-                )
             if reason.check(SSL.Error):
-                text = _ssl_text(reason.value)
-                if "certificate verify failed" in text:
-                    explained = _verification_reason(host, connections, self._store)
-                    explained = explained or "certificate verify failed"
-                    return _Outcome(ERROR, f"invalid HTTPS certificate: {explained}")
+                text = ssl_text(reason.value)
                 return _Outcome(ABSENT, f"{host} does not serve HTTPS there (TLS: {text})")
         messages = "; ".join(reason.getErrorMessage() for reason in failed.reasons)
         return _Outcome(ERROR, f"no response: {messages}")
 
-    async def _read(self, url, response):
+    async def _read(self, response: IResponse) -> POSHDocument:
         code = response.code
         if code != 200:
             response.deliverBody(_Discard())
@@ -903,21 +688,24 @@ class POSHClient:
             if 400 <= code < 500:
                 raise _Outcome(ABSENT, f"HTTP {code}")
             raise _Outcome(ERROR, f"HTTP {code}")
-        if response.length is not UNKNOWN_LENGTH and response.length > self.max_size:
+        length = response.length
+        if length is not UNKNOWN_LENGTH and isinstance(length, int) and length > self.max_size:
             response.deliverBody(_Discard())
             raise _Outcome(
                 ERROR,
-                f"the file is {response.length} bytes, larger than the limit of {self.max_size}",
+                f"the file is {length} bytes, larger than the limit of {self.max_size}",
             )
         body = _LimitedBody(self.max_size)
+        finished = body.finished
+        assert finished is not None
         response.deliverBody(body)
-        data = await body.finished
+        data = await finished
         try:
             return parse_posh(data)
         except POSHError as e:
             raise _Outcome(ERROR, f"malformed POSH file: {e}") from None
 
 
-def _found(document):
+def _found(document: POSHDocument) -> str:
     count = document.descriptors
     return f"{count} fingerprint{'s' if count != 1 else ''}, expires {document.expires}s"

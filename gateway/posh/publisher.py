@@ -15,8 +15,12 @@ Two ways:
     prints the file to put there.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TextIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -29,7 +33,20 @@ from gateway.xmpp.jid import AddressError, canonical_domain
 DEFAULT_EXPIRES = 86400
 
 
-def certificate_der(path):
+class PublishedDomain(Protocol):
+    """
+    What L{make_posh_site} reads of a local domain (a
+    L{gateway.app.state.LocalIdentity}).
+    """
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def certificate_file(self) -> str: ...
+
+
+def certificate_der(path: str) -> bytes:
     """
     The first certificate of the PEM file C{path}, in DER.
 
@@ -41,7 +58,7 @@ def certificate_der(path):
     return certificates[0].public_bytes(serialization.Encoding.DER)
 
 
-def _host_key(name):
+def _host_key(name: str) -> str:
     try:
         return canonical_domain(name)
     except AddressError:
@@ -60,12 +77,12 @@ class POSHResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, documents, expires):
+    def __init__(self, documents: Mapping[str, bytes], expires: int) -> None:
         super().__init__()
         self.documents = dict(documents)
         self.expires = expires
 
-    def render_GET(self, request):
+    def render_GET(self, request: server.Request) -> bytes:
         document = None
         if request.path == WELL_KNOWN_PATH.encode("ascii"):
             host = request.getRequestHostname().decode("ascii", "replace")
@@ -81,7 +98,7 @@ class POSHResource(resource.Resource):
     render_HEAD = render_GET
 
 
-def make_posh_site(identities, expires):
+def make_posh_site(identities: Iterable[PublishedDomain], expires: int) -> server.Site:
     """
     The HTTPS site publishing the POSH files of the local domains: each
     domain's document lists the fingerprints of its certificate (read once,
@@ -91,7 +108,7 @@ def make_posh_site(identities, expires):
     @param expires: the documents' C{expires}, in seconds.
     @rtype: L{server.Site}
     """
-    documents = {}
+    documents: dict[str, bytes] = {}
     for identity in identities:
         documents[_host_key(identity.domain)] = posh_document(
             certificate_der(identity.certificate_file), expires
@@ -102,7 +119,7 @@ def make_posh_site(identities, expires):
     return site
 
 
-def main(argv=None, out=None):
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """
     Print the POSH file for the certificates named on the command line.
     """

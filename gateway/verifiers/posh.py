@@ -100,7 +100,7 @@ class POSHVerifierFactory:
             from gateway.names.srv import make_resolver
 
             resolver = make_resolver(config.dns, environment.reactor)
-        client = POSHClient(
+        client = POSHClient.over_https(
             environment.reactor,
             resolver,
             getattr(policy, "trust_store", None),
