@@ -7,16 +7,27 @@ and the problem on one line.  Unknown keys are errors, so a typo can't
 silently leave a setting at its default.
 """
 
+import dataclasses
 import datetime
 import ipaddress
 import math
 import os
 import tomllib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.endpoints import serverFromString
 
 from gateway.xmpp.jid import AddressError, bare_domain
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    _Value = TypeVar("_Value", bound=DataclassInstance)
+
+#: A network DNS answers may lead to (L{DNSConfig.allow_networks}).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The configuration used when no file is given: one local domain,
 #: C{localhost}, on loopback, with a certificate and component secret made
@@ -46,13 +57,13 @@ class ConfigError(Exception):
     @ivar problem: what is wrong, for an operator.
     """
 
-    def __init__(self, path, key, problem):
+    def __init__(self, path: str, key: str, problem: str) -> None:
         super().__init__(path, key, problem)
         self.path = path
         self.key = key
         self.problem = problem
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.key:
             return f"{self.path}: {self.key}: {self.problem}"
         return f"{self.path}: {self.problem}"
@@ -106,8 +117,8 @@ class S2SConfig:
         at once); 0 for no limit.
     """
 
-    listen: tuple = ("tcp:5269:interface=127.0.0.1",)
-    listen_direct_tls: tuple = ()
+    listen: tuple[str, ...] = ("tcp:5269:interface=127.0.0.1",)
+    listen_direct_tls: tuple[str, ...] = ()
     queue_limit: int = 1000
     queue_limit_total: int = 20000
     max_stanza_size: int = 524288
@@ -127,7 +138,7 @@ class S2SConfig:
 
 @dataclass(frozen=True)
 class ComponentsConfig:
-    listen: tuple = ("tcp:5347:interface=127.0.0.1",)
+    listen: tuple[str, ...] = ("tcp:5347:interface=127.0.0.1",)
 
 
 @dataclass(frozen=True)
@@ -143,10 +154,10 @@ class DNSConfig:
         so that a peer can't point the gateway at the operator's own network.
     """
 
-    servers: tuple = ()
+    servers: tuple[tuple[str, int], ...] = ()
     timeout: float = 5.0
     trust_ad: bool = False
-    allow_networks: tuple = ()
+    allow_networks: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,7 @@ class AdminConfig:
         the state folder when not given.
     """
 
-    listen: tuple = ("tcp:5280:interface=127.0.0.1",)
+    listen: tuple[str, ...] = ("tcp:5280:interface=127.0.0.1",)
     token_file: str | None = None
 
 
@@ -207,7 +218,7 @@ class POSHConfig:
     @ivar expires: the C{expires} (seconds) of the files we publish.
     """
 
-    listen: tuple = ()
+    listen: tuple[str, ...] = ()
     timeout: float = 10.0
     max_size: int = 65536
     max_cache: float = 86400.0
@@ -244,11 +255,11 @@ class DomainPolicy:
     """
 
     require_tls: bool = True
-    verifiers: tuple = ("pkix", "dialback")
+    verifiers: tuple[str, ...] = ("pkix", "dialback")
     allow_unauthenticated: bool = False
     allow_cn_id: bool = False
-    decisive: tuple = ()
-    pins: tuple = ()
+    decisive: tuple[str, ...] = ()
+    pins: tuple[tuple[str, str], ...] = ()
     verifier_timeout: float = 10.0
     require_dane: bool = False
     on_certificate_change: str = "warn"
@@ -265,10 +276,10 @@ class PolicyConfig:
     """
 
     default: DomainPolicy = DomainPolicy()
-    domains: tuple = ()  # of (pattern, DomainPolicy)
+    domains: tuple[tuple[str, DomainPolicy], ...] = ()
     trust_store: str | None = None
 
-    def for_domain(self, domain):
+    def for_domain(self, domain: str) -> DomainPolicy:
         """
         Return the L{DomainPolicy} that applies to peer C{domain}: an exact
         match first, else the longest C{*.suffix} pattern it falls under,
@@ -279,17 +290,16 @@ class PolicyConfig:
             domain = bare_domain(domain)
         except AddressError:
             return self.default
-        best = None
+        best, best_length = self.default, 0
         for pattern, policy in self.domains:
             if pattern == domain:
                 return policy
-            if pattern.startswith("*.") and domain.endswith(pattern[1:]):
-                if best is None or len(pattern) > len(best[0]):
-                    best = (pattern, policy)
-        return best[1] if best else self.default
+            if pattern.startswith("*.") and domain.endswith(pattern[1:]) and len(pattern) > best_length:
+                best, best_length = policy, len(pattern)
+        return best
 
     @property
-    def any_plaintext_allowed(self):
+    def any_plaintext_allowed(self) -> bool:
         return not self.default.require_tls or any(
             not policy.require_tls for _, policy in self.domains
         )
@@ -299,7 +309,7 @@ class PolicyConfig:
 class GatewayConfig:
     source: str
     state_dir: str
-    domains: tuple  # of DomainConfig
+    domains: tuple[DomainConfig, ...]
     s2s: S2SConfig = S2SConfig()
     components: ComponentsConfig = ComponentsConfig()
     dns: DNSConfig = DNSConfig()
@@ -310,10 +320,10 @@ class GatewayConfig:
     records: RecordsConfig = RecordsConfig()
 
     @property
-    def domain_names(self):
+    def domain_names(self) -> frozenset[str]:
         return frozenset(domain.name for domain in self.domains)
 
-    def domain(self, name):
+    def domain(self, name: str) -> DomainConfig:
         for domain in self.domains:
             if domain.name == name:
                 return domain
@@ -326,67 +336,65 @@ class _Reader:
     an unknown key.
     """
 
-    def __init__(self, path, prefix, table):
+    def __init__(self, path: str, prefix: str, table: object) -> None:
         self.path = path
         self.prefix = prefix
         if not isinstance(table, dict):
             raise ConfigError(path, prefix, f"must be a table, not {_kind(table)}")
-        self.table = dict(table)
+        self.table: dict[str, Any] = dict(table)
 
-    def key(self, name):
+    def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
-    def error(self, name, problem):
+    def error(self, name: str, problem: str) -> ConfigError:
         return ConfigError(self.path, self.key(name), problem)
 
-    def take(self, name, kinds, default):
+    def take(self, name: str, kinds: tuple[type, ...], default: Any) -> Any:
+        """
+        The value of key C{name}, which must be of one of C{kinds} (TOML's
+        own types), else C{default}.
+        """
         if name not in self.table:
             return default
         value = self.table.pop(name)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(name, f"must be {_kinds(kinds)}, not a boolean")
-        if not isinstance(value, kinds):
-            raise self.error(name, f"must be {_kinds(kinds)}, not {_kind(value)}")
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            expected = " or ".join(_kind(kind()) for kind in kinds)
+            raise self.error(name, f"must be {expected}, not {_kind(value)}")
         return value
 
-    def number(self, name, default, minimum=0, integer=False):
-        kinds = (int,) if integer else (int, float)
-        value = self.take(name, kinds, default)
+    def number(self, name: str, default: float, minimum: float = 0, integer: bool = False) -> Any:
+        value = self.take(name, (int,) if integer else (int, float), default)
         if not math.isfinite(value):
             raise self.error(name, f"must be a finite number, not {value}")
         if value <= minimum:
             raise self.error(name, f"must be greater than {minimum}, not {value}")
         return value
 
-    def table_of(self, name, label=None):
+    def array(self, name: str, default: tuple[Any, ...], read: Callable[[Any], Any]) -> tuple[Any, ...]:
+        """
+        C{read} of each entry of the array C{name}, else C{default}; C{read}
+        raises L{ValueError} with the problem.
+        """
+        entries = self.take(name, (list,), None)
+        try:
+            return default if entries is None else tuple(read(entry) for entry in entries)
+        except ValueError as e:
+            raise self.error(name, str(e)) from None
+
+    def table_of(self, name: str, label: str | None = None) -> "_Reader":
         """
         The sub-table C{name}; C{label} is how its key is written in messages
         (quoted, for domain names).
         """
-        key = self.key(label or name)
-        value = self.table.pop(name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(self.path, key, f"must be a table, not {_kind(value)}")
-        return _Reader(self.path, key, value)
+        return _Reader(self.path, self.key(label or name), self.table.pop(name, {}))
 
-    def endpoints(self, name, default):
+    def endpoints(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.take(name, (str, list), None)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            value = [value]
-        for description in value:
-            if not isinstance(description, str):
-                raise self.error(name, f"must list endpoint strings, not {_kind(description)}")
-            try:
-                serverFromString(None, description)
-            except Exception as e:
-                raise self.error(
-                    name, f"{description!r} is not a listening endpoint: {e}"
-                ) from None
-        return tuple(value)
+        if value is not None:  # one string: an array of one
+            self.table[name] = [value] if isinstance(value, str) else value
+        return self.array(name, default, _endpoint)
 
-    def path_value(self, name, base, must_exist=True):
+    def path_value(self, name: str, base: str, must_exist: bool = True) -> str | None:
         value = self.take(name, (str,), None)
         if value is None:
             return None
@@ -399,12 +407,31 @@ class _Reader:
             raise self.error(name, f"file {resolved!r} does not exist")
         return resolved
 
-    def finish(self):
+    def fields(self, defaults: "_Value", **given: object) -> "_Value":
+        """
+        C{defaults} with the keys C{given} set, and every other field of it
+        read by its type: a boolean, a string, or a number greater than 0;
+        any other key in the table is an error.
+        """
+        values = dict(given)
+        # spec.type is the class itself while this module does without
+        # "from __future__ import annotations".
+        for spec in dataclasses.fields(defaults):
+            if spec.name not in given:
+                default = getattr(defaults, spec.name)
+                if spec.type in (bool, str):
+                    values[spec.name] = self.take(spec.name, (spec.type,), default)
+                else:
+                    values[spec.name] = self.number(spec.name, default, integer=spec.type is int)
+        self.finish()
+        return dataclasses.replace(defaults, **values)
+
+    def finish(self) -> None:
         for name in self.table:
             raise self.error(name, "unknown key")
 
 
-def _kind(value):
+def _kind(value: object) -> str:
     return {
         dict: "a table",
         list: "an array",
@@ -415,18 +442,13 @@ def _kind(value):
     }.get(type(value), "a date or time" if isinstance(value, (datetime.date, datetime.time)) else type(value).__name__)
 
 
-def _kinds(kinds):
-    return " or ".join(_kind(kind()) for kind in kinds)
-
-
-def load_config(path, known_verifiers=None):
+def load_config(path: str, known_verifiers: Collection[str] | None = None) -> GatewayConfig:
     """
     Load and validate the configuration file at C{path}.
 
     @param known_verifiers: as for L{parse_config}.
 
     @raise ConfigError: when the file can't be read or is not valid.
-    @rtype: L{GatewayConfig}
     """
     try:
         with open(path, "rb") as f:
@@ -439,7 +461,7 @@ def load_config(path, known_verifiers=None):
     return parse_config(text, path, base, known_verifiers)
 
 
-def default_config(base=None, known_verifiers=None):
+def default_config(base: str | None = None, known_verifiers: Collection[str] | None = None) -> GatewayConfig:
     """
     The embedded default configuration, with relative paths under C{base}
     (the current folder when L{None}).
@@ -449,7 +471,7 @@ def default_config(base=None, known_verifiers=None):
     )
 
 
-def builtin_verifiers():
+def builtin_verifiers() -> frozenset[str]:
     """
     The names of the gateway's own verifiers (no plugin discovery: that
     is start-up's job, L{gateway.app.tap}).
@@ -469,7 +491,9 @@ def builtin_verifiers():
     )
 
 
-def parse_config(text, path, base, known_verifiers=None):
+def parse_config(
+    text: str, path: str, base: str, known_verifiers: Collection[str] | None = None
+) -> GatewayConfig:
     """
     Parse configuration C{text}, reporting problems against C{path} and
     resolving relative paths against folder C{base}.
@@ -483,66 +507,43 @@ def parse_config(text, path, base, known_verifiers=None):
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "", f"is not valid TOML: {e}") from None
     root = _Reader(path, "", document)
-
     state_dir = root.take("state_dir", (str,), "xmpp-gateway-state")
     if not state_dir:
         raise root.error("state_dir", "must not be empty")
-    state_dir = os.path.abspath(os.path.join(base, os.path.expanduser(state_dir)))
-
-    domains = _domains(root.table_of("domains"), base)
-    s2s = _s2s(root.table_of("s2s"))
-    components = _components(root.table_of("components"))
-    dns = _dns(root.table_of("dns"))
-    timeouts = _timeouts(root.table_of("timeouts"))
-    posh = _posh(root.table_of("posh"))
-    records_table = root.table_of("records")
-    records = RecordsConfig(
-        max_age_days=records_table.number(
-            "max_age_days", RecordsConfig().max_age_days, minimum=0
-        ),
-        max_records=records_table.number(
-            "max_records", RecordsConfig().max_records, minimum=0, integer=True
-        ),
-    )
-    records_table.finish()
-    admin_table = root.table_of("admin")
-    admin = AdminConfig(
-        listen=admin_table.endpoints("listen", AdminConfig().listen),
-        token_file=admin_table.path_value("token_file", base, must_exist=False),
-    )
-    admin_table.finish()
-    if known_verifiers is None:
-        known_verifiers = builtin_verifiers()
-    policy = _policy(root.table_of("policy"), base, known_verifiers)
-    root.finish()
-    return GatewayConfig(
+    config = GatewayConfig(
         source=path,
-        state_dir=state_dir,
-        domains=domains,
-        s2s=s2s,
-        components=components,
-        dns=dns,
-        timeouts=timeouts,
-        policy=policy,
-        posh=posh,
-        admin=admin,
-        records=records,
+        state_dir=os.path.abspath(os.path.join(base, os.path.expanduser(state_dir))),
+        domains=_domains(root.table_of("domains"), base),
+        s2s=_s2s(root.table_of("s2s")),
+        components=_components(root.table_of("components")),
+        dns=_dns(root.table_of("dns")),
+        timeouts=root.table_of("timeouts").fields(TimeoutsConfig()),
+        posh=_posh(root.table_of("posh")),
+        records=root.table_of("records").fields(RecordsConfig()),
+        admin=_admin(root.table_of("admin"), base),
+        policy=_policy(
+            root.table_of("policy"), base,
+            builtin_verifiers() if known_verifiers is None else known_verifiers,
+        ),
     )
+    root.finish()
+    return config
 
 
-def _domain_name(reader, name, domain=None):
+def _domain_name(reader: _Reader, name: str, domain: str | None = None) -> str:
     """
     The canonical form (L{gateway.xmpp.jid.canonical_domain}) of C{domain}, by
     default the key C{name} itself; errors name the key C{name}.
     """
-    domain = name if domain is None else domain
     try:
-        return bare_domain(domain)
+        return bare_domain(name if domain is None else domain)
     except AddressError as e:
         raise ConfigError(reader.path, reader.key(f'"{name}"'), str(e)) from None
 
 
-def _canonical_keys(reader, canonical_name):
+def _canonical_keys(
+    reader: _Reader, canonical_name: Callable[[_Reader, str], str]
+) -> list[tuple[str, str]]:
     """
     The keys of C{reader}'s table with what each names in canonical form,
     in order.  Two keys naming the same domain (C{"bücher.example"} and
@@ -550,23 +551,19 @@ def _canonical_keys(reader, canonical_name):
     an error naming both: which of their settings would apply is not for
     the order of a file to decide.
     """
-    seen = {}
-    keys = []
-    for name in list(reader.table):
+    seen: dict[str, str] = {}
+    for name in reader.table:
         canonical = canonical_name(reader, name)
         if canonical in seen:
             other = reader.key(f'"{seen[canonical]}"')
-            raise ConfigError(
-                reader.path,
-                reader.key(f'"{name}"'),
-                f"names the same domain ({canonical}) as {other}; keep one of them",
+            raise reader.error(
+                f'"{name}"', f"names the same domain ({canonical}) as {other}; keep one of them"
             )
         seen[canonical] = name
-        keys.append((name, canonical))
-    return keys
+    return [(name, canonical) for canonical, name in seen.items()]
 
 
-def _domains(reader, base):
+def _domains(reader: _Reader, base: str) -> tuple[DomainConfig, ...]:
     if not reader.table:
         raise ConfigError(reader.path, "domains", "at least one local domain is required")
     domains = []
@@ -586,208 +583,142 @@ def _domains(reader, base):
         if secret is not None and len(secret) < 8:
             raise table.error("component_secret", "is too short (at least 8 characters)")
         table.finish()
-        domains.append(
-            DomainConfig(
-                name=canonical,
-                certificate=certificate,
-                key=key,
-                component_secret=secret,
-                component_secret_file=secret_file,
-            )
-        )
+        domains.append(DomainConfig(canonical, certificate, key, secret, secret_file))
     return tuple(domains)
 
 
-def _s2s(reader):
-    defaults = S2SConfig()
-    config = S2SConfig(
-        listen=reader.endpoints("listen", defaults.listen),
-        listen_direct_tls=reader.endpoints("listen_direct_tls", defaults.listen_direct_tls),
-        queue_limit=reader.number("queue_limit", defaults.queue_limit, integer=True),
+def _s2s(reader: _Reader) -> S2SConfig:
+    return reader.fields(
+        S2SConfig(),
+        listen=reader.endpoints("listen", S2SConfig.listen),
+        listen_direct_tls=reader.endpoints("listen_direct_tls", S2SConfig.listen_direct_tls),
+        # RFC 6120 section 13.12: no deployed server's limit is below
+        # 10000 bytes.
         max_stanza_size=reader.number(
-            # RFC 6120 section 13.12: no deployed server's limit is below
-            # 10000 bytes.
-            "max_stanza_size", defaults.max_stanza_size, minimum=9999, integer=True
+            "max_stanza_size", S2SConfig.max_stanza_size, minimum=9999, integer=True
         ),
-        read_rate=_read_rate(reader, defaults.read_rate),
-        **{
-            name: reader.number(name, getattr(defaults, name), integer=True)
-            for name in (
-                "queue_limit_total",
-                "max_depth",
-                "max_connections",
-                "max_connections_per_address",
-                "max_unauthenticated",
-                "max_unauthenticated_per_address",
-                "max_unacked_bytes",
-                "max_stalled_bytes",
-                "queue_limit_bytes",
-                "queue_limit_total_bytes",
-                "max_verifications",
-                "max_verifications_per_stream",
-            )
-        },
+        read_rate=_read_rate(reader, S2SConfig.read_rate),
     )
-    reader.finish()
-    return config
 
 
-def _read_rate(reader, default):
-    value = reader.take("read_rate", (int,), default)
-    if isinstance(value, bool) or (value != 0 and value < 1024):
+def _read_rate(reader: _Reader, default: int) -> int:
+    value: int = reader.take("read_rate", (int,), default)
+    if value != 0 and value < 1024:
         raise reader.error(
             "read_rate", f"must be 0 (no limit) or at least 1024 bytes a second, not {value}"
         )
     return value
 
 
-def _components(reader):
-    config = ComponentsConfig(listen=reader.endpoints("listen", ComponentsConfig().listen))
-    reader.finish()
-    return config
+def _components(reader: _Reader) -> ComponentsConfig:
+    return reader.fields(ComponentsConfig(), listen=reader.endpoints("listen", ComponentsConfig.listen))
 
 
-def _dns(reader):
-    servers = []
-    for entry in reader.take("servers", (list,), []):
-        if not isinstance(entry, str):
-            raise reader.error("servers", f"must list strings, not {_kind(entry)}")
-        servers.append(_host_port(reader, "servers", entry, 53))
-    networks = []
-    for entry in reader.take("allow_networks", (list,), []):
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except (TypeError, ValueError):
-            raise reader.error(
-                "allow_networks", f"{entry!r} is not a network (write 10.0.0.0/8, fd00::/8, ...)"
-            ) from None
-    config = DNSConfig(
-        servers=tuple(servers),
-        timeout=reader.number("timeout", DNSConfig().timeout),
-        trust_ad=reader.take("trust_ad", (bool,), False),
-        allow_networks=tuple(networks),
+def _posh(reader: _Reader) -> POSHConfig:
+    return reader.fields(POSHConfig(), listen=reader.endpoints("listen", POSHConfig.listen))
+
+
+def _admin(reader: _Reader, base: str) -> AdminConfig:
+    return reader.fields(
+        AdminConfig(),
+        listen=reader.endpoints("listen", AdminConfig.listen),
+        token_file=reader.path_value("token_file", base, must_exist=False),
     )
-    reader.finish()
-    return config
 
 
-def _host_port(reader, name, entry, default_port):
+def _endpoint(description: object) -> str:
+    if not isinstance(description, str):
+        raise ValueError(f"must list endpoint strings, not {_kind(description)}")
+    try:
+        serverFromString(None, description)
+    except Exception as e:
+        raise ValueError(f"{description!r} is not a listening endpoint: {e}") from None
+    return description
+
+
+def _dns(reader: _Reader) -> DNSConfig:
+    return reader.fields(
+        DNSConfig(),
+        servers=reader.array("servers", (), _dns_server),
+        allow_networks=reader.array("allow_networks", (), _network),
+    )
+
+
+def _dns_server(entry: object) -> tuple[str, int]:
     """
-    Parse C{"127.0.0.1"}, C{"127.0.0.1:5353"} or C{"[::1]:5353"}.
+    Parse C{"127.0.0.1"}, C{"127.0.0.1:5353"} or C{"[::1]:5353"}; the port
+    is 53 unless given.
     """
-    import ipaddress
-
-    host, port = entry, default_port
+    if not isinstance(entry, str):
+        raise ValueError(f"must list strings, not {_kind(entry)}")
+    host, port = entry, "53"
     if entry.startswith("["):
         host, bracket, rest = entry[1:].partition("]")
         if not bracket:
-            raise reader.error(name, f"{entry!r} has no closing bracket")
+            raise ValueError(f"{entry!r} has no closing bracket")
         if rest:
             if not rest.startswith(":"):
-                raise reader.error(name, f"{entry!r} is not an address[:port]")
+                raise ValueError(f"{entry!r} is not an address[:port]")
             port = rest[1:]
     elif entry.count(":") == 1:
         host, port = entry.split(":")
     try:
         ipaddress.ip_address(host)
-        if not (isinstance(port, int) or port.isascii() and port.isdigit()):
-            raise ValueError
-        port = int(port)
-        if not 0 < port < 65536:
-            raise ValueError
     except ValueError:
-        raise reader.error(
-            name, f"{entry!r} is not an IP address with an optional port"
-        ) from None
-    return (host, port)
+        port = ""
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{entry!r} is not an IP address with an optional port")
+    return (host, int(port))
 
 
-def _timeouts(reader):
-    defaults = TimeoutsConfig()
-    config = TimeoutsConfig(
-        connect=reader.number("connect", defaults.connect),
-        authentication=reader.number("authentication", defaults.authentication),
-        idle=reader.number("idle", defaults.idle),
-        stalled=reader.number("stalled", defaults.stalled),
-    )
-    reader.finish()
-    return config
-
-
-def _posh(reader):
-    defaults = POSHConfig()
-    config = POSHConfig(
-        listen=reader.endpoints("listen", defaults.listen),
-        timeout=reader.number("timeout", defaults.timeout),
-        max_size=reader.number("max_size", defaults.max_size, integer=True),
-        max_cache=reader.number("max_cache", defaults.max_cache),
-        negative_cache=reader.number("negative_cache", defaults.negative_cache),
-        expires=reader.number("expires", defaults.expires, integer=True),
-    )
-    reader.finish()
-    return config
+def _network(entry: object) -> Network:
+    try:
+        return ipaddress.ip_network(entry, strict=False)  # type: ignore[arg-type]  # any TOML value; refused below
+    except (TypeError, ValueError):
+        raise ValueError(f"{entry!r} is not a network (write 10.0.0.0/8, fd00::/8, ...)") from None
 
 
 _PIN_KINDS = ("sha256", "spki-sha256")
 
 
-def _domain_policy(reader, default, known_verifiers):
-    verifiers = reader.take("verifiers", (list,), None)
-    if verifiers is None:
-        verifiers = default.verifiers
-    else:
-        for name in verifiers:
-            if not isinstance(name, str):
-                raise reader.error("verifiers", f"must list verifier names, not {_kind(name)}")
-            if name not in known_verifiers:
-                known = ", ".join(sorted(known_verifiers))
-                raise reader.error("verifiers", f"unknown verifier {name!r} (known: {known})")
-        if len(set(verifiers)) != len(verifiers):
-            raise reader.error("verifiers", "names a verifier twice")
-        verifiers = tuple(verifiers)
-    decisive = reader.take("decisive", (list,), None)
-    if decisive is None:
-        decisive = default.decisive
-    else:
-        for name in decisive:
-            if name not in verifiers:
-                raise reader.error("decisive", f"{name!r} is not in this policy's verifiers")
-        decisive = tuple(decisive)
-    pins = reader.take("pins", (list,), None)
-    if pins is None:
-        pins = default.pins
-    else:
-        parsed = []
-        for pin in pins:
-            kind, _, value = pin.partition(":") if isinstance(pin, str) else ("", "", "")
-            value = value.replace(":", "").lower()
-            if kind not in _PIN_KINDS or len(value) != 64 or not all(
-                c in "0123456789abcdef" for c in value
-            ):
-                raise reader.error(
-                    "pins",
-                    f"{pin!r} is not a pin: write sha256:<64 hex digits> (the certificate) "
-                    "or spki-sha256:<64 hex digits> (its public key)",
-                )
-            parsed.append((kind, value))
-        pins = tuple(parsed)
-    policy = DomainPolicy(
-        require_tls=reader.take("require_tls", (bool,), default.require_tls),
+def _pin(pin: object) -> tuple[str, str]:
+    kind, _, value = pin.partition(":") if isinstance(pin, str) else ("", "", "")
+    value = value.replace(":", "").lower()
+    if kind not in _PIN_KINDS or len(value) != 64 or not all(c in "0123456789abcdef" for c in value):
+        raise ValueError(
+            f"{pin!r} is not a pin: write sha256:<64 hex digits> (the certificate) "
+            "or spki-sha256:<64 hex digits> (its public key)"
+        )
+    return (kind, value)
+
+
+def _verifier_names(reader: _Reader, default: tuple[str, ...], known: Collection[str]) -> tuple[str, ...]:
+    def known_name(name: object) -> str:
+        if not isinstance(name, str):
+            raise ValueError(f"must list verifier names, not {_kind(name)}")
+        if name not in known:
+            raise ValueError(f"unknown verifier {name!r} (known: {', '.join(sorted(known))})")
+        return name
+
+    verifiers = reader.array("verifiers", default, known_name)
+    if len(set(verifiers)) != len(verifiers):
+        raise reader.error("verifiers", "names a verifier twice")
+    return verifiers
+
+
+def _domain_policy(reader: _Reader, default: DomainPolicy, known_verifiers: Collection[str]) -> DomainPolicy:
+    verifiers = _verifier_names(reader, default.verifiers, known_verifiers)
+
+    def decisive_name(name: object) -> str:
+        if name not in verifiers:
+            raise ValueError(f"{name!r} is not in this policy's verifiers")
+        return name
+
+    policy = reader.fields(
+        default,
         verifiers=verifiers,
-        allow_unauthenticated=reader.take(
-            "allow_unauthenticated", (bool,), default.allow_unauthenticated
-        ),
-        allow_cn_id=reader.take("allow_cn_id", (bool,), default.allow_cn_id),
-        decisive=decisive,
-        pins=pins,
-        verifier_timeout=reader.number("verifier_timeout", default.verifier_timeout),
-        require_dane=reader.take("require_dane", (bool,), default.require_dane),
-        on_certificate_change=reader.take(
-            "on_certificate_change", (str,), default.on_certificate_change
-        ),
-        require_certificate_outbound=reader.take(
-            "require_certificate_outbound", (bool,), default.require_certificate_outbound
-        ),
+        decisive=reader.array("decisive", default.decisive, decisive_name),
+        pins=reader.array("pins", default.pins, _pin),
     )
     if policy.on_certificate_change not in ("warn", "refuse"):
         raise reader.error(
@@ -809,20 +740,18 @@ def _domain_policy(reader, default, known_verifiers):
     return policy
 
 
-def _policy_pattern(reader, name):
+def _policy_pattern(reader: _Reader, name: str) -> str:
     if name.startswith("*."):
         return "*." + _domain_name(reader, name, name[2:])
     return _domain_name(reader, name)
 
 
-def _policy(reader, base, known_verifiers):
+def _policy(reader: _Reader, base: str, known_verifiers: Collection[str]) -> PolicyConfig:
     overrides = reader.table_of("domains")
     trust_store = reader.path_value("trust_store", base)
     default = _domain_policy(reader, DomainPolicy(), known_verifiers)
-    reader.finish()
-    domains = []
-    for name, pattern in _canonical_keys(overrides, _policy_pattern):
-        table = overrides.table_of(name, f'"{name}"')
-        domains.append((pattern, _domain_policy(table, default, known_verifiers)))
-        table.finish()
-    return PolicyConfig(default=default, domains=tuple(domains), trust_store=trust_store)
+    domains = tuple(
+        (pattern, _domain_policy(overrides.table_of(name, f'"{name}"'), default, known_verifiers))
+        for name, pattern in _canonical_keys(overrides, _policy_pattern)
+    )
+    return PolicyConfig(default=default, domains=domains, trust_store=trust_store)
