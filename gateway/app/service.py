@@ -3,21 +3,28 @@ Wiring: from a L{gateway.app.config.GatewayConfig} to a running service with
 its listeners.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 
 from gateway import __version__
-from gateway.app.state import prepare_state
+from gateway.app.config import GatewayConfig
+from gateway.app.state import GatewayState, prepare_state
 from gateway.components.listener import ComponentFactory
 from gateway.components.routing import Router
+from gateway.names.interfaces import IDNSClient
 from gateway.names.srv import make_resolver
 from gateway.ops.status import StatusSource
 from gateway.records.sqlite import SQLiteRecordStore
@@ -31,6 +38,100 @@ from gateway.verifiers.registry import available_verifiers
 log = Logger()
 
 
+class Listener(service.Service):
+    """
+    One listening port of the gateway: C{factory} on C{endpoint}, bound at
+    L{privilegedStartService} (before twistd drops privileges).
+
+    @ivar what: what listens here (C{"s2s (STARTTLS)"}, C{"components"},
+        ...), for the log and L{GatewayService.listening_ports}.
+    @ivar description: the endpoint as the configuration gives it.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+    ) -> None:
+        self.what = what
+        self.description = description
+        self.endpoint = endpoint
+        self.factory = factory
+        self._port: Deferred[IListeningPort] | None = None
+
+    def port(self) -> Deferred[IListeningPort]:
+        """
+        The listening port, once L{privilegedStartService} or
+        L{startService} asked for it.
+        """
+        if self._port is None:
+            raise RuntimeError(f"not listening for {self.what} yet")
+        return self._port
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        if self._port is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        refused: list[str] = []
+
+        def cannot_listen(failure: Failure) -> Failure:
+            error = failure.value
+            if isinstance(error, CannotListenError):
+                message = (
+                    f"cannot listen for {self.what} on {self.description}: {error.socketError}"
+                )
+                log.critical("{message}", message=message)
+                refused.append(message)
+            return failure
+
+        port = self.endpoint.listen(self.factory)
+        port.addCallbacks(self._listening, cannot_listen)
+        if refused:
+            # A port that can't be had stops the gateway with one clear
+            # line; the failure is told by the exit, not kept.
+            port.addErrback(lambda _: None)
+            raise SystemExit(f"xmpp-gateway: {refused[0]}")
+        self._port = port
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        address = port.getHost()
+        log.info(
+            "listening for {what} on {address}",
+            what=self.what,
+            address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', '')}"
+            if hasattr(address, "port")
+            else str(getattr(address, "name", address)),
+        )
+        return port
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening, or give up a listen still on its way.
+        """
+        super().stopService()
+        port, self._port = self._port, None
+        if port is None:
+            return defer.succeed(None)
+        port.cancel()
+
+        def stop(listening: IListeningPort) -> Deferred[None] | None:
+            return listening.stopListening()
+
+        def never_listened(failure: Failure) -> None:
+            failure.trap(CancelledError, CannotListenError)
+
+        stopped: Deferred[None] = port.addCallback(stop)
+        return stopped.addErrback(never_listened)
+
+
 class GatewayService(service.MultiService):
     """
     The gateway: a router, the federation and their listeners.
@@ -39,11 +140,21 @@ class GatewayService(service.MultiService):
     @ivar federation: the L{Federation}.
     """
 
-    def __init__(self, config, state, reactor=None, resolver=None):
+    def __init__(
+        self,
+        config: GatewayConfig,
+        state: GatewayState,
+        reactor: Any = None,
+        resolver: IDNSClient | None = None,
+    ) -> None:
         """
         @param state: the L{gateway.app.state.GatewayState} that
             L{prepare_state} made (L{make_service} does both): the
             constructor reads and writes no files.
+        @param reactor: the reactor the gateway listens, connects and keeps
+            time with (the global one by default).
+        @param resolver: the DNS client (by default one made from
+            C{config.dns}, on C{reactor}).
         """
         super().__init__()
         if reactor is None:
@@ -83,14 +194,12 @@ class GatewayService(service.MultiService):
             "serving {domains}", domains=", ".join(sorted(config.domain_names))
         )
 
-        self.listeners = []
+        self.listeners: list[Listener] = []
 
-        def listen(description, factory, what):
-            endpoint = serverFromString(reactor, description)
-            listener = StreamServerEndpointService(endpoint, factory)
-            listener._raiseSynchronously = True
+        def listen(description: str, factory: IProtocolFactory, what: str) -> None:
+            listener = Listener(what, description, serverFromString(reactor, description), factory)
             listener.setServiceParent(self)
-            self.listeners.append((what, description, listener))
+            self.listeners.append(listener)
 
         for description in config.s2s.listen:
             listen(description, InboundFactory(self.federation), "s2s (STARTTLS)")
@@ -128,7 +237,7 @@ class GatewayService(service.MultiService):
         for description in config.components.listen:
             listen(description, self.components, "components")
 
-    def listening_ports(self, what):
+    def listening_ports(self, what: str) -> Deferred[list[IListeningPort]]:
         """
         The listening ports for C{what} (C{"s2s (STARTTLS)"},
         C{"s2s (direct TLS)"} or C{"components"}) once the service runs.
@@ -136,35 +245,10 @@ class GatewayService(service.MultiService):
         @return: a Deferred list of L{IListeningPort}.
         """
         return defer.gatherResults(
-            [listener._waitingForPort for kind, _, listener in self.listeners if kind == what]
+            [listener.port() for listener in self.listeners if listener.what == what]
         )
 
-    def privilegedStartService(self):
-        # Listeners bind here (before twistd drops privileges); a port that
-        # can't be had stops the gateway with one clear line.
-        service.Service.privilegedStartService(self)
-        for what, description, listener in self.listeners:
-            try:
-                listener.privilegedStartService()
-            except CannotListenError as e:
-                message = f"cannot listen for {what} on {description}: {e.socketError}"
-                log.critical("{message}", message=message)
-                raise SystemExit(f"xmpp-gateway: {message}") from None
-            listener._waitingForPort.addCallback(self._listening, what)
-
-    @staticmethod
-    def _listening(port, what):
-        address = port.getHost()
-        log.info(
-            "listening for {what} on {address}",
-            what=what,
-            address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', '')}"
-            if hasattr(address, "port")
-            else str(getattr(address, "name", address)),
-        )
-        return port
-
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self._sweeper = LoopingCall(self.federation.sweep)
         self._sweeper.clock = self.federation.clock
@@ -190,18 +274,18 @@ class GatewayService(service.MultiService):
             )
         )
 
-    def _start_pruning(self, ignored):
+    def _start_pruning(self, ignored: object) -> None:
         # Not waited for: the loop's Deferred fires only when it stops.  The
         # store may come up after the service was stopped again.
         if self.running and not self._pruner.running:
             self._pruner.start(3600.0, now=True)
 
-    def _prune_records(self):
+    def _prune_records(self) -> None:
         retention = self.config.records
         before = self.federation.clock.seconds() - retention.max_age_days * 86400
         d = self.records.prune(before=before, keep=retention.max_records)
 
-        def pruned(count):
+        def pruned(count: int) -> None:
             if count:
                 log.info(
                     "forgot {count} authentication records (older than {days:g} days, or "
@@ -214,7 +298,7 @@ class GatewayService(service.MultiService):
         d.addCallbacks(pruned, lambda f: log.failure("pruning authentication records", f))
         return None
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None]:
         if not self.running:
             return defer.succeed(None)
         if self._sweeper.running:
@@ -227,11 +311,13 @@ class GatewayService(service.MultiService):
         done = defer.gatherResults(
             [stopped, self.federation.shut_down(), self.components.close_all()]
         )
-        done.addBoth(lambda _: self.records.close())
-        return done
+        closed: Deferred[None] = done.addBoth(lambda _: self.records.close())
+        return closed
 
 
-def make_service(config, reactor=None, resolver=None):
+def make_service(
+    config: GatewayConfig, reactor: Any = None, resolver: IDNSClient | None = None
+) -> GatewayService:
     """
     The gateway for C{config}: its state folder made or read first (the
     dialback secret, self-signed certificates, component secrets), then the
