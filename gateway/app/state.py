@@ -183,6 +183,8 @@ def prepare_state(config: GatewayConfig) -> GatewayState:
             if domain.certificate is None:
                 certificate_file, key_file = _self_signed_files(state_dir, domain.name)
             else:
+                # The configuration requires a key with a certificate.
+                assert domain.key is not None
                 certificate_file, key_file = domain.certificate, domain.key
             if domain.component_secret is not None:
                 component_secret = domain.component_secret

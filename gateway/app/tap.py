@@ -3,7 +3,9 @@ The twistd command line: C{twistd -n xmpp-gateway --config FILE}.
 """
 
 import sys
+from typing import NoReturn
 
+from twisted.application.service import IService
 from twisted.python import usage
 
 from gateway.app.config import ConfigError, default_config, load_config
@@ -27,7 +29,7 @@ class Options(usage.Options):
         ["config", "c", None, "The TOML configuration file (default: the embedded default)."],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         # The verifiers installed as plugins, found once, here: the names a
         # policy may use.
         known = frozenset(available_verifiers())
@@ -40,12 +42,12 @@ class Options(usage.Options):
             _exit(f"configuration error: {e}")
 
 
-def _exit(message):
+def _exit(message: str) -> NoReturn:
     print(f"xmpp-gateway: {message}", file=sys.stderr)
     raise SystemExit(1)
 
 
-def makeService(options):
+def makeService(options: Options) -> IService:
     from gateway.app.service import make_service
 
     try:

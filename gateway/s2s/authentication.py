@@ -41,14 +41,16 @@ class ChainSource(Protocol):
     def chain_for(self, policy: DomainPolicy) -> list[IDomainVerifier]: ...
 
 
-def recorded_method(direction: str, result: ChainResult) -> str | None:
+def recorded_method(direction: str, result: ChainResult) -> str:
     """
     How the peer was verified, as records, logs, metrics and the status page
     say it (RFC 7590 section 3.6).  On a stream we open, dialback proves our
     identity to the peer but nothing about the peer: we only reached an
     address that DNS gave for its domain.  That is recorded as C{dns}, and
-    shown as unverified, like C{none}.
+    shown as unverified, like C{none}.  A refused peer's is C{refused}.
     """
+    if result.method is None:
+        return "refused"
     if direction == "outbound" and result.method == "dialback":
         return "dns"
     return result.method

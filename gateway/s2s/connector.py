@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
 from twisted.internet import error as internet_error
@@ -110,8 +110,9 @@ class Connector:
         def failed(failure: Failure) -> Failure:
             # XEP-0220 section 2.4: whatever went wrong in step 3, the
             # initiating server hears remote-server-not-found.
-            if failure.check(NegotiationFailure):
-                raise DialbackError("remote-server-not-found", failure.value.text)
+            error = failure.value
+            if isinstance(error, NegotiationFailure):
+                raise DialbackError("remote-server-not-found", error.text)
             if failure.check(defer.TimeoutError):
                 raise DialbackError(
                     "remote-server-not-found", "the authoritative server did not answer in time"
@@ -237,8 +238,11 @@ class Connector:
                     "remote-server-not-found", f"connecting: {e.__class__.__name__}",
                     stage=Stage.CONNECT,
                 )
+            ready = stream.ready
+            # Set until it fires, which is after the connection is made.
+            assert ready is not None
             try:
-                return await stream.ready
+                return await ready
             except NegotiationFailure as failure:
                 if not failure.tls_refused or target.direct_tls or not attempt_tls:
                     return failure
@@ -285,4 +289,5 @@ class Connector:
             verify_request=verify_request,
             target=target,
         )
-        return endpoint.connect(factory)
+        # The endpoint says IProtocol; the factory builds OutboundStreams.
+        return cast("defer.Deferred[OutboundStream]", endpoint.connect(factory))

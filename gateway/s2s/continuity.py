@@ -4,7 +4,15 @@ certificate changes"): the certificate last accepted for each peer domain,
 and what changed when a peer comes back with another.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.records.record import AuthenticationRecord
+    from gateway.tls.certificates import CertificateSummary
 
 
 @dataclass(frozen=True)
@@ -19,10 +27,10 @@ class CertificateChange:
     spki_sha256: str
 
     @property
-    def key_changed(self):
+    def key_changed(self) -> bool:
         return self.previous_spki_sha256 != self.spki_sha256
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, str | bool]:
         return {
             "previous_sha256": self.previous_sha256,
             "previous_spki_sha256": self.previous_spki_sha256,
@@ -35,11 +43,12 @@ class Continuity:
     The certificate last accepted for each peer domain.
     """
 
-    def __init__(self):
-        self.last = {}
-        self.pending = {}
+    def __init__(self) -> None:
+        # peer domain -> (certificate SHA-256, SPKI SHA-256)
+        self.last: dict[str, tuple[str, str]] = {}
+        self.pending: dict[str, tuple[str, str]] = {}
 
-    def load(self, records):
+    def load(self, records: Iterable[AuthenticationRecord]) -> None:
         """
         Learn the last certificate of each peer from C{records} (newest
         first, as the record store returns them).
@@ -51,7 +60,7 @@ class Continuity:
                     record.certificate["spki_sha256"],
                 )
 
-    def check(self, peer_domain, summary):
+    def check(self, peer_domain: str, summary: CertificateSummary) -> CertificateChange | None:
         """
         Compare C{summary} (a L{CertificateSummary}) with the last
         certificate accepted for C{peer_domain}.
@@ -64,5 +73,5 @@ class Continuity:
             return None
         return CertificateChange(previous[0], previous[1], summary.sha256, summary.spki_sha256)
 
-    def accept(self, peer_domain, summary):
+    def accept(self, peer_domain: str, summary: CertificateSummary) -> None:
         self.last[peer_domain] = (summary.sha256, summary.spki_sha256)

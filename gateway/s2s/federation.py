@@ -12,9 +12,10 @@ need from their owner, made of five parts, each with one job:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.words.xish import domish
 from zope.interface import implementer
@@ -23,7 +24,7 @@ from gateway.records.interfaces import IRecordStore
 from gateway.s2s.authentication import Authenticator
 from gateway.s2s.connector import Connector
 from gateway.s2s.continuity import Continuity
-from gateway.s2s.flow import Backpressure
+from gateway.s2s.flow import Backpressure, transport_of
 from gateway.s2s.interfaces import IInboundStreamOwner, IOutboundStreamOwner
 from gateway.s2s.keeper import RecordKeeper
 from gateway.s2s.metrics import GatewayMetrics
@@ -171,8 +172,8 @@ class Federation:
     def stream_opened(self, stream: S2SStream) -> None:
         self.registry.add(stream)
         if stream.direction == "inbound":
-            self.backpressure.to_components.add_source(stream.transport)
-        peer = stream.transport.getPeer()
+            self.backpressure.to_components.add_source(transport_of(stream))
+        peer = _connection(stream).getPeer()
         log.info(
             "s2s {direction} stream opened with {peer} at {address}",
             direction=stream.direction,
@@ -219,7 +220,7 @@ class Federation:
         self.authenticator.stream_closed(stream)
         self.backpressure.to_peers.detach_sink(stream)
         if stream.direction == "inbound":
-            self.backpressure.to_components.remove_source(stream.transport)
+            self.backpressure.to_components.remove_source(transport_of(stream))
         self.registry.remove(stream)
         tls = stream.tls
         log.info(
@@ -269,7 +270,7 @@ class Federation:
 
         def abort() -> None:
             for stream in list(self.streams):
-                stream.transport.abortConnection()
+                _connection(stream).abortConnection()
 
         timer = self.clock.callLater(grace, abort)
 
@@ -278,3 +279,8 @@ class Federation:
                 timer.cancel()
 
         return emptied.addBoth(done)
+
+
+def _connection(stream: S2SStream) -> ITCPTransport:
+    # A connected stream's transport: TCP, or TLS over it.
+    return cast(ITCPTransport, stream.transport)

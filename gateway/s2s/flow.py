@@ -24,9 +24,10 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import BaseProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -44,6 +45,16 @@ class Transport(Protocol):
     def resumeProducing(self) -> None: ...
 
     def registerProducer(self, producer: object, streaming: bool) -> None: ...
+
+
+def transport_of(protocol: BaseProtocol) -> Transport:
+    """
+    The transport of connected C{protocol}, as flow control takes it.
+    Twisted's TCP and TLS transports are also the push producers and
+    consumers flow control pauses; no single interface says all that.
+    """
+    return cast(Transport, protocol.transport)
+
 
 _pauses: weakref.WeakKeyDictionary[Transport, set[object]] = weakref.WeakKeyDictionary()
 

@@ -5,7 +5,19 @@ L{gateway.s2s.federation.Federation}.  Fakes declare them too, and the
 tests hold both to them with C{verifyObject}, so that neither can drift.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from gateway.s2s.outbound import OutboundStream
+    from gateway.s2s.queues import Entry
+    from gateway.s2s.stream import S2SStream
+    from gateway.verifiers.chain import ChainResult
 
 
 class IStreamOwner(Interface):
@@ -20,17 +32,23 @@ class IStreamOwner(Interface):
     tls_profile = Attribute("The gateway.tls.profile.TLSProfile for STARTTLS.")
     policy = Attribute("The gateway.app.config.PolicyConfig.")
 
-    def stream_opened(stream):
+    def stream_opened(stream: S2SStream) -> None:
         """
         C{stream} is connected.
         """
 
-    def stream_closed(stream):
+    def stream_closed(stream: S2SStream) -> None:
         """
         C{stream}'s connection is gone.
         """
 
-    def verify_peer(direction, local_domain, peer_domain, stream, dialback_key=None):
+    def verify_peer(
+        direction: str,
+        local_domain: str,
+        peer_domain: str,
+        stream: S2SStream,
+        dialback_key: str | None = None,
+    ) -> Deferred[ChainResult]:
         """
         Run the verifier chain for C{peer_domain} over C{stream}.
 
@@ -38,12 +56,16 @@ class IStreamOwner(Interface):
             L{gateway.verifiers.chain.ChainResult}.
         """
 
-    def stream_authenticated(stream, peer_domain, local_domain, result, via):
+    def stream_authenticated(
+        stream: S2SStream, peer_domain: str, local_domain: str, result: ChainResult, via: str
+    ) -> None:
         """
         C{stream} now carries stanzas for C{(peer_domain, local_domain)}.
         """
 
-    def authentication_refused(stream, direction, local_domain, peer_domain, result):
+    def authentication_refused(
+        stream: S2SStream, direction: str, local_domain: str, peer_domain: str, result: ChainResult
+    ) -> None:
         """
         The chain refused C{peer_domain} on C{stream}.
         """
@@ -71,12 +93,12 @@ class IOutboundStreamOwner(IStreamOwner):
     connect_timeout = Attribute("Seconds a silent peer may owe an answer.")
     stalled_timeout = Attribute("Seconds a peer may leave what we sent unread or unacknowledged.")
 
-    def stream_closing(stream):
+    def stream_closing(stream: OutboundStream) -> None:
         """
         C{stream} sent its closing tag: new stanzas go to a new stream.
         """
 
-    def resend(unacked, local_domain, peer_domain):
+    def resend(unacked: list[Entry], local_domain: str, peer_domain: str) -> None:
         """
         Send again what a stream from C{local_domain} to C{peer_domain}
         sent, as C{(bytes, resent)} pairs, and the peer never acknowledged.

@@ -3,6 +3,8 @@ The federation's metrics for Prometheus/OpenMetrics, in a registry of
 their own; the admin interface serves them at C{/metrics}.
 """
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -11,7 +13,7 @@ class GatewayMetrics:
     The gateway's metrics, in a registry of its own.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.streams = Gauge(
             "xmpp_gateway_streams", "Live authenticated s2s streams",
@@ -45,12 +47,15 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
-    def count_queued(self, count):
+    def count_queued(self, count: Callable[[], float]) -> None:
         """
         Read the queued-stanzas gauge from C{count}, a function of no
         arguments.
         """
         self.queued.set_function(count)
 
-    def text(self):
+    def text(self) -> bytes:
+        """
+        The metrics in the Prometheus text format.
+        """
         return generate_latest(self.registry)

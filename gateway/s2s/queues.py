@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
-from gateway.s2s.flow import Valve
+from gateway.s2s.flow import Valve, transport_of
 from gateway.s2s.keeper import RecordKeeper
 from gateway.s2s.outbound import NegotiationFailure, OutboundStream
 from gateway.s2s.registry import Route, StreamRegistry
@@ -260,14 +260,14 @@ class OutboundQueues:
         local_domain, peer_domain = route
         d = self.connector.open_stream(local_domain, peer_domain)
         self._connecting[route] = d
-        d.addCallbacks(self._ready, self._failed, (route,), None, (route,))
+        d.addCallbacks(self._ready, self._failed, callbackArgs=(route,), errbackArgs=(route,))
         d.addErrback(lambda f: log.failure("routing to {peer}", f, peer=peer_domain))
 
     def _ready(self, stream: OutboundStream, route: Route) -> None:
         del self._connecting[route]
         self.registry.carry(route, stream)
         self.to_peers.attach_sink(
-            stream.transport, stream, on_full=stream.sink_full, on_drained=stream.sink_drained
+            transport_of(stream), stream, on_full=stream.sink_full, on_drained=stream.sink_drained
         )
         for data, resent in self._take_queue(route):
             refusal = self._over_limits(stream)
@@ -279,8 +279,9 @@ class OutboundQueues:
     def _failed(self, failure: Failure, route: Route) -> None:
         del self._connecting[route]
         local_domain, peer_domain = route
-        if failure.check(NegotiationFailure):
-            condition, text = failure.value.condition, failure.value.text
+        error = failure.value
+        if isinstance(error, NegotiationFailure):
+            condition, text = error.condition, error.text
         elif failure.check(defer.TimeoutError, defer.CancelledError):
             condition = "remote-server-timeout"
             text = (

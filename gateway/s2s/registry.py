@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -177,7 +177,9 @@ class StreamRegistry:
         """
         if stream.direction != "outbound":
             return False
-        route = (stream.local_domain, stream.peer_domain)
+        # Only outbound streams carry routes.
+        outbound = cast("OutboundStream", stream)
+        route = (outbound.local_domain, outbound.peer_domain)
         if self._outbound.get(route) is stream:
             del self._outbound[route]
             return True

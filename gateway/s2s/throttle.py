@@ -3,7 +3,10 @@ Bounding what a peer can make the gateway write about it: L{LogThrottle}
 for log lines, L{RefusalTally} for refusal records.
 """
 
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from twisted.internet.interfaces import IReactorTime
 
 
 class LogThrottle:
@@ -14,13 +17,14 @@ class LogThrottle:
     At most C{keys} keys are remembered (the oldest forgotten first).
     """
 
-    def __init__(self, clock, every=60.0, keys=10_000):
+    def __init__(self, clock: IReactorTime, every: float = 60.0, keys: int = 10_000) -> None:
         self.clock = clock
         self.every = every
         self.keys = keys
-        self._state = {}
+        # key -> (when its last line was logged, events not logged since)
+        self._state: dict[Hashable, tuple[float | None, int]] = {}
 
-    def due(self, key):
+    def due(self, key: Hashable) -> int | None:
         """
         Count one event for C{key}.
 
@@ -48,15 +52,33 @@ class RefusalSummary:
     one, in one window.
     """
 
-    source: str
+    #: The source (L{gateway.s2s.registry.connection_source}); L{None}
+    #: for a connection with no IP address.
+    source: str | None
     count: int
     first_time: float
     last_time: float
     #: The first few domains refused (at most L{RefusalTally.SAMPLE}).
-    domains: list
+    domains: list[str]
     #: How many different domains that sample was taken from, counted up to
     #: L{RefusalTally.DISTINCT}.
     distinct_domains: int
+
+
+@dataclass
+class _Window:
+    """
+    One source's refusals in its current window (C{first} and C{last} mean
+    something once C{count} does).
+    """
+
+    start: float
+    recorded: int = 0
+    count: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    domains: list[str] = field(default_factory=list)
+    distinct: set[str] = field(default_factory=set)
 
 
 class RefusalTally:
@@ -74,17 +96,25 @@ class RefusalTally:
     SAMPLE = 10
     DISTINCT = 1000
 
-    def __init__(self, clock, allowance=10, total=100, every=60.0, sources=10_000):
+    def __init__(
+        self,
+        clock: IReactorTime,
+        allowance: int = 10,
+        total: int = 100,
+        every: float = 60.0,
+        sources: int = 10_000,
+    ) -> None:
         self.clock = clock
         self.allowance = allowance
         self.total = total
         self.every = every
         self.sources = sources
-        self._windows = {}
-        self._total_window = (None, 0)
-        self._ended = []
+        self._windows: dict[str | None, _Window] = {}
+        # (when the window of all sources began, refusals recorded in it)
+        self._total_window: tuple[float | None, int] = (None, 0)
+        self._ended: list[RefusalSummary] = []
 
-    def count(self, source, peer_domain):
+    def count(self, source: str | None, peer_domain: str) -> bool:
         """
         Count a refusal of C{peer_domain} from C{source}.
 
@@ -96,50 +126,48 @@ class RefusalTally:
         if start is None or now - start >= self.every:
             start, all_recorded = now, 0
         window = self._windows.get(source)
-        if window is not None and now - window["start"] >= self.every:
+        if window is not None and now - window.start >= self.every:
             self._end(source)
             window = None
         if window is None:
-            window = self._windows[source] = {
-                "start": now, "recorded": 0, "count": 0, "first": None, "last": None,
-                "domains": [], "distinct": set(),
-            }
+            window = self._windows[source] = _Window(now)
             if len(self._windows) > self.sources:
                 self._end(next(iter(self._windows)))
-        if window["recorded"] < self.allowance and all_recorded < self.total:
-            window["recorded"] += 1
+        if window.recorded < self.allowance and all_recorded < self.total:
+            window.recorded += 1
             self._total_window = (start, all_recorded + 1)
             return True
         self._total_window = (start, all_recorded)
-        window["count"] += 1
-        window["first"] = now if window["first"] is None else window["first"]
-        window["last"] = now
-        if peer_domain not in window["distinct"] and len(window["distinct"]) < self.DISTINCT:
-            window["distinct"].add(peer_domain)
-            if len(window["domains"]) < self.SAMPLE:
-                window["domains"].append(peer_domain)
+        if not window.count:
+            window.first = now
+        window.count += 1
+        window.last = now
+        if peer_domain not in window.distinct and len(window.distinct) < self.DISTINCT:
+            window.distinct.add(peer_domain)
+            if len(window.domains) < self.SAMPLE:
+                window.domains.append(peer_domain)
         return False
 
-    def _end(self, source):
+    def _end(self, source: str | None) -> None:
         window = self._windows.pop(source)
-        if window["count"]:
+        if window.count:
             self._ended.append(
                 RefusalSummary(
                     source,
-                    window["count"],
-                    window["first"],
-                    window["last"],
-                    window["domains"],
-                    len(window["distinct"]),
+                    window.count,
+                    window.first,
+                    window.last,
+                    window.domains,
+                    len(window.distinct),
                 )
             )
 
-    def due(self):
+    def due(self) -> list[RefusalSummary]:
         """
         The summaries of the windows that have ended (each given once).
         """
         now = self.clock.seconds()
-        for source in [s for s, w in self._windows.items() if now - w["start"] >= self.every]:
+        for source in [s for s, w in self._windows.items() if now - w.start >= self.every]:
             self._end(source)
         ended, self._ended = self._ended, []
         return ended

@@ -4,9 +4,14 @@ refusals, newest first, bounded, until acknowledged.  The federation raises
 them; the status interface (L{gateway.ops}) shows them.
 """
 
-import itertools
-from dataclasses import dataclass, field
+from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from gateway.s2s.throttle import LogThrottle
@@ -21,14 +26,14 @@ class Warning:
     kind: str
     peer_domain: str
     message: str
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     acknowledged: bool = False
     #: How many times it happened: a repeated refusal of the same peer
     #: counts here instead of adding a warning each time.
     count: int = 1
     first_time: float | None = None
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         from gateway.records.record import time_iso
 
         return {
@@ -49,10 +54,15 @@ class Warnings:
     Warnings for operators, newest first, bounded in number.
     """
 
-    def __init__(self, clock, limit=1000, on_acknowledge=None):
+    def __init__(
+        self,
+        clock: IReactorTime,
+        limit: int = 1000,
+        on_acknowledge: Callable[[Warning], object] | None = None,
+    ) -> None:
         self.clock = clock
         self.limit = limit
-        self._warnings = []
+        self._warnings: list[Warning] = []
         self._ids = itertools.count(1)
         self._throttle = LogThrottle(clock, self.LOG_EVERY, keys=limit)
         self.on_acknowledge = on_acknowledge
@@ -66,7 +76,7 @@ class Warnings:
     AGGREGATED = frozenset({"verification-failure", "repeated-refusals"})
     LOG_EVERY = 60.0
 
-    def add(self, kind, peer_domain, message, **details):
+    def add(self, kind: str, peer_domain: str, message: str, **details: Any) -> Warning:
         now = self.clock.seconds()
         if kind in self.AGGREGATED:
             for warning in self._warnings:
@@ -91,7 +101,7 @@ class Warnings:
         self._log(warning)
         return warning
 
-    def _evict(self):
+    def _evict(self) -> None:
         for index in range(len(self._warnings) - 1, -1, -1):
             old = self._warnings[index]
             if old.acknowledged or old.kind in self.AGGREGATED:
@@ -99,7 +109,7 @@ class Warnings:
                 return
         del self._warnings[self.limit:]
 
-    def _log(self, warning):
+    def _log(self, warning: Warning) -> None:
         repeated = self._throttle.due(
             (warning.kind, warning.peer_domain, warning.details.get("source"))
         )
@@ -114,10 +124,10 @@ class Warnings:
             repeated=repeated,
         )
 
-    def list(self, include_acknowledged=True):
+    def list(self, include_acknowledged: bool = True) -> list[Warning]:
         return [w for w in self._warnings if include_acknowledged or not w.acknowledged]
 
-    def acknowledge(self, warning_id):
+    def acknowledge(self, warning_id: int) -> bool:
         for warning in self._warnings:
             if warning.id == warning_id:
                 if not warning.acknowledged:

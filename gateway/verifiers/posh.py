@@ -20,9 +20,10 @@ Verdicts:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTCP
 from zope.interface import implementer
 
 from gateway.posh.client import ABSENT, FOUND, POSHClient, match_posh
@@ -101,7 +102,9 @@ class POSHVerifierFactory:
 
             resolver = make_resolver(config.dns, environment.reactor)
         client = POSHClient.over_https(
-            environment.reactor,
+            # The environment names the reactor by the clock every verifier
+            # reads; the gateway's reactor makes POSH's connections too.
+            cast(IReactorTCP, environment.reactor),
             resolver,
             getattr(policy, "trust_store", None),
             timeout=posh.timeout,
