@@ -8,14 +8,21 @@ for a domain already attached (C{conflict}), and joins the component to the
 L{gateway.components.routing.Router}.
 """
 
+from __future__ import annotations
+
 import hmac
+from collections.abc import Mapping
+from typing import cast
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 from wokkel.component import ListenComponentAuthenticator
 
+from gateway.components.routing import Router
+from gateway.s2s.flow import Backpressure, transport_of
 from gateway.xmpp.jid import AddressError, bare_domain
 from gateway.xmpp.parser import NS_XML
 from gateway.xmpp.stanzas import COMPONENT_LANGUAGE
@@ -23,7 +30,7 @@ from gateway.xmpp.stanzas import COMPONENT_LANGUAGE
 log = Logger()
 
 
-def send_header(stream):
+def send_header(stream: xmlstream.XmlStream) -> None:
     """
     Twisted's response header, with C{xml:lang} (RFC 6120 section 4.7.4):
     a stanza that says no language is in L{COMPONENT_LANGUAGE}.
@@ -33,11 +40,20 @@ def send_header(stream):
         stream.namespace,
         localPrefixes={p: uri for uri, p in stream.prefixes.items() if uri != xmlstream.NS_STREAMS},
     )
-    root["from"] = stream.thisEntity.userhost()
+    root["from"] = this_entity(stream).userhost()
     root["id"] = stream.sid
     root[(NS_XML, "lang")] = COMPONENT_LANGUAGE
     stream.send(root.toXml(prefixes=stream.prefixes, closeElement=0))
     stream._headerSent = True
+
+
+def this_entity(stream: xmlstream.XmlStream) -> jid.JID:
+    """
+    The local domain C{stream} serves, as L{ComponentAuthenticator} set it.
+    """
+    # Twisted declares thisEntity = None on the class (its docstring says
+    # JID), so mypy reads it as always None.
+    return cast(jid.JID, stream.thisEntity)
 
 
 class ComponentAuthenticator(ListenComponentAuthenticator):
@@ -49,12 +65,12 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
     @param router: refuses a domain that already has a component.
     """
 
-    def __init__(self, secrets, router):
+    def __init__(self, secrets: Mapping[str, str], router: Router) -> None:
         ListenComponentAuthenticator.__init__(self, None)
         self.secrets = secrets
         self.router = router
 
-    def streamStarted(self, rootElement):
+    def streamStarted(self, rootElement: domish.Element) -> None:
         # The domain is read here, in canonical form (gateway.xmpp.jid), not by
         # Twisted's JID, whose IDNA2003 nameprep reads some domains as others
         # (straße.de as strasse.de).
@@ -81,7 +97,7 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
         send_header(self.xmlstream)
         self.xmlstream.addOnetimeObserver("/*", self.onElement)
 
-    def onHandshake(self, handshake):
+    def onHandshake(self, handshake: str) -> None:
         domain = self.xmlstream.thisEntity.host
         expected = xmlstream.hashPassword(self.xmlstream.sid, self.secrets[domain])
         if not hmac.compare_digest(expected.encode(), handshake.strip().lower().encode()):
@@ -105,7 +121,9 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
 
     noisy = False
 
-    def __init__(self, router, secrets, backpressure):
+    def __init__(
+        self, router: Router, secrets: Mapping[str, str], backpressure: Backpressure
+    ) -> None:
         self.router = router
         self.backpressure = backpressure
         xmlstream.XmlStreamServerFactory.__init__(
@@ -113,13 +131,13 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
         )
         self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._connected)
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
-        self.streams = set()
-        self._drained = []
+        self.streams: set[xmlstream.XmlStream] = set()
+        self._drained: list[defer.Deferred[None]] = []
 
-    def _connected(self, stream):
+    def _connected(self, stream: xmlstream.XmlStream) -> None:
         self.streams.add(stream)
 
-        def lost(reason):
+        def lost(reason: Failure) -> None:
             self.streams.discard(stream)
             if not self.streams:
                 drained, self._drained = self._drained, []
@@ -128,7 +146,7 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
 
         stream.addObserver(xmlstream.STREAM_END_EVENT, lost)
 
-    def close_all(self):
+    def close_all(self) -> defer.Deferred[None]:
         """
         Close every component stream.
 
@@ -136,24 +154,26 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
         """
         if not self.streams:
             return defer.succeed(None)
-        drained = defer.Deferred()
+        drained: defer.Deferred[None] = defer.Deferred()
         self._drained.append(drained)
         for stream in list(self.streams):
             stream.sendStreamError(error.StreamError("system-shutdown"))
         return drained
 
-    def _authenticated(self, stream):
-        domain = stream.thisEntity.host
+    def _authenticated(self, stream: xmlstream.XmlStream) -> None:
+        domain = this_entity(stream).host
         self.router.attach_component(domain, stream)
         # A component that doesn't read pauses the peers that feed it; full
         # outbound streams pause the components.
-        self.backpressure.to_components.attach_sink(stream.transport, stream)
-        self.backpressure.to_peers.add_source(stream.transport)
+        self.backpressure.to_components.attach_sink(transport_of(stream), stream)
+        self.backpressure.to_peers.add_source(transport_of(stream))
         log.info("component attached for {domain}", domain=domain)
         stream.addObserver("/*", lambda stanza: self._received(stanza, domain, stream))
         stream.addObserver(xmlstream.STREAM_END_EVENT, lambda reason: self._detached(domain, stream))
 
-    def _received(self, stanza, domain, stream):
+    def _received(
+        self, stanza: domish.Element, domain: str, stream: xmlstream.XmlStream
+    ) -> None:
         if stanza.name not in ("message", "presence", "iq"):
             stream.sendStreamError(
                 error.StreamError("unsupported-stanza-type", text=f"<{stanza.name}/> is not a stanza")
@@ -161,8 +181,8 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
             return
         self.router.route_from_component(stanza, domain)
 
-    def _detached(self, domain, stream):
+    def _detached(self, domain: str, stream: xmlstream.XmlStream) -> None:
         self.router.detach_component(domain, stream)
         self.backpressure.to_components.detach_sink(stream)
-        self.backpressure.to_peers.remove_source(stream.transport)
+        self.backpressure.to_peers.remove_source(transport_of(stream))
         log.info("component detached for {domain}", domain=domain)

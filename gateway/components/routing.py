@@ -7,9 +7,16 @@ bounced to its sender with a stanza error (RFC 6120 section 8.3), except
 errors and IQ results, which are logged and not answered.
 """
 
-from twisted.logger import Logger
+from __future__ import annotations
 
-from gateway.xmpp.jid import AddressError, parse_jid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber.xmlstream import XmlStream
+from twisted.words.xish import domish
+
+from gateway.xmpp.jid import JID, AddressError, parse_jid
 from gateway.xmpp.parser import ShallowStanza, expand
 from gateway.xmpp.stanzas import (
     MAX_ECHOED_PAYLOAD,
@@ -20,6 +27,10 @@ from gateway.xmpp.stanzas import (
     is_bounceable,
     rewrite_namespace,
 )
+
+if TYPE_CHECKING:
+    from gateway.s2s.federation import Federation
+    from gateway.s2s.metrics import GatewayMetrics
 
 log = Logger()
 
@@ -32,15 +43,17 @@ class Router:
         is made).
     """
 
-    def __init__(self, local_domains, metrics=None):
+    def __init__(
+        self, local_domains: Iterable[str], metrics: GatewayMetrics | None = None
+    ) -> None:
         self.local_domains = frozenset(local_domains)
-        self.components = {}
-        self.federation = None
+        self.components: dict[str, XmlStream] = {}
+        self.federation: Federation | None = None
         self.metrics = metrics
         self.routed = 0
         self.bounced = 0
 
-    def attach_federation(self, federation):
+    def attach_federation(self, federation: Federation) -> None:
         """
         Route stanzas for domains not served here to C{federation} (its
         C{send}), and only there.
@@ -49,14 +62,14 @@ class Router:
             raise ValueError("the router already has a federation")
         self.federation = federation
 
-    def attach_component(self, domain, stream):
+    def attach_component(self, domain: str, stream: XmlStream) -> None:
         self.components[domain] = stream
 
-    def detach_component(self, domain, stream):
+    def detach_component(self, domain: str, stream: XmlStream) -> None:
         if self.components.get(domain) is stream:
             del self.components[domain]
 
-    def route_from_component(self, stanza, component_domain):
+    def route_from_component(self, stanza: domish.Element, component_domain: str) -> None:
         """
         Route a stanza a component sent.  Its C{from} must be in the
         component's domain; its C{to} may be local or remote.  Both go on
@@ -95,7 +108,9 @@ class Router:
             stanza["to"] = recipient.full()
         self.deliver(stanza, sender.domain, recipient.domain)
 
-    def _refuse_from_component(self, stanza, component_domain, condition, text):
+    def _refuse_from_component(
+        self, stanza: domish.Element, component_domain: str, condition: str, text: str
+    ) -> None:
         # The error goes back on the component's own stream, addressed to the
         # sender only when that is a well-formed address of the component's,
         # and from the address it was sent to only when that is well-formed
@@ -112,7 +127,14 @@ class Router:
             deliver=lambda reply: self._deliver_local(reply, component_domain),
         )
 
-    def refuse_from_s2s(self, stanza, sender_domain, recipient_domain, condition, text):
+    def refuse_from_s2s(
+        self,
+        stanza: domish.Element,
+        sender_domain: str,
+        recipient_domain: str,
+        condition: str,
+        text: str | None,
+    ) -> None:
         """
         Answer a stanza that an s2s peer authenticated for C{(sender_domain,
         recipient_domain)} sent, but that can't be routed (say a malformed
@@ -131,22 +153,25 @@ class Router:
             deliver=lambda reply: self.deliver(reply, recipient_domain, sender_domain),
         )
 
-    def route_from_s2s(self, stanza, sender_domain, recipient_domain):
+    def route_from_s2s(
+        self, stanza: domish.Element, sender_domain: str, recipient_domain: str
+    ) -> None:
         """
         Route a stanza an authenticated s2s peer sent to a local domain.
         """
         self.deliver(stanza, sender_domain, recipient_domain)
 
-    def deliver(self, stanza, sender_domain, recipient_domain):
+    def deliver(self, stanza: domish.Element, sender_domain: str, recipient_domain: str) -> None:
         self.routed += 1
         if self.metrics is not None:
             self.metrics.stanzas_routed.inc()
         if recipient_domain in self.local_domains:
             self._deliver_local(stanza, recipient_domain)
         else:
+            assert self.federation is not None, "no federation attached"
             self.federation.send(expand(stanza), sender_domain, recipient_domain)
 
-    def _deliver_local(self, stanza, domain):
+    def _deliver_local(self, stanza: domish.Element, domain: str) -> None:
         component = self.components.get(domain)
         if component is None:
             self.bounce(stanza, "service-unavailable", f"the service for {domain} is not connected")
@@ -162,7 +187,7 @@ class Router:
         rewrite_namespace(stanza, NS_SERVER, NS_COMPONENT)
         component.send(stanza)
 
-    def bounce(self, stanza, condition, text=None):
+    def bounce(self, stanza: domish.Element, condition: str, text: str | None = None) -> None:
         """
         Answer undeliverable C{stanza} with error C{condition}, routed back to
         its sender.
@@ -170,23 +195,35 @@ class Router:
         stanza = _for_answer(stanza)
         sender = _well_formed(stanza.getAttribute("from"))
         recipient = _well_formed(stanza.getAttribute("to"))
-        if is_bounceable(stanza) and (sender is None or recipient is None):
+        if not is_bounceable(stanza):
+            self._not_answered(stanza, condition)
+            return
+        if sender is None or recipient is None:
             log.warn(
                 "cannot bounce a {kind} with a malformed address ({condition})",
                 kind=stanza.name,
                 condition=condition,
             )
             return
+        back_from, back_to = recipient.domain, sender.domain
         self._answer(
             stanza,
             condition,
             text,
-            reply_from=recipient and recipient.full(),
-            reply_to=sender and sender.full(),
-            deliver=lambda reply: self.deliver(reply, recipient.domain, sender.domain),
+            reply_from=recipient.full(),
+            reply_to=sender.full(),
+            deliver=lambda reply: self.deliver(reply, back_from, back_to),
         )
 
-    def _answer(self, stanza, condition, text, reply_from, reply_to, deliver):
+    def _answer(
+        self,
+        stanza: domish.Element,
+        condition: str,
+        text: str | None,
+        reply_from: str | None,
+        reply_to: str,
+        deliver: Callable[[domish.Element], None],
+    ) -> None:
         """
         Send the error C{condition} answering C{stanza} (RFC 6120 section
         8.3) with the given addresses (well-formed and canonical; no C{from}
@@ -195,15 +232,7 @@ class Router:
         """
         stanza = _for_answer(stanza)
         if not is_bounceable(stanza):
-            log.warn(
-                "not answering undeliverable {kind} of type {type} from {sender} to "
-                "{recipient} ({condition}): errors and results are not answered",
-                kind=stanza.name,
-                type=stanza.getAttribute("type"),
-                sender=stanza.getAttribute("from"),
-                recipient=stanza.getAttribute("to"),
-                condition=condition,
-            )
+            self._not_answered(stanza, condition)
             return
         self.bounced += 1
         if self.metrics is not None:
@@ -216,8 +245,20 @@ class Router:
         reply["to"] = reply_to
         deliver(reply)
 
+    @staticmethod
+    def _not_answered(stanza: domish.Element, condition: str) -> None:
+        log.warn(
+            "not answering undeliverable {kind} of type {type} from {sender} to "
+            "{recipient} ({condition}): errors and results are not answered",
+            kind=stanza.name,
+            type=stanza.getAttribute("type"),
+            sender=stanza.getAttribute("from"),
+            recipient=stanza.getAttribute("to"),
+            condition=condition,
+        )
 
-def _for_answer(stanza):
+
+def _for_answer(stanza: domish.Element) -> domish.Element:
     """
     C{stanza} as an error reply needs it: a shallow stanza too large for its
     payload to be echoed (L{MAX_ECHOED_PAYLOAD}) is answered from its start
@@ -229,7 +270,7 @@ def _for_answer(stanza):
     return expand(stanza)
 
 
-def _well_formed(value):
+def _well_formed(value: str | None) -> JID | None:
     """
     The address C{value} parsed, or L{None} when it is missing or malformed.
     """

@@ -47,11 +47,12 @@ class LiveStream(Protocol):
     L{gateway.s2s.inbound.InboundStream} or
     L{gateway.s2s.outbound.OutboundStream}, with what the federation gives
     it when it registers it (its C{serial}, C{since}, C{authentications}
-    and C{certificate_change}).
+    and C{certificate_change}).  The federation's streams are all
+    registered, but a stream declares C{serial} and C{since} before it is.
     """
 
     @property
-    def serial(self) -> str: ...
+    def serial(self) -> str | None: ...
 
     @property
     def direction(self) -> str: ...
@@ -72,7 +73,7 @@ class LiveStream(Protocol):
     def certificate_change(self) -> CertificateChange | None: ...
 
     @property
-    def since(self) -> float: ...
+    def since(self) -> float | None: ...
 
     @property
     def stanzas_in(self) -> int: ...
@@ -145,7 +146,7 @@ class StatusSource:
             "evidence": dict(first.evidence) if first else {},
             "authentications": authentications,
             "certificate": self._summary(stream),
-            "since": time_iso(stream.since),
+            "since": time_iso(stream.since) if stream.since is not None else None,
             "stanzas_in": stream.stanzas_in,
             "stanzas_out": stream.stanzas_out,
             "certificate_changed": change is not None,
