@@ -41,7 +41,9 @@ log = Logger()
 class Listener(service.Service):
     """
     One listening port of the gateway: C{factory} on C{endpoint}, bound at
-    L{privilegedStartService} (before twistd drops privileges).
+    L{privilegedStartService} (before twistd drops privileges).  A port that
+    can't be had then stops the gateway (L{SystemExit}) with one line that
+    names it.
 
     @ivar what: what listens here (C{"s2s (STARTTLS)"}, C{"components"},
         ...), for the log and L{GatewayService.listening_ports}.
@@ -60,11 +62,16 @@ class Listener(service.Service):
         self.endpoint = endpoint
         self.factory = factory
         self._port: Deferred[IListeningPort] | None = None
+        self._listening_port: IListeningPort | None = None
 
     def port(self) -> Deferred[IListeningPort]:
         """
         The listening port, once L{privilegedStartService} or
         L{startService} asked for it.
+
+        @return: a Deferred firing with the L{IListeningPort}, or failing
+            with L{CannotListenError}.
+        @raise RuntimeError: before the service started.
         """
         if self._port is None:
             raise RuntimeError(f"not listening for {self.what} yet")
@@ -102,6 +109,7 @@ class Listener(service.Service):
         self._port = port
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
+        self._listening_port = port
         address = port.getHost()
         log.info(
             "listening for {what} on {address}",
@@ -117,19 +125,19 @@ class Listener(service.Service):
         Stop listening, or give up a listen still on its way.
         """
         super().stopService()
-        port, self._port = self._port, None
-        if port is None:
-            return defer.succeed(None)
-        port.cancel()
+        waiting, self._port = self._port, None
+        listening, self._listening_port = self._listening_port, None
+        if listening is not None:
+            stopped = listening.stopListening()
+            return stopped if stopped is not None else defer.succeed(None)
+        if waiting is not None:
+            waiting.cancel()
+            waiting.addErrback(_never_listened)
+        return defer.succeed(None)
 
-        def stop(listening: IListeningPort) -> Deferred[None] | None:
-            return listening.stopListening()
 
-        def never_listened(failure: Failure) -> None:
-            failure.trap(CancelledError, CannotListenError)
-
-        stopped: Deferred[None] = port.addCallback(stop)
-        return stopped.addErrback(never_listened)
+def _never_listened(failure: Failure) -> None:
+    failure.trap(CancelledError, CannotListenError)
 
 
 class GatewayService(service.MultiService):

@@ -48,9 +48,11 @@ def _exit(message: str) -> NoReturn:
 
 
 def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
     from gateway.app.service import make_service
 
     try:
-        return make_service(options.gateway_config)
+        return make_service(options.gateway_config, reactor=reactor)
     except (StateError, TLSConfigurationError, TrustStoreError, RecordStoreError) as e:
         _exit(str(e))
