@@ -677,6 +677,64 @@ class AccessTests(unittest.TestCase):
             self.assertEqual(response.code, 200, path)
 
     @defer.inlineCallbacks
+    def test_refused_on_every_path(self):
+        """
+        Every resource of the interface, with every method, refuses a
+        request without the token, with a wrong one, or with the session
+        cookie where it does not reach: 401 and no data.  The page, its
+        acknowledge buttons and the sign-in form first say which methods
+        they take (405); nothing is acknowledged.
+        """
+        status = FakeStatus([stream_data()], peers=[{"peer_domain": "b.test"}])
+        site = make_admin_site(status, "t0ken")
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        cookie = {b"Cookie": b"xmpp_gateway_admin=" + session_value("t0ken")}
+        reading = [
+            "/api", "/api/", "/api/streams", "/api/streams/", "/api/streams/s1",
+            "/api/streams/s1/certificate", "/api/streams/s9", "/api/streams/%FF", "/api//streams",
+            "/api/peers", "/api/peers?limit=2&after=a.test", "/api/peers/b.test",
+            "/api/peers/B.TEST.", "/api/records", "/api/warnings", "/api/warnings/1",
+            "/api/warnings/1/acknowledge", "/metrics", "/warnings", "/warnings/1", "/login/x",
+            "/nowhere", "/api/streams?token=t0ken",
+        ]
+        # (path, the methods it takes): other methods get a 405 first.
+        doors = [("/", (b"GET", b"HEAD")), ("/?limit=1", (b"GET", b"HEAD")),
+                 ("/warnings/1/acknowledge", (b"POST",)), ("/login", (b"POST",))]
+        methods = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE")
+        for token, headers in ((None, {}), ("wrong", {}), ("", {}), (None, cookie)):
+            for path in reading:
+                for method in methods:
+                    if headers and method in (b"GET", b"HEAD"):
+                        continue  # the cookie reads; see test_browser_session
+                    response = yield defer.Deferred.fromCoroutine(
+                        http_port(number, path, token, method, headers))
+                    where = (token, headers, method, path)
+                    self.assertEqual(response.code, 401, where)
+                    self.assertTrue(response.header(b"www-authenticate").startswith(b"Bearer"), where)
+                    if method != b"HEAD":
+                        self.assertEqual(list(response.json()), ["error"], where)
+            for path, taken in doors:
+                for method in methods:
+                    if headers and method in taken and path != "/login":
+                        continue  # the cookie reads the page and presses its buttons
+                    response = yield defer.Deferred.fromCoroutine(
+                        http_port(number, path, token, method, headers))
+                    where = (token, headers, method, path)
+                    if method in taken:
+                        self.assertEqual(response.code, 401, where)
+                        self.assertNotIn(b"b.test", response.body, where)
+                    else:
+                        self.assertEqual((response.code, response.header(b"allow")),
+                                         (405, b", ".join(taken)), where)
+        self.assertEqual(status.acknowledged, [])
+        # The token itself opens every one of them.
+        for path in reading:
+            response = yield defer.Deferred.fromCoroutine(http_port(number, path, "t0ken"))
+            self.assertNotEqual(response.code, 401, path)
+
+    @defer.inlineCallbacks
     def test_browser_session(self):
         """
         A browser signs in with a form post (or a ?token= link) and gets an
@@ -943,6 +1001,10 @@ class FakeStatus:
 
     def metrics_text(self):
         return b""
+
+    def records_state(self):
+        return {"available": True, "unavailable_since": None, "accepting": "all peers",
+                "held": 0, "held_limit": 1000, "lost": 0}
 
 
 class PageTests(unittest.TestCase):
