@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import urllib.parse
+from html.parser import HTMLParser
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -1007,6 +1008,49 @@ class FakeStatus:
                 "held": 0, "held_limit": 1000, "lost": 0}
 
 
+#: The elements and attributes the status page is made of.
+PAGE_ELEMENTS = {
+    "html", "head", "meta", "link", "title", "style", "body", "h1", "h2", "p", "a", "span",
+    "table", "thead", "tbody", "tr", "th", "td", "code", "br", "ul", "li", "strong", "form",
+    "button",
+}
+PAGE_ATTRIBUTES = {
+    "lang", "charset", "name", "content", "rel", "href", "class", "id", "title", "data-stream",
+    "data-warning", "method", "action", "type",
+}
+
+
+class Markup(HTMLParser):
+    """
+    A page as a browser reads it: its elements, its attributes as
+    C{(name, value)} pairs, and its text, character references resolved.
+    """
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.elements = set()
+        self.attributes = set()
+        self.text = ""
+
+    @classmethod
+    def read(cls, page):
+        markup = cls()
+        markup.feed(page)
+        markup.close()
+        return markup
+
+    def handle_starttag(self, tag, attributes):
+        self.elements.add(tag)
+        self.attributes.update(attributes)
+        self.text += "\n"
+
+    def handle_endtag(self, tag):
+        self.text += "\n"
+
+    def handle_data(self, data):
+        self.text += data
+
+
 class PageTests(unittest.TestCase):
     """
     The page from data: every peer-controlled string escaped, insecure
@@ -1015,9 +1059,16 @@ class PageTests(unittest.TestCase):
 
     hostile = "<script>alert('x')</script>&\"'"
 
+    @defer.inlineCallbacks
     def test_escapes_everything(self):
+        """
+        Every peer-controlled string reaches the browser as text or as an
+        attribute value, never as markup: parsed, the page has the strings
+        as they were, in every place they are shown, and no element or
+        attribute but the page's own.
+        """
         hostile = self.hostile
-        page = render_status_page(
+        page = (yield render_status_page(
             [stream_data(
                 peer_domain=hostile, local_domain=hostile, cipher=hostile, method=hostile,
                 authenticated_by=hostile, state=hostile, id=hostile,
@@ -1025,16 +1076,36 @@ class PageTests(unittest.TestCase):
             )],
             [{"id": 1, "time": "2026-11-28T21:14:03.250000Z", "kind": hostile,
               "peer_domain": hostile, "message": hostile,
-              "details": {"sha256": hostile, "previous_sha256": hostile}, "acknowledged": False}],
+              "details": {"sha256": hostile, "previous_sha256": hostile}, "acknowledged": False},
+             {"id": 2, "time": "2026-11-28T21:14:03.250000Z", "kind": "certificate-change",
+              "peer_domain": "b.test", "message": "changed",
+              "details": {"sha256": hostile, "previous_sha256": hostile}, "acknowledged": True}],
             [{"peer_domain": hostile, "last_seen": "2026-11-28T21:14:03.250000Z",
               "last_method": hostile, "last_authenticated": True, "certificates": 1}],
-        ).decode("utf-8")
+        )).decode("utf-8")
         self.assertNotIn("<script", page)
-        self.assertNotIn("alert('x')", page)
-        self.assertIn("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;&#x27;", page)
+        # Text escapes <, > and &; attribute values (in double quotes) " too.
+        self.assertIn("&lt;script&gt;alert('x')&lt;/script&gt;&amp;\"'", page)
+        self.assertIn('"&lt;script&gt;alert(\'x\')&lt;/script&gt;&amp;&quot;\'"', page)
 
+        markup = Markup.read(page)
+        self.assertEqual(markup.elements - PAGE_ELEMENTS, set())
+        self.assertEqual({name for name, _ in markup.attributes} - PAGE_ATTRIBUTES, set())
+        # The stream's id, local and peer domains, cipher, method, how it
+        # was authenticated and the certificate's subject; the warning's
+        # kind, peer and message; a certificate change's two fingerprints;
+        # the peer's domain and last method.
+        self.assertEqual(markup.text.count(hostile), 14, markup.text)
+        self.assertIn(("data-stream", hostile), markup.attributes)
+        self.assertIn(("title", "SHA-256 " + hostile), markup.attributes)
+        quoted = urllib.parse.quote(hostile, safe="")
+        self.assertIn(("href", f"/api/streams/{quoted}"), markup.attributes)
+        self.assertIn(("href", f"/api/streams/{quoted}/certificate"), markup.attributes)
+        self.assertIn(("href", f"/api/peers/{quoted}"), markup.attributes)
+
+    @defer.inlineCallbacks
     def test_marks_insecure_streams(self):
-        page = render_status_page(
+        page = (yield render_status_page(
             [
                 stream_data(id="s1"),
                 stream_data(id="s2", encrypted=False, tls_version=None, cipher=None,
@@ -1045,7 +1116,7 @@ class PageTests(unittest.TestCase):
                     "key_changed": True}),
             ],
             [], [],
-        ).decode("utf-8")
+        )).decode("utf-8")
         rows = dict(re.findall(r'<tr class="([^"]*)" data-stream="(s\d)">', page)[i][::-1]
                     for i in range(4))
         self.assertEqual(rows, {"s1": "", "s2": "unencrypted", "s3": "unauthenticated", "s4": "changed"})
@@ -1056,13 +1127,14 @@ class PageTests(unittest.TestCase):
         self.assertIn("1 not encrypted", page)
         self.assertIn("1 unauthenticated", page)
 
+    @defer.inlineCallbacks
     def test_warnings_unacknowledged_first(self):
         warnings = [
             {"id": n, "time": "2026-11-28T21:14:03.250000Z", "kind": "certificate-change",
              "peer_domain": "b.test", "message": f"m{n}", "details": {}, "acknowledged": n % 2 == 0}
             for n in (4, 3, 2, 1)
         ]
-        page = render_status_page([], warnings, []).decode("utf-8")
+        page = (yield render_status_page([], warnings, [])).decode("utf-8")
         self.assertEqual(re.findall(r'data-warning="(\d)"', page), ["3", "1", "4", "2"])
         self.assertEqual(page.count('action="/warnings/'), 2)
 
