@@ -1165,6 +1165,43 @@ class PageTests(unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     @defer.inlineCallbacks
+    def test_paths(self):
+        """
+        With the token: a trailing slash names the same resource; an empty
+        segment inside a path, a segment that is not UTF-8 or one below a
+        leaf is not found; each resource says which methods it takes.
+        """
+        site = make_admin_site(FakeStatus([stream_data()], peers=[{"peer_domain": "b.test"}]), "t0ken")
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        not_found = {"error": "not found"}
+        for method, path, code, body in (
+            (b"GET", "/api/streams/", 200, {"streams": [stream_data()]}),
+            (b"GET", "/api/streams/s1/", 200, stream_data()),
+            (b"GET", "/api/streams/s1/certificate/",
+             404, {"error": "stream s1 has no peer certificate"}),
+            (b"GET", "/api/peers//", 200, {"peers": [{"peer_domain": "b.test"}], "next": None}),
+            (b"GET", "/api/peers/a%2Fb", 404, {"error": "no records for a/b"}),
+            (b"GET", "/api/peers?limit=", 400, {"error": "limit must be an integer from 1 to 1000"}),
+            (b"GET", "/api", 404, not_found),
+            (b"GET", "/api//streams", 404, not_found),
+            (b"GET", "/api/streams/%FF", 404, not_found),
+            (b"GET", "/api/streams/s1/certificate/x", 404, not_found),
+            (b"POST", "/nowhere", 404, not_found),
+            (b"POST", "/api/warnings//acknowledge", 404, {"error": "no warning "}),
+            (b"PUT", "/api/streams", 405, {"error": "method not allowed"}),
+            (b"GET", "/api/warnings/1/acknowledge", 405, {"error": "method not allowed"}),
+            (b"POST", "/", 405, {"error": "method not allowed"}),
+            (b"GET", "/login", 405, {"error": "method not allowed"}),
+        ):
+            response = yield defer.Deferred.fromCoroutine(http_port(number, path, "t0ken", method))
+            self.assertEqual((response.code, response.json()), (code, body), (method, path))
+            if code == 405:
+                self.assertEqual(response.header(b"allow"),
+                                 b"GET, HEAD" if method != b"GET" else b"POST", path)
+
+    @defer.inlineCallbacks
     def test_peers_paged(self):
         """
         /api/peers comes a page at a time: limit (1 to 1000), after, and
