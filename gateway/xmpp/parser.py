@@ -83,8 +83,10 @@ def with_language(stanza, language, attribute=None):
         keeps it.
     """
     stanza.attributes[(NS_XML, "lang")] = language
-    raw = getattr(stanza, "raw", None)
-    if raw:
+    # Not getattr(stanza, "raw"): on a built element, that is its first
+    # child named "raw", if any.
+    if isinstance(stanza, ShallowStanza) and stanza.raw:
+        raw = stanza.raw
         name_end = _TAG_NAME.match(raw).end()
         stanza.raw = raw[:name_end] + (attribute or language_attribute(language)) + raw[name_end:]
 
