@@ -44,15 +44,21 @@ class FakeDNSClient:
         self.records: dict[_Question, list[dns.rdata.Rdata]] = {}
         self.secure: dict[_Question, bool] = {}
         self.failures: dict[_Question, str | DNSError] = {}
+        self.ttls: dict[_Question, int] = {}
         self.queries: list[_Question] = []
 
     def add(
         self, name: str, rrtype: str, text: str, secure: bool = False, ttl: int = 60
     ) -> None:
+        """
+        Add one C{rrtype} record at C{name}, in presentation format; the
+        answer's TTL is the least of its records' (60 seconds without any).
+        """
         key = (name.lower().rstrip("."), rrtype.upper())
         rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rrtype), text)
         self.records.setdefault(key, []).append(rdata)
         self.secure[key] = secure
+        self.ttls[key] = min(ttl, self.ttls.get(key, ttl))
 
     def deny(self, name: str, rrtype: str, secure: bool = True) -> None:
         """
@@ -86,6 +92,12 @@ class FakeDNSClient:
         rcode = "NOERROR" if records or known else "NXDOMAIN"
         return defer.succeed(
             DNSAnswer(
-                key[0], key[1], rcode, records, self.secure.get(key, False), 60, self.trust_ad
+                key[0],
+                key[1],
+                rcode,
+                records,
+                self.secure.get(key, False),
+                self.ttls.get(key, 60),
+                self.trust_ad,
             )
         )

@@ -44,6 +44,9 @@ Row: TypeAlias = tuple[
     float, str, str, str, str | None, str, int, str, str | None, str | None, str, str | None, str
 ]
 
+#: The values bound to a query's placeholders.
+Parameters: TypeAlias = tuple[str | float | None, ...]
+
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -316,7 +319,7 @@ class SQLiteRecordStore:
         )
 
     def _summaries(
-        self, transaction: adbapi.Transaction, query: str, parameters: tuple[Any, ...]
+        self, transaction: adbapi.Transaction, query: str, parameters: Parameters
     ) -> list[PeerSummary]:
         transaction.execute(query, parameters)
         return [
@@ -349,7 +352,7 @@ class SQLiteRecordStore:
         return self._after_writes(self._pool.runInteraction, self._prune, before, keep)
 
     def _newest(
-        self, query: str, parameters: tuple[Any, ...], limit: int | None
+        self, query: str, parameters: Parameters, limit: int | None
     ) -> defer.Deferred[list[AuthenticationRecord]]:
         try:
             limit = check_limit(limit)
@@ -519,7 +522,7 @@ class SQLiteRecordStore:
         return forgotten
 
     def _select(
-        self, transaction: adbapi.Transaction, query: str, parameters: tuple[Any, ...]
+        self, transaction: adbapi.Transaction, query: str, parameters: Parameters
     ) -> list[AuthenticationRecord]:
         transaction.execute(query, parameters)
         return [_record(row) for row in transaction.fetchall()]
