@@ -10,8 +10,14 @@ Negotiation (RFC 6120 sections 4 and 5, XEP-0220), as a state machine:
     policy lets the peer's domain federate in plaintext.
   - C{TLS}: after C{<proceed/>}, the old parser is gone; the next thing
     accepted is the new stream header, over TLS.
+  - C{CHECKING}: over TLS, the verifier chain decides whether the
+    certificate speaks for the domain the header names (and so whether to
+    offer SASL EXTERNAL) before the features are sent.
   - C{OPEN}: C{db:result} and C{db:verify} are answered; stanzas are
     accepted only from a C{(from, to)} domain pair verified on this stream.
+  - C{SASL_RESTART}, C{SASL_OPEN}: after SASL EXTERNAL succeeded, the
+    restarted stream's header, then the stream open as C{OPEN} is, except
+    that SASL is done: another C{<auth/>} is refused.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class InboundState(enum.Enum):
     CHECKING = "checking the certificate before offering features"
     OPEN = "open"
     SASL_RESTART = "SASL done, awaiting stream restart"
+    SASL_OPEN = "open, authenticated by SASL"
 
 
 def check_stream_header(
@@ -203,7 +210,9 @@ class InboundStream(S2SStream[InboundState]):
     REFUSAL = {
         InboundState.FEATURES_SENT: "policy-violation",
         InboundState.OPEN: "policy-violation",
+        InboundState.SASL_OPEN: "policy-violation",
     }
+    TLS_STATE = InboundState.TLS
 
     def refusal(self, kind: Input, element: domish.Element) -> StreamError:
         if kind is Input.STANZA and not self.verified:
@@ -226,7 +235,6 @@ class InboundStream(S2SStream[InboundState]):
         self._header_sent = False
         self._timeout: IDelayedCall | None = None
         self._external: tuple[str, ChainResult] | None = None
-        self._sasl_done = False
         self._sasl_failures = 0
         self.sm_handled: int | None = None
 
@@ -317,7 +325,11 @@ class InboundStream(S2SStream[InboundState]):
             self.send_bytes(
                 _features_before_tls(required=not self.federation.policy.any_plaintext_allowed)
             )
-        elif self._sasl_done or not self._external_candidate():
+        elif self.state is InboundState.SASL_RESTART:
+            # Authenticated already: neither SASL nor dialback is offered.
+            self.state = InboundState.SASL_OPEN
+            self.send_bytes(_features_with_tls(offer_external=False, dialback=False))
+        elif not self._external_candidate():
             self._send_secure_features(offer_external=False)
         else:
             # XEP-0178: offer EXTERNAL only when the certificate verified for
@@ -352,7 +364,7 @@ class InboundStream(S2SStream[InboundState]):
 
     def _send_secure_features(self, offer_external: bool) -> None:
         self.state = InboundState.OPEN
-        self.send_bytes(_features_with_tls(offer_external, dialback=not self._sasl_done))
+        self.send_bytes(_features_with_tls(offer_external, dialback=True))
 
     # SASL EXTERNAL (XEP-0178) ----------------------------------------------
 
@@ -361,8 +373,6 @@ class InboundStream(S2SStream[InboundState]):
     MAX_SASL_RETRIES = 2
 
     def receive_sasl_auth(self, element: domish.Element) -> None:
-        if self._sasl_done:
-            raise StreamError("policy-violation", "SASL is already done on this stream")
         mechanism = element.getAttribute("mechanism")
         if self._external is None or mechanism != "EXTERNAL":
             self._sasl_failure("invalid-mechanism")
@@ -393,7 +403,6 @@ class InboundStream(S2SStream[InboundState]):
             self.close()
             return
         self.connection.write(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-        self._sasl_done = True
         local = self.local_domain
         assert local is not None  # the header named it
         self._authenticated((peer, local), result, via="SASL EXTERNAL")
@@ -682,7 +691,14 @@ class InboundStream(S2SStream[InboundState]):
             Input.SM_REQUEST: step(receive_sm_request, InboundState.OPEN),
         },
         InboundState.SASL_RESTART: {
-            Input.HEADER: step(receive_header, InboundState.OPEN),
+            Input.HEADER: step(receive_header, InboundState.SASL_OPEN),
+        },
+        InboundState.SASL_OPEN: {
+            Input.DB_RESULT: step(receive_db_result, InboundState.SASL_OPEN),
+            Input.DB_VERIFY: step(receive_db_verify, InboundState.SASL_OPEN),
+            Input.STANZA: step(receive_stanza, InboundState.SASL_OPEN),
+            Input.SM_ENABLE: step(receive_sm_enable, InboundState.SASL_OPEN),
+            Input.SM_REQUEST: step(receive_sm_request, InboundState.SASL_OPEN),
         },
     }
     #: When the verifier chain has answered whether to offer SASL EXTERNAL.

@@ -18,6 +18,11 @@ Negotiation, as a state machine:
     plaintext for the peer lets the stream go on without TLS;
   - C{PROCEED}: awaiting C{<proceed/>};
   - C{TLS}: handshaking; nothing is accepted until the new header;
+  - C{VERIFYING}: the verifier chain decides who the peer is;
+  - C{SASL}: awaiting the answer to SASL EXTERNAL;
+  - C{SASL_RESTART}, C{SASL_FEATURES}: after SASL success, awaiting the
+    restarted stream's header, then its features, on which the stream is
+    authenticated;
   - C{DIALBACK}: awaiting the C{db:result} or C{db:verify} answer;
   - C{AUTHENTICATED}: stanzas may be sent.
 """
@@ -73,6 +78,8 @@ class OutboundState(enum.Enum):
     TLS = "TLS negotiating"
     VERIFYING = "verifying the peer"
     SASL = "awaiting the SASL answer"
+    SASL_RESTART = "SASL done, awaiting stream header"
+    SASL_FEATURES = "SASL done, awaiting stream features"
     DIALBACK = "awaiting dialback answer"
     AUTHENTICATED = "authenticated"
 
@@ -131,6 +138,7 @@ class OutboundStream(S2SStream[OutboundState]):
     state = OutboundState.HEADER
 
     REFUSAL: dict[OutboundState, str] = {}
+    TLS_STATE = OutboundState.TLS
 
     def __init__(
         self,
@@ -154,7 +162,6 @@ class OutboundStream(S2SStream[OutboundState]):
         self.verify_request = verify_request
         self.ready: defer.Deferred[OutboundStream | bool] | None = defer.Deferred(self._cancel)
         self.authentication = None
-        self._sasl_done = False
         self._offers_external = False
         self._peer_result: ChainResult | None = None
         self._checking: defer.Deferred[None] | None = None
@@ -208,6 +215,7 @@ class OutboundStream(S2SStream[OutboundState]):
 
     PROMPT_STATES = frozenset({
         OutboundState.HEADER, OutboundState.FEATURES, OutboundState.PROCEED, OutboundState.TLS,
+        OutboundState.SASL_RESTART, OutboundState.SASL_FEATURES,
     })
 
     def _watch_silence(self) -> None:
@@ -247,6 +255,14 @@ class OutboundStream(S2SStream[OutboundState]):
     # Negotiation ---------------------------------------------------------
 
     def receive_header(self, root: domish.Element) -> None:
+        self._check_header(root)
+        self.state = OutboundState.FEATURES
+
+    def receive_header_after_sasl(self, root: domish.Element) -> None:
+        self._check_header(root)
+        self.state = OutboundState.SASL_FEATURES
+
+    def _check_header(self, root: domish.Element) -> None:
         if (root.uri, root.name) != (NS_STREAMS, "stream") or root.defaultUri != NS_SERVER:
             raise StreamError("invalid-namespace", "not a jabber:server stream")
         check_version(root)
@@ -254,11 +270,13 @@ class OutboundStream(S2SStream[OutboundState]):
         # server refusing us sends one before its stream error: hear that
         # error out, and refuse only a stream that goes on without an id.
         self.stream_id = root.getAttribute("id")
-        self.state = OutboundState.FEATURES
 
-    def receive_features(self, features: domish.Element) -> None:
+    def _check_stream_id(self) -> None:
         if not self.stream_id:
             raise StreamError("invalid-xml", "the stream header has no id")
+
+    def receive_features(self, features: domish.Element) -> None:
+        self._check_stream_id()
         if self.tls is None and self.attempt_tls:
             # RFC 7590 section 3.1: attempt TLS whether or not it is offered.
             self.connection.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
@@ -276,9 +294,6 @@ class OutboundStream(S2SStream[OutboundState]):
             self.send(verify)
             return
         self._offers_sm = any(True for _ in features.elements(NS_SM, "sm"))
-        if self._sasl_done:
-            self._authenticated("SASL EXTERNAL")
-            return
         self._offers_external = any(
             str(mechanism).strip() == "EXTERNAL"
             for mechanisms in features.elements(NS_SASL, "mechanisms")
@@ -341,11 +356,15 @@ class OutboundStream(S2SStream[OutboundState]):
         self.send(result)
 
     def receive_sasl_success(self, element: domish.Element) -> None:
-        self._sasl_done = True
         # RFC 6120 section 6.4.6: restart the stream.
-        self.state = OutboundState.HEADER
+        self.state = OutboundState.SASL_RESTART
         self.reset_parser()
         self._send_stream_header()
+
+    def receive_features_after_sasl(self, features: domish.Element) -> None:
+        self._check_stream_id()
+        self._offers_sm = any(True for _ in features.elements(NS_SM, "sm"))
+        self._authenticated("SASL EXTERNAL")
 
     def receive_sasl_failure(self, element: domish.Element) -> None:
         condition = next((c.name for c in element.elements()), "not-authorized")
@@ -628,7 +647,7 @@ class OutboundStream(S2SStream[OutboundState]):
             # the stream is already past VERIFYING.
             Input.FEATURES: step(
                 receive_features, OutboundState.PROCEED, OutboundState.VERIFYING,
-                OutboundState.SASL, OutboundState.DIALBACK, OutboundState.AUTHENTICATED,
+                OutboundState.SASL, OutboundState.DIALBACK,
             ),
         },
         OutboundState.PROCEED: {
@@ -638,8 +657,14 @@ class OutboundStream(S2SStream[OutboundState]):
         OutboundState.TLS: {Input.HEADER: step(receive_header, OutboundState.FEATURES)},
         OutboundState.VERIFYING: {},
         OutboundState.SASL: {
-            Input.SASL_SUCCESS: step(receive_sasl_success, OutboundState.HEADER),
+            Input.SASL_SUCCESS: step(receive_sasl_success, OutboundState.SASL_RESTART),
             Input.SASL_FAILURE: step(receive_sasl_failure, OutboundState.DIALBACK),
+        },
+        OutboundState.SASL_RESTART: {
+            Input.HEADER: step(receive_header_after_sasl, OutboundState.SASL_FEATURES),
+        },
+        OutboundState.SASL_FEATURES: {
+            Input.FEATURES: step(receive_features_after_sasl, OutboundState.AUTHENTICATED),
         },
         OutboundState.DIALBACK: {
             Input.DB_RESULT: step(receive_db_result, OutboundState.DIALBACK,

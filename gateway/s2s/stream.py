@@ -245,6 +245,9 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
     #: Whether the connection is TLS from its first byte (XEP-0368).
     direct_tls = False
     state: StateT
+    #: The state from C{<proceed/>} to the restarted stream's header: the
+    #: TLS handshake starts in it.
+    TLS_STATE: StateT
     TRANSITIONS: Mapping[StateT, Mapping[Input, Step]] = {}
     LATER: Mapping[StateT, frozenset[StateT]] = {}
     REFUSAL: Mapping[StateT, str] = {}
@@ -271,7 +274,6 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
         self.stanzas_out = 0
         self.last_activity = clock.seconds()
         self._abort: IDelayedCall | None = None
-        self._tls_started = False
         # What the owner's registry gives the stream when it is connected
         # (registered), and what verification leaves on it.
         self.serial: str | None = None
@@ -472,8 +474,17 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
         is acted on afterwards: the parser is replaced first.
         """
         self.reset_parser()
-        self._tls_started = True
         self.connection.startTLS(creator)
+
+    @property
+    def over_tls(self) -> bool:
+        """
+        Whether the connection has switched to TLS, or is switching: TLS
+        from the first byte, a handshake completed, or one under way since
+        C{<proceed/>} (the stream leaves L{TLS_STATE} only with the header
+        that the finished handshake lets through).
+        """
+        return self.direct_tls or self.tls is not None or self.state is self.TLS_STATE
 
     @property
     def tls_negotiating(self) -> bool:
@@ -481,7 +492,7 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
         Whether a TLS handshake has begun and not finished: nothing written
         now would reach the peer before it completes.
         """
-        return (self._tls_started or self.direct_tls) and self.tls is None
+        return self.over_tls and self.tls is None
 
     def handshakeCompleted(self) -> None:
         if self.closed:
@@ -591,7 +602,7 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
         if self._parser is not None:
             self._parser.close()
         half_close = getattr(self.transport, "loseWriteConnection", None)
-        if half_close is not None and not (self._tls_started or self.direct_tls):
+        if half_close is not None and not self.over_tls:
             # Plain TCP: end our direction only (FIN after what is buffered)
             # and read on until the peer closes its own.  Closing a socket
             # with unread bytes would answer with a reset, and a reset can
