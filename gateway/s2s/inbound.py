@@ -218,6 +218,8 @@ class InboundStream(S2SStream[InboundState]):
         if kind is Input.STANZA and not self.verified:
             # RFC 6120 section 4.9.3.12, whatever the negotiation's state.
             return StreamError("not-authorized", "stanzas before authentication")
+        if kind is Input.SASL_AUTH and self.state is InboundState.SASL_OPEN:
+            return StreamError("policy-violation", "SASL is already done on this stream")
         return super().refusal(kind, element)
 
     def __init__(self, federation: IInboundStreamOwner, direct_tls: bool = False) -> None:
