@@ -282,7 +282,10 @@ class StreamsTests(unittest.TestCase):
             self.assertLess(abs((now - parse_iso(stream["since"])).total_seconds()), 60)
             self.assertIs(stream["certificate_changed"], False)
             self.assertIsNone(stream["previous_certificate"])
-            self.assertEqual(stream["state"], "authenticated" if direction == "outbound" else "open")
+            self.assertEqual(
+                stream["state"],
+                "authenticated" if direction == "outbound" else "open, authenticated by SASL",
+            )
         # One message went out to b.test and one came in from it.
         self.assertEqual((streams["outbound"]["stanzas_out"], streams["outbound"]["stanzas_in"]), (1, 0))
         self.assertEqual((streams["inbound"]["stanzas_in"], streams["inbound"]["stanzas_out"]), (1, 0))
