@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import urllib.parse
+from html.parser import HTMLParser
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -281,7 +282,10 @@ class StreamsTests(unittest.TestCase):
             self.assertLess(abs((now - parse_iso(stream["since"])).total_seconds()), 60)
             self.assertIs(stream["certificate_changed"], False)
             self.assertIsNone(stream["previous_certificate"])
-            self.assertEqual(stream["state"], "authenticated" if direction == "outbound" else "open")
+            self.assertEqual(
+                stream["state"],
+                "authenticated" if direction == "outbound" else "open, authenticated by SASL",
+            )
         # One message went out to b.test and one came in from it.
         self.assertEqual((streams["outbound"]["stanzas_out"], streams["outbound"]["stanzas_in"]), (1, 0))
         self.assertEqual((streams["inbound"]["stanzas_in"], streams["inbound"]["stanzas_out"]), (1, 0))
@@ -677,6 +681,64 @@ class AccessTests(unittest.TestCase):
             self.assertEqual(response.code, 200, path)
 
     @defer.inlineCallbacks
+    def test_refused_on_every_path(self):
+        """
+        Every resource of the interface, with every method, refuses a
+        request without the token, with a wrong one, or with the session
+        cookie where it does not reach: 401 and no data.  The page, its
+        acknowledge buttons and the sign-in form first say which methods
+        they take (405); nothing is acknowledged.
+        """
+        status = FakeStatus([stream_data()], peers=[{"peer_domain": "b.test"}])
+        site = make_admin_site(status, "t0ken")
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        cookie = {b"Cookie": b"xmpp_gateway_admin=" + session_value("t0ken")}
+        reading = [
+            "/api", "/api/", "/api/streams", "/api/streams/", "/api/streams/s1",
+            "/api/streams/s1/certificate", "/api/streams/s9", "/api/streams/%FF", "/api//streams",
+            "/api/peers", "/api/peers?limit=2&after=a.test", "/api/peers/b.test",
+            "/api/peers/B.TEST.", "/api/records", "/api/warnings", "/api/warnings/1",
+            "/api/warnings/1/acknowledge", "/metrics", "/warnings", "/warnings/1", "/login/x",
+            "/nowhere", "/api/streams?token=t0ken",
+        ]
+        # (path, the methods it takes): other methods get a 405 first.
+        doors = [("/", (b"GET", b"HEAD")), ("/?limit=1", (b"GET", b"HEAD")),
+                 ("/warnings/1/acknowledge", (b"POST",)), ("/login", (b"POST",))]
+        methods = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE")
+        for token, headers in ((None, {}), ("wrong", {}), ("", {}), (None, cookie)):
+            for path in reading:
+                for method in methods:
+                    if headers and method in (b"GET", b"HEAD"):
+                        continue  # the cookie reads; see test_browser_session
+                    response = yield defer.Deferred.fromCoroutine(
+                        http_port(number, path, token, method, headers))
+                    where = (token, headers, method, path)
+                    self.assertEqual(response.code, 401, where)
+                    self.assertTrue(response.header(b"www-authenticate").startswith(b"Bearer"), where)
+                    if method != b"HEAD":
+                        self.assertEqual(list(response.json()), ["error"], where)
+            for path, taken in doors:
+                for method in methods:
+                    if headers and method in taken and path != "/login":
+                        continue  # the cookie reads the page and presses its buttons
+                    response = yield defer.Deferred.fromCoroutine(
+                        http_port(number, path, token, method, headers))
+                    where = (token, headers, method, path)
+                    if method in taken:
+                        self.assertEqual(response.code, 401, where)
+                        self.assertNotIn(b"b.test", response.body, where)
+                    else:
+                        self.assertEqual((response.code, response.header(b"allow")),
+                                         (405, b", ".join(taken)), where)
+        self.assertEqual(status.acknowledged, [])
+        # The token itself opens every one of them.
+        for path in reading:
+            response = yield defer.Deferred.fromCoroutine(http_port(number, path, "t0ken"))
+            self.assertNotEqual(response.code, 401, path)
+
+    @defer.inlineCallbacks
     def test_browser_session(self):
         """
         A browser signs in with a form post (or a ?token= link) and gets an
@@ -944,6 +1006,53 @@ class FakeStatus:
     def metrics_text(self):
         return b""
 
+    def records_state(self):
+        return {"available": True, "unavailable_since": None, "accepting": "all peers",
+                "held": 0, "held_limit": 1000, "lost": 0}
+
+
+#: The elements and attributes the status page is made of.
+PAGE_ELEMENTS = {
+    "html", "head", "meta", "link", "title", "style", "body", "h1", "h2", "p", "a", "span",
+    "table", "thead", "tbody", "tr", "th", "td", "code", "br", "ul", "li", "strong", "form",
+    "button",
+}
+PAGE_ATTRIBUTES = {
+    "lang", "charset", "name", "content", "rel", "href", "class", "id", "title", "data-stream",
+    "data-warning", "method", "action", "type",
+}
+
+
+class Markup(HTMLParser):
+    """
+    A page as a browser reads it: its elements, its attributes as
+    C{(name, value)} pairs, and its text, character references resolved.
+    """
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.elements = set()
+        self.attributes = set()
+        self.text = ""
+
+    @classmethod
+    def read(cls, page):
+        markup = cls()
+        markup.feed(page)
+        markup.close()
+        return markup
+
+    def handle_starttag(self, tag, attributes):
+        self.elements.add(tag)
+        self.attributes.update(attributes)
+        self.text += "\n"
+
+    def handle_endtag(self, tag):
+        self.text += "\n"
+
+    def handle_data(self, data):
+        self.text += data
+
 
 class PageTests(unittest.TestCase):
     """
@@ -953,9 +1062,16 @@ class PageTests(unittest.TestCase):
 
     hostile = "<script>alert('x')</script>&\"'"
 
+    @defer.inlineCallbacks
     def test_escapes_everything(self):
+        """
+        Every peer-controlled string reaches the browser as text or as an
+        attribute value, never as markup: parsed, the page has the strings
+        as they were, in every place they are shown, and no element or
+        attribute but the page's own.
+        """
         hostile = self.hostile
-        page = render_status_page(
+        page = (yield render_status_page(
             [stream_data(
                 peer_domain=hostile, local_domain=hostile, cipher=hostile, method=hostile,
                 authenticated_by=hostile, state=hostile, id=hostile,
@@ -963,16 +1079,36 @@ class PageTests(unittest.TestCase):
             )],
             [{"id": 1, "time": "2026-11-28T21:14:03.250000Z", "kind": hostile,
               "peer_domain": hostile, "message": hostile,
-              "details": {"sha256": hostile, "previous_sha256": hostile}, "acknowledged": False}],
+              "details": {"sha256": hostile, "previous_sha256": hostile}, "acknowledged": False},
+             {"id": 2, "time": "2026-11-28T21:14:03.250000Z", "kind": "certificate-change",
+              "peer_domain": "b.test", "message": "changed",
+              "details": {"sha256": hostile, "previous_sha256": hostile}, "acknowledged": True}],
             [{"peer_domain": hostile, "last_seen": "2026-11-28T21:14:03.250000Z",
               "last_method": hostile, "last_authenticated": True, "certificates": 1}],
-        ).decode("utf-8")
+        )).decode("utf-8")
         self.assertNotIn("<script", page)
-        self.assertNotIn("alert('x')", page)
-        self.assertIn("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;&#x27;", page)
+        # Text escapes <, > and &; attribute values (in double quotes) " too.
+        self.assertIn("&lt;script&gt;alert('x')&lt;/script&gt;&amp;\"'", page)
+        self.assertIn('"&lt;script&gt;alert(\'x\')&lt;/script&gt;&amp;&quot;\'"', page)
 
+        markup = Markup.read(page)
+        self.assertEqual(markup.elements - PAGE_ELEMENTS, set())
+        self.assertEqual({name for name, _ in markup.attributes} - PAGE_ATTRIBUTES, set())
+        # The stream's id, local and peer domains, cipher, method, how it
+        # was authenticated and the certificate's subject; the warning's
+        # kind, peer and message; a certificate change's two fingerprints;
+        # the peer's domain and last method.
+        self.assertEqual(markup.text.count(hostile), 14, markup.text)
+        self.assertIn(("data-stream", hostile), markup.attributes)
+        self.assertIn(("title", "SHA-256 " + hostile), markup.attributes)
+        quoted = urllib.parse.quote(hostile, safe="")
+        self.assertIn(("href", f"/api/streams/{quoted}"), markup.attributes)
+        self.assertIn(("href", f"/api/streams/{quoted}/certificate"), markup.attributes)
+        self.assertIn(("href", f"/api/peers/{quoted}"), markup.attributes)
+
+    @defer.inlineCallbacks
     def test_marks_insecure_streams(self):
-        page = render_status_page(
+        page = (yield render_status_page(
             [
                 stream_data(id="s1"),
                 stream_data(id="s2", encrypted=False, tls_version=None, cipher=None,
@@ -983,7 +1119,7 @@ class PageTests(unittest.TestCase):
                     "key_changed": True}),
             ],
             [], [],
-        ).decode("utf-8")
+        )).decode("utf-8")
         rows = dict(re.findall(r'<tr class="([^"]*)" data-stream="(s\d)">', page)[i][::-1]
                     for i in range(4))
         self.assertEqual(rows, {"s1": "", "s2": "unencrypted", "s3": "unauthenticated", "s4": "changed"})
@@ -994,13 +1130,14 @@ class PageTests(unittest.TestCase):
         self.assertIn("1 not encrypted", page)
         self.assertIn("1 unauthenticated", page)
 
+    @defer.inlineCallbacks
     def test_warnings_unacknowledged_first(self):
         warnings = [
             {"id": n, "time": "2026-11-28T21:14:03.250000Z", "kind": "certificate-change",
              "peer_domain": "b.test", "message": f"m{n}", "details": {}, "acknowledged": n % 2 == 0}
             for n in (4, 3, 2, 1)
         ]
-        page = render_status_page([], warnings, []).decode("utf-8")
+        page = (yield render_status_page([], warnings, [])).decode("utf-8")
         self.assertEqual(re.findall(r'data-warning="(\d)"', page), ["3", "1", "4", "2"])
         self.assertEqual(page.count('action="/warnings/'), 2)
 
@@ -1029,6 +1166,43 @@ class PageTests(unittest.TestCase):
         failed = yield defer.Deferred.fromCoroutine(http_port(number, "/api/warnings", "t0ken"))
         self.assertEqual((failed.code, failed.json()), (500, {"error": "internal error; see the gateway's log"}))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_paths(self):
+        """
+        With the token: a trailing slash names the same resource; an empty
+        segment inside a path, a segment that is not UTF-8 or one below a
+        leaf is not found; each resource says which methods it takes.
+        """
+        site = make_admin_site(FakeStatus([stream_data()], peers=[{"peer_domain": "b.test"}]), "t0ken")
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        not_found = {"error": "not found"}
+        for method, path, code, body in (
+            (b"GET", "/api/streams/", 200, {"streams": [stream_data()]}),
+            (b"GET", "/api/streams/s1/", 200, stream_data()),
+            (b"GET", "/api/streams/s1/certificate/",
+             404, {"error": "stream s1 has no peer certificate"}),
+            (b"GET", "/api/peers//", 200, {"peers": [{"peer_domain": "b.test"}], "next": None}),
+            (b"GET", "/api/peers/a%2Fb", 404, {"error": "no records for a/b"}),
+            (b"GET", "/api/peers?limit=", 400, {"error": "limit must be an integer from 1 to 1000"}),
+            (b"GET", "/api", 404, not_found),
+            (b"GET", "/api//streams", 404, not_found),
+            (b"GET", "/api/streams/%FF", 404, not_found),
+            (b"GET", "/api/streams/s1/certificate/x", 404, not_found),
+            (b"POST", "/nowhere", 404, not_found),
+            (b"POST", "/api/warnings//acknowledge", 404, {"error": "no warning "}),
+            (b"PUT", "/api/streams", 405, {"error": "method not allowed"}),
+            (b"GET", "/api/warnings/1/acknowledge", 405, {"error": "method not allowed"}),
+            (b"POST", "/", 405, {"error": "method not allowed"}),
+            (b"GET", "/login", 405, {"error": "method not allowed"}),
+        ):
+            response = yield defer.Deferred.fromCoroutine(http_port(number, path, "t0ken", method))
+            self.assertEqual((response.code, response.json()), (code, body), (method, path))
+            if code == 405:
+                self.assertEqual(response.header(b"allow"),
+                                 b"GET, HEAD" if method != b"GET" else b"POST", path)
 
     @defer.inlineCallbacks
     def test_peers_paged(self):

@@ -436,6 +436,20 @@ class DNSFailureTests(unittest.TestCase):
         self.assertEqual(addresses.problems, ("AAAA: the resolver answered REFUSED",))
 
 
+class FakeDNSClientTests(unittest.SynchronousTestCase):
+    def test_ttl(self):
+        """
+        An answer's TTL is the least its records were added with, 60
+        seconds by default, as a resolver's would be.
+        """
+        client = FakeDNSClient()
+        client.add("xmpp.peer.test", "A", "192.0.2.1", ttl=300)
+        client.add("xmpp.peer.test", "A", "192.0.2.2", ttl=30)
+        client.add("xmpp.peer.test", "AAAA", "2001:db8::1")
+        self.assertEqual(self.successResultOf(client.query("xmpp.peer.test", "A")).ttl, 30)
+        self.assertEqual(self.successResultOf(client.query("xmpp.peer.test", "AAAA")).ttl, 60)
+        self.assertEqual(self.successResultOf(client.query("xmpp.peer.test", "TXT")).ttl, 60)
+
 class AddressPolicyTests(ResolverTestsMixin, unittest.TestCase):
     """
     Where DNS may send the gateway: public addresses, and the networks the

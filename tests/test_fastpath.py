@@ -297,7 +297,6 @@ class ElementLimitTests(unittest.TestCase):
 
         limit = 40
         self.patch(xmlparser, "MAX_ELEMENTS", limit)
-        self.patch(xmlparser._LimitedElementStream, "maxElementCount", limit)
 
         @settings(max_examples=300, deadline=None)
         @given(st.lists(_tree(), min_size=1, max_size=3))

@@ -304,10 +304,11 @@ class FuzzInboundTests(unittest.TestCase):
             if stream.verified:
                 self.assertIn(
                     stream.state,
-                    {InboundState.FEATURES_SENT, InboundState.OPEN, InboundState.SASL_RESTART},
+                    {InboundState.FEATURES_SENT, InboundState.OPEN, InboundState.SASL_RESTART,
+                     InboundState.SASL_OPEN},
                 )
             if stream.state in (InboundState.CHECKING, InboundState.OPEN,
-                                InboundState.SASL_RESTART):
+                                InboundState.SASL_RESTART, InboundState.SASL_OPEN):
                 self.assertIsNotNone(stream.tls)
             return
         if stream.peer_ended or stream.peer_failed:

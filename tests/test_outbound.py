@@ -583,7 +583,7 @@ class OutboundVerificationTests(OutboundStreamTests):
             b"bG9jYWwuZXhhbXBsZQ==</auth>"))
         self.assertEqual(self.stream.state, OutboundState.SASL)
         self.stream.dataReceived(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-        self.assertEqual(self.stream.state, OutboundState.HEADER)
+        self.assertEqual(self.stream.state, OutboundState.SASL_RESTART)
         self.output.restart()
         self.assertEqual(self.output.headers[-1]["to"], "remote.example")  # new header sent
         self.assertEqual(self.outcomes, [])
@@ -613,7 +613,7 @@ class OutboundVerificationTests(OutboundStreamTests):
         self.through_tls_to(FEATURES_EXTERNAL)
         self.stream.dataReceived(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><stream:features/>")
         self.assertEqual(self.outcomes, [])
-        self.assertEqual(self.stream.state, OutboundState.HEADER)
+        self.assertEqual(self.stream.state, OutboundState.SASL_RESTART)
 
 
 class FakeRouter:

@@ -7,8 +7,9 @@ restricted XML, well-formedness, the per-element size limit).
 import time
 
 from twisted.trial import unittest
+from twisted.words.xish import domish
 
-from gateway.xmpp.parser import StreamParser, XMLStreamError
+from gateway.xmpp.parser import ShallowStanza, StreamParser, XMLStreamError, with_language
 from gateway.xmpp.stanzas import NS_DIALBACK, NS_SERVER, NS_STREAMS
 
 NS_XML = "http://www.w3.org/XML/1998/namespace"
@@ -768,3 +769,30 @@ class ParkTests(unittest.TestCase):
         recorder.feed(b"<b/>")
         self.assertFalse(recorder.parser.park())
         self.assertEqual(recorder.kinds, ["header", "a"])
+
+
+class LanguageTests(unittest.TestCase):
+    """
+    L{with_language}: the stream's language given to a stanza that says
+    none (RFC 6120 section 4.7.4).
+    """
+
+    def test_shallow(self):
+        stanza = ShallowStanza((NS_SERVER, "message"))
+        stanza.raw = b"<message to='a@b'><body>x</body></message>"
+        with_language(stanza, "de")
+        self.assertEqual(stanza[(NS_XML, "lang")], "de")
+        self.assertEqual(stanza.raw, b"<message xml:lang='de' to='a@b'><body>x</body></message>")
+
+    def test_built(self):
+        """
+        A built element is given the attribute alone, even with a child
+        named like a shallow stanza's bytes.
+        """
+        stanza = domish.Element((NS_SERVER, "message"))
+        stanza.addElement("raw")
+        with_language(stanza, "de")
+        self.assertEqual(stanza[(NS_XML, "lang")], "de")
+        self.assertEqual(
+            stanza.toXml(), "<message xmlns='jabber:server' xml:lang='de'><raw/></message>"
+        )

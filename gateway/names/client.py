@@ -26,13 +26,16 @@ Answers are cached for their TTL.
 
 import ipaddress
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
@@ -43,7 +46,20 @@ from zope.interface import implementer
 from gateway.cache import ExpiringCache
 from gateway.names.interfaces import IDNSClient
 
+if TYPE_CHECKING:
+    from gateway.names.srv import AddressPolicy
+
 log = Logger()
+
+#: A reactor that provides L{IReactorTime<twisted.internet.interfaces.IReactorTime>},
+#: L{IReactorUDP<twisted.internet.interfaces.IReactorUDP>} and
+#: L{IReactorTCP<twisted.internet.interfaces.IReactorTCP>}.  zope.interface
+#: has no type for a provider of several interfaces; Twisted's own
+#: C{HostnameEndpoint} takes its reactor as C{Any} for the same reason.
+DNSReactor: TypeAlias = Any
+
+#: A server to ask: C{(address, port)}.
+Server: TypeAlias = tuple[str, int]
 
 #: The most seconds an answer is cached, and how long failures are.
 MAX_CACHE_TTL = 3600
@@ -72,20 +88,20 @@ class DNSAnswer:
     name: str
     rrtype: str
     rcode: str
-    records: tuple = ()
+    records: tuple[dns.rdata.Rdata, ...] = ()
     secure: bool = False
     ttl: int = 0
     validated: bool = False
 
     @property
-    def bogus(self):
+    def bogus(self) -> bool:
         """
         SERVFAIL from a resolver trusted to validate (C{validated}).
         """
         return self.rcode == "SERVFAIL" and self.validated
 
     @property
-    def failed(self):
+    def failed(self) -> bool:
         """
         No answer at all, and not a DNSSEC verdict: SERVFAIL from a resolver
         not trusted to validate, REFUSED, and the like.
@@ -93,11 +109,11 @@ class DNSAnswer:
         return self.rcode not in ("NOERROR", "NXDOMAIN") and not self.bogus
 
     @property
-    def nonexistent(self):
+    def nonexistent(self) -> bool:
         return self.rcode == "NXDOMAIN" or (self.rcode == "NOERROR" and not self.records)
 
     @property
-    def status(self):
+    def status(self) -> str:
         """
         One word for logs and evidence: C{secure}, C{insecure}, C{bogus},
         C{nonexistent (secure)}, C{nonexistent (insecure)}, or the rcode.
@@ -113,11 +129,11 @@ class DNSAnswer:
         return "secure" if self.secure else "insecure"
 
 
-def system_servers(path="/etc/resolv.conf"):
+def system_servers(path: str = "/etc/resolv.conf") -> list[Server]:
     """
     The name servers listed in C{path}, as C{(address, 53)} pairs.
     """
-    servers = []
+    servers: list[Server] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -137,16 +153,17 @@ def system_servers(path="/etc/resolv.conf"):
 class _UDPQuery(protocol.DatagramProtocol):
     noisy = False
 
-    def __init__(self, server, wire, query_id):
+    def __init__(self, server: Server, wire: bytes, query_id: int) -> None:
         self.server = server
         self.wire = wire
         self.query_id = query_id
-        self.answer = defer.Deferred()
+        self.answer: defer.Deferred[bytes] = defer.Deferred()
 
-    def startProtocol(self):
+    def startProtocol(self) -> None:
+        assert self.transport is not None  # startProtocol comes once it is connected
         self.transport.write(self.wire, self.server)
 
-    def datagramReceived(self, data, address):
+    def datagramReceived(self, data: bytes, address: Any) -> None:
         if address[:2] != self.server or len(data) < 2:
             return  # not from the server we asked: ignore, keep waiting
         if struct.unpack("!H", data[:2])[0] != self.query_id:
@@ -156,23 +173,25 @@ class _UDPQuery(protocol.DatagramProtocol):
 
 
 class _TCPQuery(protocol.Protocol):
-    def __init__(self, wire):
+    def __init__(self, wire: bytes) -> None:
         self.wire = wire
         self.buffer = b""
-        self.answer = defer.Deferred()
+        self.answer: defer.Deferred[bytes] = defer.Deferred()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
+        assert self.transport is not None  # connectionMade comes once it is connected
         self.transport.write(struct.pack("!H", len(self.wire)) + self.wire)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.buffer += data
         if len(self.buffer) >= 2:
             length = struct.unpack("!H", self.buffer[:2])[0]
             if len(self.buffer) >= 2 + length and not self.answer.called:
                 self.answer.callback(self.buffer[2:2 + length])
+                assert self.transport is not None  # data only comes while connected
                 self.transport.loseConnection()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if not self.answer.called:
             self.answer.errback(DNSError("the server closed the TCP connection"))
 
@@ -186,17 +205,29 @@ class DNSClient:
     @param servers: C{(address, port)} pairs; empty for the system's.
     @param timeout: seconds to wait for each server.
     @param trust_ad: whether the AD bit of these resolvers is believed.
+    @ivar address_policy: the addresses L{gateway.names.srv.lookup_addresses}
+        may give out, or L{None} for any
+        (L{gateway.names.srv.make_resolver} sets it).
     """
 
-    def __init__(self, reactor, servers=(), timeout=5.0, trust_ad=False, cache_size=4096):
+    address_policy: "AddressPolicy | None" = None
+
+    def __init__(
+        self,
+        reactor: DNSReactor,
+        servers: Iterable[Server] = (),
+        timeout: float = 5.0,
+        trust_ad: bool = False,
+        cache_size: int = 4096,
+    ) -> None:
         self.reactor = reactor
         self.servers = list(servers) or system_servers()
         self.timeout = timeout
         self.trust_ad = trust_ad
-        self._cache = ExpiringCache(cache_size)
-        self._pending = {}
+        self._cache: ExpiringCache[tuple[str, str], DNSAnswer, float] = ExpiringCache(cache_size)
+        self._pending: dict[tuple[str, str], list[defer.Deferred[DNSAnswer]]] = {}
 
-    def query(self, name, rrtype):
+    def query(self, name: str, rrtype: str) -> defer.Deferred[DNSAnswer]:
         """
         Ask for C{rrtype} records of C{name} (an A-label name).
 
@@ -212,11 +243,11 @@ class DNSClient:
             # Concurrent questions for the same name share one query.
             waiters = self._pending[key] = []
             defer.Deferred.fromCoroutine(self._ask(*key)).addBoth(self._done, key)
-        answer = defer.Deferred()
+        answer: defer.Deferred[DNSAnswer] = defer.Deferred()
         waiters.append(answer)
         return answer
 
-    def _done(self, outcome, key):
+    def _done(self, outcome: DNSAnswer | Failure, key: tuple[str, str]) -> None:
         waiters = self._pending.pop(key)
         if isinstance(outcome, Failure):
             for waiter in waiters:
@@ -229,7 +260,7 @@ class DNSClient:
             waiter.callback(outcome)
         return None
 
-    async def _ask(self, name, rrtype):
+    async def _ask(self, name: str, rrtype: str) -> DNSAnswer:
         message = dns.message.make_query(name, rrtype, want_dnssec=True, use_edns=0, payload=1232)
         message.flags |= dns.flags.AD
         wire = message.to_wire()
@@ -249,7 +280,7 @@ class DNSClient:
             return self._answer(name, rrtype, response)
         raise DNSError(f"no answer for {name} {rrtype}: " + "; ".join(problems))
 
-    def _udp(self, server, wire, query_id):
+    def _udp(self, server: Server, wire: bytes, query_id: int) -> defer.Deferred[bytes]:
         query = _UDPQuery(server, wire, query_id)
         family = ipaddress.ip_address(server[0]).version
         port = self.reactor.listenUDP(0, query, interface="::" if family == 6 else "0.0.0.0")
@@ -257,7 +288,7 @@ class DNSClient:
         query.answer.addBoth(lambda outcome: (port.stopListening(), outcome)[1])
         return query.answer
 
-    def _tcp(self, server, wire):
+    def _tcp(self, server: Server, wire: bytes) -> defer.Deferred[bytes]:
         family = ipaddress.ip_address(server[0]).version
         endpoint = (TCP6ClientEndpoint if family == 6 else TCP4ClientEndpoint)(
             self.reactor, server[0], server[1], timeout=self.timeout
@@ -265,22 +296,23 @@ class DNSClient:
         query = _TCPQuery(wire)
         connecting = endpoint.connect(protocol.Factory.forProtocol(lambda: query))
 
-        async def exchange():
-            transport = await connecting
+        async def exchange() -> bytes:
+            await connecting  # fires with query, the protocol the factory builds
             try:
                 return await query.answer
             finally:
-                transport.transport.loseConnection()
+                assert query.transport is not None  # it connected
+                query.transport.loseConnection()
 
         d = defer.Deferred.fromCoroutine(exchange())
         d.addTimeout(self.timeout, self.reactor)
         return d
 
-    def _answer(self, name, rrtype, response):
+    def _answer(self, name: str, rrtype: str, response: dns.message.Message) -> DNSAnswer:
         rcode = dns.rcode.to_text(response.rcode())
         secure = bool(self.trust_ad and response.flags & dns.flags.AD)
         wanted = dns.rdatatype.from_text(rrtype)
-        records = []
+        records: list[dns.rdata.Rdata] = []
         ttls = []
         for rrset in response.answer:
             if rrset.rdtype == wanted:
@@ -301,7 +333,7 @@ class DNSClient:
         )
 
 
-def _answers(response, query):
+def _answers(response: dns.message.Message, query: dns.message.Message) -> bool:
     """
     Whether C{response} answers C{query}: same id, a response, the same
     question.  (Resolvers that don't speak EDNS answer without it.)

@@ -4,7 +4,13 @@ L{gateway.names.client.DNSClient} and L{gateway.testing.FakeDNSClient}
 both provide.
 """
 
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from gateway.names.client import DNSAnswer
 
 
 class IDNSClient(Interface):
@@ -17,7 +23,7 @@ class IDNSClient(Interface):
         "secure, and a SERVFAIL bogus rather than a failure."
     )
 
-    def query(name, rrtype):
+    def query(name: str, rrtype: str) -> "Deferred[DNSAnswer]":
         """
         Ask for C{rrtype} records of C{name} (an A-label name).
 

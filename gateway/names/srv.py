@@ -24,16 +24,36 @@ one is configured.
 
 import ipaddress
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn, Protocol, TypeAlias, cast
 
 import dns.name
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
 from twisted.names.hosts import searchFileForAll
 from twisted.python.filepath import FilePath
 
-from gateway.names.client import DNSClient, DNSError
+from gateway.names.client import DNSClient, DNSError, DNSReactor, Server
+from gateway.names.interfaces import IDNSClient
 from gateway.xmpp.jid import canonical_domain
 
 DEFAULT_PORT = 5269
+
+#: An SRV record as C{(priority, weight, port, target)}; the target C{""}
+#: stands for C{.}, "no service".
+SRVRecord: TypeAlias = tuple[int, int, int, str]
+
+
+
+class RNG(Protocol):
+    """
+    What L{order_srv} and L{merge_srv} draw from: the L{random} module, or
+    a L{random.Random} with a seed in tests.
+    """
+
+    def uniform(self, a: float, b: float, /) -> float: ...
 
 
 class DNSLookupFailed(Exception):
@@ -44,7 +64,7 @@ class DNSLookupFailed(Exception):
     @ivar bogus: whether DNSSEC validation said so (rather than no answer).
     """
 
-    def __init__(self, message, bogus=False):
+    def __init__(self, message: str, bogus: bool = False) -> None:
         super().__init__(message)
         self.bogus = bogus
 
@@ -83,10 +103,10 @@ class Addresses:
     @ivar problems: why answers are missing (failures, timeouts), for logs.
     """
 
-    addresses: tuple
+    addresses: tuple[str, ...]
     secure: bool
     bogus: bool = False
-    problems: tuple = ()
+    problems: tuple[str, ...] = ()
 
 
 class AddressPolicy:
@@ -98,10 +118,12 @@ class AddressPolicy:
     point the gateway at the operator's own network.
     """
 
-    def __init__(self, allowed=()):
+    def __init__(
+        self, allowed: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+    ) -> None:
         self.allowed = tuple(allowed)
 
-    def refusal(self, address):
+    def refusal(self, address: str) -> str | None:
         """
         Why C{address} may not be used, or L{None} when it may.
         """
@@ -118,7 +140,27 @@ class AddressPolicy:
         return None
 
 
-def make_resolver(dns_config, reactor=None):
+class ResolverSettings(Protocol):
+    """
+    What L{make_resolver} reads of a L{gateway.app.config.DNSConfig}.
+    """
+
+    @property
+    def servers(self) -> Iterable[Server]: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def trust_ad(self) -> bool: ...
+
+    @property
+    def allow_networks(self) -> Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]: ...
+
+
+def make_resolver(
+    dns_config: ResolverSettings, reactor: DNSReactor | None = None
+) -> DNSClient:
     """
     Build the DNS client the gateway uses, from a
     L{gateway.app.config.DNSConfig}: the configured servers, or the system's,
@@ -136,7 +178,7 @@ def make_resolver(dns_config, reactor=None):
     return client
 
 
-def order_srv(records, rng=random):
+def order_srv(records: Sequence[SRVRecord], rng: RNG = random) -> list[SRVRecord]:
     """
     Order SRV records per RFC 2782: ascending priority; within a priority,
     repeated weighted random selection (weight 0 records last but possible).
@@ -144,7 +186,7 @@ def order_srv(records, rng=random):
     @param records: C{(priority, weight, port, target)} tuples.
     @return: the records, in the order to try them.
     """
-    ordered = []
+    ordered: list[SRVRecord] = []
     for priority in sorted({record[0] for record in records}):
         group = sorted(
             (r for r in records if r[0] == priority), key=lambda r: r[1]
@@ -164,7 +206,9 @@ def order_srv(records, rng=random):
     return ordered
 
 
-async def _srv(client, name, optional=False):
+async def _srv(
+    client: IDNSClient, name: str, optional: bool = False
+) -> tuple[list[SRVRecord], bool]:
     """
     The SRV records at C{name} as C{(priority, weight, port, target)}, and
     whether the answer was secure.
@@ -192,12 +236,14 @@ async def _srv(client, name, optional=False):
             rr.port,
             "" if rr.target == dns.name.root else rr.target.to_text(omit_final_dot=True),
         )
-        for rr in answer.records
+        for rr in cast("tuple[dns.rdtypes.IN.SRV.SRV, ...]", answer.records)
     ]
     return records, answer.secure
 
 
-def merge_srv(direct, starttls, rng=random):
+def merge_srv(
+    direct: list[SRVRecord], starttls: list[SRVRecord], rng: RNG = random
+) -> list[tuple[SRVRecord, bool]]:
     """
     One order for direct TLS and STARTTLS SRV records (XEP-0368 section 3):
     ascending priority; within a priority, the direct TLS records first,
@@ -207,7 +253,7 @@ def merge_srv(direct, starttls, rng=random):
     @param starttls: the same of C{_xmpp-server}.
     @return: C{(record, direct_tls)} pairs, in the order to try them.
     """
-    ordered = []
+    ordered: list[tuple[SRVRecord, bool]] = []
     for priority in sorted({record[0] for record in direct + starttls}):
         for records, direct_tls in ((direct, True), (starttls, False)):
             group = [record for record in records if record[0] == priority]
@@ -215,7 +261,7 @@ def merge_srv(direct, starttls, rng=random):
     return ordered
 
 
-async def resolve_targets(client, domain, rng=random):
+async def resolve_targets(client: IDNSClient, domain: str, rng: RNG = random) -> list[Target]:
     """
     Return the L{Target}s to try for peer C{domain}, in order.
 
@@ -242,7 +288,7 @@ async def resolve_targets(client, domain, rng=random):
     ] or _no_usable_target(domain)
 
 
-def _is_address(name):
+def _is_address(name: str) -> bool:
     # RFC 2782: an SRV target is a host name.  One shaped like an IP
     # address would be used as it stands, with no address look-up (and no
     # DNSSEC behind it): it is not a target.
@@ -253,14 +299,14 @@ def _is_address(name):
     return True
 
 
-def _no_usable_target(domain):
+def _no_usable_target(domain: str) -> NoReturn:
     raise DNSLookupFailed(f"{domain}: its SRV records name no host (only IP addresses)")
 
 
 HOSTS = FilePath(b"/etc/hosts")
 
 
-async def lookup_addresses(client, host):
+async def lookup_addresses(client: IDNSClient, host: str) -> Addresses:
     """
     The IP addresses of C{host} (IPv6 first), and whether the answers were
     secure.  An IP address is its own answer (and not a secure one: no
@@ -269,7 +315,7 @@ async def lookup_addresses(client, host):
     C{address_policy} (L{AddressPolicy}) refuses are left out, each with a
     problem saying why.
     """
-    policy = getattr(client, "address_policy", None)
+    policy: AddressPolicy | None = getattr(client, "address_policy", None)
     try:
         ipaddress.ip_address(host)
         literal = True
@@ -286,7 +332,7 @@ async def lookup_addresses(client, host):
             found = await _lookup(client, host)
     if policy is None:
         return found
-    kept = []
+    kept: list[str] = []
     problems = list(found.problems)
     for address in found.addresses:
         refusal = policy.refusal(address)
@@ -299,11 +345,11 @@ async def lookup_addresses(client, host):
     return Addresses(tuple(kept), found.secure and bool(kept), found.bogus, tuple(problems))
 
 
-async def _lookup(client, host):
-    addresses = []
+async def _lookup(client: IDNSClient, host: str) -> Addresses:
+    addresses: list[str] = []
     secure = True
     bogus = False
-    problems = []
+    problems: list[str] = []
     for rrtype in ("AAAA", "A"):
         try:
             answer = await client.query(host, rrtype)
@@ -321,7 +367,8 @@ async def _lookup(client, host):
             problems.append(f"{rrtype}: the resolver answered {answer.rcode}")
             continue
         secure = secure and answer.secure
-        for rr in answer.records:
+        records = cast("tuple[dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA, ...]", answer.records)
+        for rr in records:
             if rr.address not in addresses:
                 addresses.append(rr.address)
     return Addresses(tuple(addresses), secure and bool(addresses), bogus, tuple(problems))

@@ -25,19 +25,27 @@ L{gateway.ops.status.StatusSource} gathers the data; this module only shows
 it.  docs/status.md is the operator's reference.
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac
-import html
 import json
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.template import Flattenable, Tag, flattenString, tags
+
+if TYPE_CHECKING:
+    from gateway.s2s.stream import S2SStream
 
 log = Logger()
 
@@ -99,40 +107,65 @@ SECURITY_HEADERS = (
 )
 
 
+#: A JSON object, as the status source gives it and the API serves it.
+JSONObject = dict[str, Any]
+Header = tuple[bytes, bytes]
+
+
+class StatusView(Protocol):
+    """
+    What the admin interface shows: L{gateway.ops.status.StatusSource}
+    offers it, and so can a test's fake.
+    """
+
+    def streams(self) -> list[JSONObject]: ...
+    def stream(self, stream_id: str) -> S2SStream | None: ...
+    def stream_info(self, stream: S2SStream) -> JSONObject: ...
+    def stream_certificate_pem(self, stream_id: str) -> str | None: ...
+    async def peers(self, limit: int = ..., after: str | None = None) -> list[JSONObject]: ...
+    async def peer(self, domain: str) -> JSONObject | None: ...
+    def warnings(self) -> list[JSONObject]: ...
+    def acknowledge(self, warning_id: int) -> bool: ...
+    def records_state(self) -> JSONObject: ...
+    def metrics_text(self) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class Reply:
     """
-    What a handler answers.
+    What a resource answers: written whole, with its length.
     """
 
     code: int
     body: bytes
     content_type: bytes
-    headers: tuple = ()
+    headers: tuple[Header, ...] = ()
 
 
-def json_bytes(data):
+def json_bytes(data: object) -> bytes:
     """
     C{data} as UTF-8 JSON with sorted keys.
     """
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def json_reply(data, code=200, headers=()):
+def json_reply(data: object, code: int = 200, headers: tuple[Header, ...] = ()) -> Reply:
     return Reply(code, json_bytes(data), JSON_CONTENT_TYPE, headers)
 
 
-def error_reply(code, message, headers=()):
+def error_reply(code: int, message: str, headers: tuple[Header, ...] = ()) -> Reply:
     return json_reply({"error": message}, code, headers)
 
 
-class NotAuthorised(Exception):
-    """
-    The request did not carry a valid token (or session cookie).
-    """
+def _not_allowed(allowed: bytes) -> Reply:
+    return error_reply(405, "method not allowed", ((b"Allow", allowed),))
 
 
-def session_value(token):
+def _redirect(location: bytes, *headers: Header) -> Reply:
+    return Reply(303, b"", HTML_CONTENT_TYPE, ((b"Location", location), *headers))
+
+
+def session_value(token: str) -> bytes:
     """
     The session cookie's value for C{token}: derived from it, so that the
     cookie can't be used as a bearer token for the API.
@@ -142,29 +175,29 @@ def session_value(token):
     ).hexdigest().encode("ascii")
 
 
-def _equal(given, expected):
+def _equal(given: bytes | None, expected: bytes) -> bool:
     # hmac.compare_digest takes as long whatever the first differing byte.
     return given is not None and hmac.compare_digest(given, expected)
 
 
 # Rendering ------------------------------------------------------------------
+#
+# twisted.web.template escapes every string it flattens, text and attribute
+# values alike; nothing below builds markup out of strings.
 
 
-def _e(value):
+def _text(value: object) -> str:
     """
-    Escape C{value} for HTML text and attribute values; L{None} shows as a
-    dash.
+    C{value} as the page shows it: L{None} as a dash.
     """
-    if value is None:
-        return "\u2014"
-    return html.escape(str(value), quote=True)
+    return "\u2014" if value is None else str(value)
 
 
-def _path(*segments):
+def _path(*segments: object) -> str:
     return "/" + "/".join(urllib.parse.quote(str(s), safe="") for s in segments)
 
 
-def _short_time(value):
+def _short_time(value: str | None) -> str | None:
     """
     C{2026-11-28T21:14:03.250000Z} as C{2026-11-28 21:14:03Z}.
     """
@@ -173,15 +206,22 @@ def _short_time(value):
     return value[:19].replace("T", " ") + "Z"
 
 
-def _page(title, body):
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<link rel="icon" href="data:,">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body>\n{body}\n</body></html>\n"
-    ).encode("utf-8")
+def _document(title: str, *body: Flattenable) -> defer.Deferred[bytes]:
+    """
+    An HTML page: C{body} under the head every page shares.
+    """
+    page = tags.html(lang="en")(
+        tags.head(
+            tags.meta(charset="utf-8"),
+            tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
+            tags.link(rel="icon", href="data:,"),
+            tags.title(title),
+            # STYLE holds no &, < or >: escaping leaves it as the CSP hashed it.
+            tags.style(STYLE),
+        ),
+        tags.body(*body),
+    )
+    return flattenString(None, page).addCallback(lambda html: b"<!DOCTYPE html>\n" + html)
 
 
 #: Methods that accepted a peer without verifying it: C{none} (policy's
@@ -190,7 +230,7 @@ def _page(title, body):
 UNVERIFIED_METHODS = ("none", "dns")
 
 
-def stream_flags(stream):
+def stream_flags(stream: JSONObject) -> list[tuple[str, str]]:
     """
     What a person should notice about C{stream} (a L{StatusSource.stream_info}
     dict): C{(css class, text)} pairs, the worst first.
@@ -209,7 +249,33 @@ def stream_flags(stream):
     return flags
 
 
-def _stream_row(stream):
+def _flag(kind: str, text: str) -> Tag:
+    return tags.span(text, class_=f"flag {kind}")
+
+
+def _fingerprint(sha256: str) -> Tag:
+    """
+    The first 16 hex digits of a SHA-256; all of them on hover.
+    """
+    return tags.code(f"{sha256[:16]}\u2026", title=f"SHA-256 {sha256}")
+
+
+def _certificate_cell(stream: JSONObject) -> Tag:
+    cell = tags.td(class_="certificate")
+    certificate = stream["certificate"]
+    if not certificate:
+        return cell(tags.span("none", class_="muted"))
+    cell(
+        _fingerprint(certificate["sha256"]), tags.br(), _text(certificate["subject"]), tags.br(),
+        tags.a("PEM chain", href=_path("api", "streams", stream["id"], "certificate")),
+    )
+    if stream["previous_certificate"]:
+        previous = stream["previous_certificate"]["previous_sha256"]
+        cell(tags.br(), tags.span("was ", _fingerprint(previous), class_="muted"))
+    return cell
+
+
+def _stream_row(stream: JSONObject) -> Tag:
     classes = []
     if not stream["encrypted"]:
         classes.append("unencrypted")
@@ -217,39 +283,21 @@ def _stream_row(stream):
         classes.append("unauthenticated")
     if stream["certificate_changed"]:
         classes.append("changed")
-    flags = "".join(
-        f'<span class="flag {kind}">{_e(text)}</span>' for kind, text in stream_flags(stream)
-    )
-    certificate = stream["certificate"]
-    if certificate:
-        sha256 = certificate["sha256"]
-        cell = (
-            f'<code title="SHA-256 {_e(sha256)}">{_e(sha256[:16])}\u2026</code><br>'
-            f'{_e(certificate["subject"])}<br>'
-            f'<a href="{_e(_path("api", "streams", stream["id"], "certificate"))}">PEM chain</a>'
-        )
-        if stream["previous_certificate"]:
-            previous = stream["previous_certificate"]["previous_sha256"]
-            cell += f'<br><span class="muted">was <code title="SHA-256 {_e(previous)}">{_e(previous[:16])}\u2026</code></span>'
-    else:
-        cell = '<span class="muted">none</span>'
-    return (
-        f'<tr class="{" ".join(classes)}" data-stream="{_e(stream["id"])}">'
-        f'<td><a href="{_e(_path("api", "streams", stream["id"]))}">{_e(stream["id"])}</a></td>'
-        f'<td>{_e(stream["direction"])}</td>'
-        f'<td>{_e(stream["local_domain"])}</td>'
-        f'<td>{_e(stream["peer_domain"])}</td>'
-        f'<td class="encrypted">{"yes" if stream["encrypted"] else "NO"}</td>'
-        f'<td>{_e(stream["tls_version"])}</td>'
-        f'<td><code>{_e(stream["cipher"])}</code></td>'
-        f'<td class="method">{_e(stream["method"])}</td>'
-        f'<td>{_e(stream["authenticated_by"])}</td>'
-        f'<td class="certificate">{cell}</td>'
-        f'<td class="since">{_e(_short_time(stream["since"]))}</td>'
-        f'<td class="num">{_e(stream["stanzas_in"])}</td>'
-        f'<td class="num">{_e(stream["stanzas_out"])}</td>'
-        f"<td>{flags}</td>"
-        "</tr>"
+    return tags.tr(**{"class": " ".join(classes), "data-stream": _text(stream["id"])})(
+        tags.td(tags.a(_text(stream["id"]), href=_path("api", "streams", stream["id"]))),
+        tags.td(_text(stream["direction"])),
+        tags.td(_text(stream["local_domain"])),
+        tags.td(_text(stream["peer_domain"])),
+        tags.td("yes" if stream["encrypted"] else "NO", class_="encrypted"),
+        tags.td(_text(stream["tls_version"])),
+        tags.td(tags.code(_text(stream["cipher"]))),
+        tags.td(_text(stream["method"]), class_="method"),
+        tags.td(_text(stream["authenticated_by"])),
+        _certificate_cell(stream),
+        tags.td(_text(_short_time(stream["since"])), class_="since"),
+        tags.td(_text(stream["stanzas_in"]), class_="num"),
+        tags.td(_text(stream["stanzas_out"]), class_="num"),
+        tags.td([_flag(kind, text) for kind, text in stream_flags(stream)]),
     )
 
 
@@ -257,49 +305,68 @@ STREAM_COLUMNS = (
     "Stream", "Direction", "Local", "Peer", "Encrypted", "TLS", "Cipher", "Method",
     "Authenticated by", "Certificate (SHA-256, subject)", "Since", "In", "Out", "Notes",
 )
+PEER_COLUMNS = ("Peer", "Last seen", "Last method", "Accepted", "Certificates seen")
 
 
-def _warning_item(warning):
+def _warning_item(warning: JSONObject) -> Tag:
     acknowledged = warning["acknowledged"]
-    details = warning["details"]
-    extra = ""
-    if warning["kind"] == "certificate-change" and details.get("sha256"):
-        extra = (
-            f'<br><span class="muted">now <code>{_e(details["sha256"])}</code>'
-            f' was <code>{_e(details.get("previous_sha256"))}</code></span>'
-        )
     if acknowledged:
-        action = '<span class="muted">acknowledged</span>'
+        action = tags.span("acknowledged", class_="muted")
     else:
-        action = (
-            f'<form class="inline" method="post" '
-            f'action="{_e(_path("warnings", warning["id"], "acknowledge"))}">'
-            '<button type="submit">Acknowledge</button></form>'
-        )
-    return (
-        f'<li class="{"acknowledged" if acknowledged else "unacknowledged"}" '
-        f'data-warning="{_e(warning["id"])}">'
-        f'<strong>#{_e(warning["id"])} {_e(warning["kind"])}</strong> '
-        f'{_e(warning["peer_domain"])} <span class="muted">{_e(_short_time(warning["time"]))}</span>'
-        f"{action}<br>{_e(warning['message'])}{extra}</li>"
+        action = tags.form(
+            class_="inline", method="post",
+            action=_path("warnings", warning["id"], "acknowledge"),
+        )(tags.button("Acknowledge", type="submit"))
+    item = tags.li(**{
+        "class": "acknowledged" if acknowledged else "unacknowledged",
+        "data-warning": _text(warning["id"]),
+    })(
+        tags.strong(f"#{_text(warning['id'])} {_text(warning['kind'])}"), " ",
+        _text(warning["peer_domain"]), " ",
+        tags.span(_text(_short_time(warning["time"])), class_="muted"),
+        action, tags.br(), _text(warning["message"]),
+    )
+    details = warning["details"]
+    if warning["kind"] == "certificate-change" and details.get("sha256"):
+        item(tags.br(), tags.span(
+            "now ", tags.code(_text(details["sha256"])),
+            " was ", tags.code(_text(details.get("previous_sha256"))),
+            class_="muted",
+        ))
+    return item
+
+
+def _peer_row(peer: JSONObject) -> Tag:
+    return tags.tr(
+        tags.td(tags.a(_text(peer["peer_domain"]), href=_path("api", "peers", peer["peer_domain"]))),
+        tags.td(_text(_short_time(peer["last_seen"]))),
+        tags.td(_text(peer["last_method"])),
+        tags.td("yes" if peer["last_authenticated"] else "NO"),
+        tags.td(_text(peer["certificates"]), class_="num"),
     )
 
 
-def _peer_row(peer):
-    return (
-        f'<tr><td><a href="{_e(_path("api", "peers", peer["peer_domain"]))}">'
-        f'{_e(peer["peer_domain"])}</a></td>'
-        f'<td>{_e(_short_time(peer["last_seen"]))}</td>'
-        f'<td>{_e(peer["last_method"])}</td>'
-        f'<td>{"yes" if peer["last_authenticated"] else "NO"}</td>'
-        f'<td class="num">{_e(peer["certificates"])}</td></tr>'
-    )
-
-
-def render_status_page(streams, warnings, peers, records=None):
+def _table(identifier: str, columns: Sequence[str], rows: list[Tag], empty: str) -> Tag:
     """
-    The status page, as UTF-8 HTML, from the data the API serves.  Every
-    value is escaped: domains, subjects and messages come from peers.
+    A table of C{rows} under C{columns}, or the sentence C{empty} if none.
+    """
+    if not rows:
+        return tags.p(empty, id=identifier, class_="muted")
+    return tags.table(id=identifier)(
+        tags.thead(tags.tr([tags.th(column) for column in columns])), tags.tbody(rows)
+    )
+
+
+def render_status_page(
+    streams: Sequence[JSONObject],
+    warnings: Sequence[JSONObject],
+    peers: Sequence[JSONObject],
+    records: JSONObject | None = None,
+) -> defer.Deferred[bytes]:
+    """
+    The status page, as UTF-8 HTML, from the data the API serves.
+    Domains, subjects and messages come from peers: the template escapes
+    them.
     """
     unencrypted = sum(1 for s in streams if not s["encrypted"])
     unauthenticated = sum(
@@ -310,7 +377,7 @@ def render_status_page(streams, warnings, peers, records=None):
     # Unacknowledged first; each group newest first, as the source keeps them.
     ordered = open_warnings + [w for w in warnings if w["acknowledged"]]
 
-    summary = [f"{len(streams)} live stream{'s' if len(streams) != 1 else ''}"]
+    summary: list[Flattenable] = [f"{len(streams)} live stream{'s' if len(streams) != 1 else ''}"]
     for count, text, kind in (
         (unencrypted, "not encrypted", "bad"),
         (unauthenticated, "unauthenticated", "warn"),
@@ -318,115 +385,110 @@ def render_status_page(streams, warnings, peers, records=None):
         (len(open_warnings), "unacknowledged warning" + ("s" if len(open_warnings) != 1 else ""), "warn"),
     ):
         if count:
-            summary.append(f'<span class="flag {kind}">{count} {_e(text)}</span>')
+            summary.append(_flag(kind, f"{count} {text}"))
     if streams and not (unencrypted or unauthenticated):
-        summary.append('<span class="flag ok">all encrypted and authenticated</span>')
+        summary.append(_flag("ok", "all encrypted and authenticated"))
     if records is not None and not records["available"]:
-        summary.append(
-            '<span class="flag bad">authentication records can\'t be written: accepting '
-            f'{_e(records["accepting"])}, {records["held"]} records held, '
-            f'{records["lost"]} lost</span>'
-        )
-
-    if streams:
-        header = "".join(f"<th>{_e(c)}</th>" for c in STREAM_COLUMNS)
-        rows = "\n".join(_stream_row(s) for s in streams)
-        streams_html = (
-            f'<table id="streams"><thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody></table>'
-        )
-    else:
-        streams_html = '<p id="streams" class="muted">No live streams.</p>'
+        summary.append(_flag("bad", (
+            f"authentication records can't be written: accepting {records['accepting']}, "
+            f"{records['held']} records held, {records['lost']} lost"
+        )))
 
     if ordered:
-        warnings_html = (
-            '<ul id="warnings" class="warnings">\n'
-            + "\n".join(_warning_item(w) for w in ordered)
-            + "\n</ul>"
-        )
+        warnings_list = tags.ul(id="warnings", class_="warnings")([_warning_item(w) for w in ordered])
     else:
-        warnings_html = '<p id="warnings" class="muted">No warnings.</p>'
+        warnings_list = tags.p("No warnings.", id="warnings", class_="muted")
 
-    if peers:
-        peers_html = (
-            '<table id="peers"><thead><tr><th>Peer</th><th>Last seen</th><th>Last method</th>'
-            "<th>Accepted</th><th>Certificates seen</th></tr></thead>\n<tbody>\n"
-            + "\n".join(_peer_row(p) for p in peers)
-            + "\n</tbody></table>"
-        )
-    else:
-        peers_html = '<p id="peers" class="muted">No peers recorded yet.</p>'
-
-    body = (
-        "<h1>XMPP gateway status</h1>\n"
-        f'<p class="summary">{" ".join(summary)}</p>\n'
-        '<p class="muted">Rows in red are not encrypted; rows in yellow are not '
-        "authenticated (RFC 7590 section 3.4, better than nothing). "
-        '<a href="/">Refresh</a> \u00b7 <a href="/api/streams">JSON</a> \u00b7 '
-        '<a href="/metrics">metrics</a></p>\n'
-        f"<h2>Streams</h2>\n{streams_html}\n"
-        f"<h2>Warnings</h2>\n{warnings_html}\n"
-        f"<h2>Peers</h2>\n{peers_html}\n"
-        '<form class="signout" method="post" action="/logout"><button type="submit">Sign out</button></form>'
+    return _document(
+        "XMPP gateway status",
+        tags.h1("XMPP gateway status"),
+        tags.p(summary[0], [[" ", part] for part in summary[1:]], class_="summary"),
+        tags.p(class_="muted")(
+            "Rows in red are not encrypted; rows in yellow are not authenticated "
+            "(RFC 7590 section 3.4, better than nothing). ",
+            tags.a("Refresh", href="/"), " \u00b7 ", tags.a("JSON", href="/api/streams"),
+            " \u00b7 ", tags.a("metrics", href="/metrics"),
+        ),
+        tags.h2("Streams"),
+        _table("streams", STREAM_COLUMNS, [_stream_row(s) for s in streams], "No live streams."),
+        tags.h2("Warnings"),
+        warnings_list,
+        tags.h2("Peers"),
+        _table("peers", PEER_COLUMNS, [_peer_row(p) for p in peers], "No peers recorded yet."),
+        tags.form(class_="signout", method="post", action="/logout")(
+            tags.button("Sign out", type="submit")
+        ),
     )
-    return _page("XMPP gateway status", body)
 
 
-def render_login_page(problem=None):
+def render_login_page(problem: str | None = None) -> defer.Deferred[bytes]:
     """
     The sign-in form: the token goes in a POST body, never in a URL.
     """
-    notice = f'<p class="flag bad">{_e(problem)}</p>' if problem else ""
-    body = (
-        "<h1>XMPP gateway status</h1>\n"
-        f"{notice}"
-        '<form class="login" method="post" action="/login">'
-        '<label for="token">Admin token (the file <code>admin.token</code> in the '
-        "gateway's state folder)</label>"
-        '<input id="token" name="token" type="password" autocomplete="off" required autofocus>'
-        '<button type="submit">Sign in</button></form>'
+    return _document(
+        "XMPP gateway: sign in",
+        tags.h1("XMPP gateway status"),
+        tags.p(problem, class_="flag bad") if problem else "",
+        tags.form(class_="login", method="post", action="/login")(
+            tags.label(for_="token")(
+                "Admin token (the file ", tags.code("admin.token"),
+                " in the gateway's state folder)",
+            ),
+            tags.input(
+                id="token", name="token", type="password", autocomplete="off",
+                required="", autofocus="",
+            ),
+            tags.button("Sign in", type="submit"),
+        ),
     )
-    return _page("XMPP gateway: sign in", body)
 
 
-# The resource ---------------------------------------------------------------
+# The resources --------------------------------------------------------------
 
 
-class AdminResource(Resource):
+def _argument(request: Request, name: bytes) -> bytes | None:
     """
-    Every path of the admin interface; see the module docstring.
+    The first value of query or form argument C{name}, if given.
+    """
+    values = (request.args or {}).get(name)
+    return values[0] if values else None
 
-    @param status: a L{gateway.ops.status.StatusSource}.
-    @param token: the bearer token (a string).
+
+def _warning_id(text: str) -> int | None:
+    if not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+class _Admin:
+    """
+    What every resource of the admin interface shares: the status source,
+    and the checks of the token and of the session cookie derived from it.
     """
 
-    isLeaf = True
-
-    def __init__(self, status, token):
-        super().__init__()
-        if not token:
-            raise ValueError("the admin interface needs a token")
+    def __init__(self, status: StatusView, token: str) -> None:
         self.status = status
-        self._token = token.encode("utf-8")
-        self._session = session_value(token)
+        self.token = token.encode("utf-8")
+        self.session = session_value(token)
 
-    # Authentication --------------------------------------------------------
-
-    def _bearer(self, request):
+    def has_bearer(self, request: Request) -> bool:
         header = request.getHeader(b"authorization")
         if header is None:
-            return None
+            return False
         scheme, _, credentials = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        return credentials.strip()
+        return scheme.lower() == b"bearer" and _equal(credentials.strip(), self.token)
 
-    def _has_bearer(self, request):
-        return _equal(self._bearer(request), self._token)
+    def has_session(self, request: Request) -> bool:
+        return _equal(request.getCookie(SESSION_COOKIE), self.session)
 
-    def _has_session(self, request):
-        return _equal(request.getCookie(SESSION_COOKIE), self._session)
+    def may_read(self, request: Request, method: bytes) -> bool:
+        """
+        Whether C{request} carries the bearer token, or the session cookie
+        for a C{GET}.
+        """
+        return self.has_bearer(request) or (method == b"GET" and self.has_session(request))
 
-    def _same_origin(self, request):
+    def same_origin(self, request: Request) -> bool:
         """
         Whether a cookie-authenticated form post comes from this origin
         (a second guard against cross-site requests, after SameSite).
@@ -438,28 +500,24 @@ class AdminResource(Resource):
         scheme = b"https" if request.isSecure() else b"http"
         return hmac.compare_digest(origin, scheme + b"://" + host)
 
-    def _unauthorised(self, request, html_page=False):
+    @staticmethod
+    def challenge(token_given: bool) -> Header:
+        value = b'Bearer realm="xmpp-gateway"'
+        if token_given:
+            value += b', error="invalid_token"'
+        return (b"WWW-Authenticate", value)
+
+    def unauthorised(self, request: Request) -> Reply:
         given = request.getHeader(b"authorization") is not None
-        challenge = b'Bearer realm="xmpp-gateway"'
-        if given:
-            challenge += b', error="invalid_token"'
-        headers = ((b"WWW-Authenticate", challenge),)
-        if html_page:
-            return Reply(
-                401,
-                render_login_page("That token is not right." if given else None),
-                HTML_CONTENT_TYPE,
-                headers,
-            )
         return error_reply(
             401,
             "the token is not right" if given else
             "authentication required: send Authorization: Bearer <token> "
             "(the token is in the state folder's admin.token)",
-            headers,
+            (self.challenge(given),),
         )
 
-    def _session_cookie(self, request, value, max_age=None):
+    def session_cookie(self, request: Request, value: bytes, max_age: int | None = None) -> Header:
         cookie = SESSION_COOKIE + b"=" + value + b"; Path=/; HttpOnly; SameSite=Strict"
         if max_age is not None:
             cookie += b"; Max-Age=" + str(max_age).encode("ascii")
@@ -467,19 +525,56 @@ class AdminResource(Resource):
             cookie += b"; Secure"
         return (b"Set-Cookie", cookie)
 
-    # Dispatch ----------------------------------------------------------------
 
-    def render(self, request):
+class _Endpoint(Resource):
+    """
+    A resource of the admin interface.  Every answer carries the security
+    headers and is written whole, with its length; a failure is logged and
+    answered with a JSON 500.
+
+    @ivar name: the path segment it stands for, where it is one of many (a
+        stream id, a peer domain, a warning id).
+    """
+
+    def __init__(self, admin: _Admin, name: str = "") -> None:
+        super().__init__()
+        self.admin = admin
+        self.name = name
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"" and not any(request.postpath or ()):
+            return self  # a trailing slash names the same resource
+        try:
+            name = path.decode("utf-8")
+        except UnicodeDecodeError:
+            return _NotFound(self.admin)
+        return self.child(name)
+
+    def child(self, name: str) -> Resource:
+        """
+        The resource at C{name} below this one, where no static child has
+        that name.
+        """
+        return _NotFound(self.admin)
+
+    def render(self, request: Request) -> int:
         for name, value in SECURITY_HEADERS:
             request.setHeader(name, value)
-        finished = []
+        finished: list[object] = []
         request.notifyFinish().addBoth(finished.append)
-        d = defer.Deferred.fromCoroutine(self._dispatch(request))
+        method = b"GET" if request.method == b"HEAD" else request.method
+        d = defer.Deferred.fromCoroutine(self.answer(request, method))
         d.addErrback(self._failed, request)
         d.addCallback(self._write, request, finished)
         return NOT_DONE_YET
 
-    def _failed(self, failure: Failure, request):
+    async def answer(self, request: Request, method: bytes) -> Reply:
+        """
+        The reply to C{request}; C{method} is C{GET} for a C{HEAD}.
+        """
+        raise NotImplementedError
+
+    def _failed(self, failure: Failure, request: Request) -> Reply:
         log.failure(
             "admin interface: {method} {path} failed",
             failure,
@@ -488,7 +583,7 @@ class AdminResource(Resource):
         )
         return error_reply(500, "internal error; see the gateway's log")
 
-    def _write(self, reply, request, finished):
+    def _write(self, reply: Reply, request: Request, finished: list[object]) -> None:
         if finished:
             return  # the client went away
         request.setResponseCode(reply.code)
@@ -502,175 +597,240 @@ class AdminResource(Resource):
         request.write(reply.body)
         request.finish()
 
-    async def _dispatch(self, request):
-        method = request.method
-        if method == b"HEAD":
-            method = b"GET"
-        try:
-            segments = [s.decode("utf-8") for s in request.postpath]
-        except UnicodeDecodeError:
-            segments = None
-        while segments and segments[-1] == "":
-            segments.pop()
 
-        # The two doors of a browser session: signing in and out.
-        if segments == ["login"]:
-            if method != b"POST":
-                return self._not_allowed(b"POST")
-            return self._login(request)
-        if segments == ["logout"]:
-            if method != b"POST":
-                return self._not_allowed(b"POST")
-            return Reply(
-                303, b"", HTML_CONTENT_TYPE,
-                ((b"Location", b"/"), self._session_cookie(request, b"", max_age=0)),
-            )
+class _Reading(_Endpoint):
+    """
+    A resource of the API (or the metrics): the bearer token, or the
+    session cookie for a C{GET}; then the one method it answers.
+    """
 
-        bearer = self._has_bearer(request)
-        session = not bearer and self._has_session(request)
-        if segments == []:
-            if method != b"GET":
-                return self._not_allowed(b"GET, HEAD")
-            query_token = request.args.get(b"token", [None])[0]
-            if query_token is not None:
-                # A link for a browser: trade the token for the cookie and
-                # take it out of the address bar at once.
-                if _equal(query_token, self._token):
-                    return Reply(
-                        303, b"", HTML_CONTENT_TYPE,
-                        ((b"Location", b"/"), self._session_cookie(request, self._session)),
-                    )
-                return Reply(
-                    401, render_login_page("That token is not right."), HTML_CONTENT_TYPE,
-                    ((b"WWW-Authenticate", b'Bearer realm="xmpp-gateway", error="invalid_token"'),),
-                )
-            if not (bearer or session):
-                return self._unauthorised(request, html_page=True)
-            return await self._status_page()
+    #: The method it answers (C{HEAD} as C{GET}); L{None} for any.
+    method: bytes | None = b"GET"
 
-        # The page's acknowledge buttons: a cookie, from this origin.
-        if (
-            segments is not None and len(segments) == 3
-            and segments[0] == "warnings" and segments[2] == "acknowledge"
-        ):
-            if method != b"POST":
-                return self._not_allowed(b"POST")
-            if not (bearer or session):
-                return self._unauthorised(request)
-            if session and not self._same_origin(request):
-                return error_reply(403, "cross-origin form posts are refused")
-            number = _warning_id(segments[1])
-            if number is not None:
-                self.status.acknowledge(number)
-            return Reply(303, b"", HTML_CONTENT_TYPE, ((b"Location", b"/#warnings"),))
+    async def answer(self, request: Request, method: bytes) -> Reply:
+        if not self.admin.may_read(request, method):
+            return self.admin.unauthorised(request)
+        if self.method is not None and method != self.method:
+            return _not_allowed(b"GET, HEAD" if self.method == b"GET" else self.method)
+        return await self.respond(request)
 
-        # Everything else: the bearer token, or the cookie for reading.
-        if not (bearer or (session and method == b"GET")):
-            return self._unauthorised(request)
-        if segments is None:
-            return error_reply(404, "not found")
-        return await self._api(method, segments, request.args)
+    async def respond(self, request: Request) -> Reply:
+        raise NotImplementedError
 
-    def _not_allowed(self, allowed):
-        return error_reply(405, "method not allowed", ((b"Allow", allowed),))
 
-    def _login(self, request):
-        token = request.args.get(b"token", [None])[0]
-        if not _equal(token, self._token):
-            return Reply(401, render_login_page("That token is not right."), HTML_CONTENT_TYPE)
-        return Reply(
-            303, b"", HTML_CONTENT_TYPE,
-            ((b"Location", b"/"), self._session_cookie(request, self._session)),
-        )
+class _NotFound(_Reading):
+    """
+    Nothing, or only the way to what is below: 404 to any method, after the
+    token check (a stranger learns nothing of the paths).
+    """
 
-    async def _status_page(self):
-        status = self.status
-        peers = await status.peers()
-        return Reply(
-            200, render_status_page(
-                status.streams(), status.warnings(), peers, status.records_state()
-            ), HTML_CONTENT_TYPE
-        )
+    method = None
 
-    async def _api(self, method, segments, args=None):
-        status = self.status
-        match segments:
-            case ["metrics"]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                return Reply(200, status.metrics_text(), METRICS_CONTENT_TYPE)
-            case ["api", "streams"]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                return json_reply({"streams": status.streams()})
-            case ["api", "streams", stream_id]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                stream = status.stream(stream_id)
-                if stream is None:
-                    return error_reply(404, f"no live stream {stream_id}")
-                return json_reply(status.stream_info(stream))
-            case ["api", "streams", stream_id, "certificate"]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                pem = status.stream_certificate_pem(stream_id)
-                if pem is None:
-                    if status.stream(stream_id) is None:
-                        return error_reply(404, f"no live stream {stream_id}")
-                    return error_reply(404, f"stream {stream_id} has no peer certificate")
-                # Stream ids are the gateway's own (s1, s2, ...), safe in a header.
-                filename = "".join(c for c in stream_id if c.isalnum()) or "stream"
-                return Reply(
-                    200, pem.encode("ascii"), PEM_CONTENT_TYPE,
-                    ((b"Content-Disposition",
-                      f'inline; filename="{filename}-peer-chain.pem"'.encode("ascii")),),
-                )
-            case ["api", "peers"]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                args = args or {}
-                try:
-                    limit = int(args.get(b"limit", [b"1000"])[0])
-                    if not 0 < limit <= 1000:
-                        raise ValueError
-                except ValueError:
-                    return error_reply(400, "limit must be an integer from 1 to 1000")
-                after = args.get(b"after", [b""])[0].decode("utf-8", "replace") or None
-                peers = await status.peers(limit=limit, after=after)
-                return json_reply({
-                    "peers": peers,
-                    # The next page starts after the last peer of this one.
-                    "next": peers[-1]["peer_domain"] if len(peers) == limit else None,
-                })
-            case ["api", "peers", domain]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                peer = await status.peer(domain)
-                if peer is None:
-                    return error_reply(404, f"no records for {domain}")
-                return json_reply(peer)
-            case ["api", "records"]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                return json_reply(status.records_state())
-            case ["api", "warnings"]:
-                if method != b"GET":
-                    return self._not_allowed(b"GET, HEAD")
-                return json_reply({"warnings": status.warnings()})
-            case ["api", "warnings", warning_id, "acknowledge"]:
-                if method != b"POST":
-                    return self._not_allowed(b"POST")
-                number = _warning_id(warning_id)
-                if number is None or not status.acknowledge(number):
-                    return error_reply(404, f"no warning {warning_id}")
-                return json_reply({"acknowledged": True})
+    async def respond(self, request: Request) -> Reply:
         return error_reply(404, "not found")
 
 
-def _warning_id(text):
-    if not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
+def _step(admin: _Admin, name: bytes, child: Resource) -> _NotFound:
+    """
+    A path segment that is only the way to C{child}, at C{name} below it.
+    """
+    step = _NotFound(admin)
+    step.putChild(name, child)
+    return step
+
+
+class _Metrics(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        return Reply(200, self.admin.status.metrics_text(), METRICS_CONTENT_TYPE)
+
+
+class _Streams(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        return json_reply({"streams": self.admin.status.streams()})
+
+    def child(self, name: str) -> Resource:
+        stream = _Stream(self.admin, name)
+        stream.putChild(b"certificate", _StreamCertificate(self.admin, name))
+        return stream
+
+
+class _Stream(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        status = self.admin.status
+        stream = status.stream(self.name)
+        if stream is None:
+            return error_reply(404, f"no live stream {self.name}")
+        return json_reply(status.stream_info(stream))
+
+
+class _StreamCertificate(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        status = self.admin.status
+        pem = status.stream_certificate_pem(self.name)
+        if pem is None:
+            if status.stream(self.name) is None:
+                return error_reply(404, f"no live stream {self.name}")
+            return error_reply(404, f"stream {self.name} has no peer certificate")
+        # Stream ids are the gateway's own (s1, s2, ...), safe in a header.
+        filename = "".join(c for c in self.name if c.isalnum()) or "stream"
+        return Reply(
+            200, pem.encode("ascii"), PEM_CONTENT_TYPE,
+            ((b"Content-Disposition",
+              f'inline; filename="{filename}-peer-chain.pem"'.encode("ascii")),),
+        )
+
+
+class _Peers(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        try:
+            given = _argument(request, b"limit")
+            limit = 1000 if given is None else int(given)
+            if not 0 < limit <= 1000:
+                raise ValueError
+        except ValueError:
+            return error_reply(400, "limit must be an integer from 1 to 1000")
+        after = (_argument(request, b"after") or b"").decode("utf-8", "replace") or None
+        peers = await self.admin.status.peers(limit=limit, after=after)
+        return json_reply({
+            "peers": peers,
+            # The next page starts after the last peer of this one.
+            "next": peers[-1]["peer_domain"] if len(peers) == limit else None,
+        })
+
+    def child(self, name: str) -> Resource:
+        return _Peer(self.admin, name)
+
+
+class _Peer(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        # The status source finds the records under any spelling of the name.
+        peer = await self.admin.status.peer(self.name)
+        if peer is None:
+            return error_reply(404, f"no records for {self.name}")
+        return json_reply(peer)
+
+
+class _Records(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        return json_reply(self.admin.status.records_state())
+
+
+class _Warnings(_Reading):
+    async def respond(self, request: Request) -> Reply:
+        return json_reply({"warnings": self.admin.status.warnings()})
+
+    def child(self, name: str) -> Resource:
+        return _step(self.admin, b"acknowledge", _Acknowledge(self.admin, name))
+
+
+class _Acknowledge(_Reading):
+    method = b"POST"
+
+    async def respond(self, request: Request) -> Reply:
+        number = _warning_id(self.name)
+        if number is None or not self.admin.status.acknowledge(number):
+            return error_reply(404, f"no warning {self.name}")
+        return json_reply({"acknowledged": True})
+
+
+class _SignIn(_Endpoint):
+    """
+    C{POST /login}: the sign-in form's token, for the session cookie.
+    """
+
+    async def answer(self, request: Request, method: bytes) -> Reply:
+        if method != b"POST":
+            return _not_allowed(b"POST")
+        admin = self.admin
+        if not _equal(_argument(request, b"token"), admin.token):
+            return Reply(401, await render_login_page("That token is not right."), HTML_CONTENT_TYPE)
+        return _redirect(b"/", admin.session_cookie(request, admin.session))
+
+
+class _SignOut(_Endpoint):
+    async def answer(self, request: Request, method: bytes) -> Reply:
+        if method != b"POST":
+            return _not_allowed(b"POST")
+        return _redirect(b"/", self.admin.session_cookie(request, b"", max_age=0))
+
+
+class _PageWarnings(_NotFound):
+    """
+    C{/warnings}: only the way to the page's acknowledge buttons.
+    """
+
+    def child(self, name: str) -> Resource:
+        return _step(self.admin, b"acknowledge", _PageAcknowledge(self.admin, name))
+
+
+class _PageAcknowledge(_Endpoint):
+    """
+    The page's acknowledge buttons: the bearer token, or the session cookie
+    on a form posted from this origin.
+    """
+
+    async def answer(self, request: Request, method: bytes) -> Reply:
+        if method != b"POST":
+            return _not_allowed(b"POST")
+        admin = self.admin
+        bearer = admin.has_bearer(request)
+        if not (bearer or admin.has_session(request)):
+            return admin.unauthorised(request)
+        if not bearer and not admin.same_origin(request):
+            return error_reply(403, "cross-origin form posts are refused")
+        number = _warning_id(self.name)
+        if number is not None:
+            admin.status.acknowledge(number)
+        return _redirect(b"/#warnings")
+
+
+class AdminResource(_Endpoint):
+    """
+    The admin interface: the status page here, every other path below (see
+    the module docstring).
+
+    @param status: what to show: a L{gateway.ops.status.StatusSource}.
+    @param token: the bearer token.
+    """
+
+    def __init__(self, status: StatusView, token: str) -> None:
+        if not token:
+            raise ValueError("the admin interface needs a token")
+        admin = _Admin(status, token)
+        super().__init__(admin)
+        # Below the static children, child() names the dynamic ones:
+        # /warnings/<id>/acknowledge, /api/streams/<id>[/certificate],
+        # /api/peers/<domain> and /api/warnings/<id>/acknowledge.
+        self.putChild(b"login", _SignIn(admin))
+        self.putChild(b"logout", _SignOut(admin))
+        self.putChild(b"warnings", _PageWarnings(admin))
+        self.putChild(b"metrics", _Metrics(admin))
+        api = _NotFound(admin)
+        self.putChild(b"api", api)
+        api.putChild(b"streams", _Streams(admin))
+        api.putChild(b"peers", _Peers(admin))
+        api.putChild(b"records", _Records(admin))
+        api.putChild(b"warnings", _Warnings(admin))
+
+    async def answer(self, request: Request, method: bytes) -> Reply:
+        if method != b"GET":
+            return _not_allowed(b"GET, HEAD")
+        admin = self.admin
+        query_token = _argument(request, b"token")
+        if query_token is not None and _equal(query_token, admin.token):
+            # A link for a browser: trade the token for the cookie and take
+            # it out of the address bar at once.
+            return _redirect(b"/", admin.session_cookie(request, admin.session))
+        if query_token is not None or not (admin.has_bearer(request) or admin.has_session(request)):
+            given = query_token is not None or request.getHeader(b"authorization") is not None
+            page = await render_login_page("That token is not right." if given else None)
+            return Reply(401, page, HTML_CONTENT_TYPE, (admin.challenge(given),))
+        status = admin.status
+        peers = await status.peers()
+        page = await render_status_page(
+            status.streams(), status.warnings(), peers, status.records_state()
+        )
+        return Reply(200, page, HTML_CONTENT_TYPE)
 
 
 class AdminSite(Site):
@@ -682,7 +842,7 @@ class AdminSite(Site):
 
     noisy = False
 
-    def log(self, request):
+    def log(self, request: http.Request) -> None:
         log.debug(
             "admin {method} {path} {code} from {client}",
             method=request.method.decode("ascii", "replace"),
@@ -692,7 +852,7 @@ class AdminSite(Site):
         )
 
 
-def make_admin_site(status, token):
+def make_admin_site(status: StatusView, token: str) -> AdminSite:
     """
     The admin interface for C{status} (a L{gateway.ops.status.StatusSource}),
     guarded by C{token}.

@@ -517,7 +517,7 @@ class POSHClient:
         self.max_cache = max_cache
         self.negative_cache = negative_cache
         self.cache_entries = cache_entries
-        self._cache = ExpiringCache(cache_entries)
+        self._cache: ExpiringCache[str, POSHResult, float] = ExpiringCache(cache_entries)
         self._waiters: dict[str, list[defer.Deferred[POSHResult]]] = {}
 
     @classmethod

@@ -6,7 +6,10 @@ every stream whose peer it checked.
 
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
 from zope.interface import Interface
+
+from gateway.records.record import AuthenticationRecord
 
 
 class RecordStoreError(Exception):
@@ -26,7 +29,7 @@ class IRecordStore(Interface):
     one added last first.
     """
 
-    def add(record):
+    def add(record: AuthenticationRecord) -> Deferred[None]:
         """
         Keep C{record}.
 
@@ -37,7 +40,9 @@ class IRecordStore(Interface):
             L{RecordStoreError} if the store is closed or unusable).
         """
 
-    def for_peer(peer_domain, limit=100):
+    def for_peer(
+        peer_domain: str, limit: int | None = 100
+    ) -> Deferred[list[AuthenticationRecord]]:
         """
         The records of streams with C{peer_domain}, newest first.
 
@@ -48,7 +53,7 @@ class IRecordStore(Interface):
             L{AuthenticationRecord}.
         """
 
-    def recent(limit=100):
+    def recent(limit: int | None = 100) -> Deferred[list[AuthenticationRecord]]:
         """
         The records of streams with any peer, newest first.
 
@@ -57,7 +62,9 @@ class IRecordStore(Interface):
             L{AuthenticationRecord}.
         """
 
-    def peer_summaries(limit=100, after=None):
+    def peer_summaries(
+        limit: int | None = 100, after: str | None = None
+    ) -> "Deferred[list[PeerSummary]]":
         """
         One summary per peer domain, in the order of their names, from the
         first name after C{after} (all if L{None}): at most C{limit}.
@@ -65,7 +72,7 @@ class IRecordStore(Interface):
         @return: a Deferred firing with a L{list} of L{PeerSummary}.
         """
 
-    def latest_accepted():
+    def latest_accepted() -> Deferred[list[AuthenticationRecord]]:
         """
         For each peer domain, its newest record that accepted the peer with
         a certificate: what certificate continuity needs at start, without
@@ -75,7 +82,7 @@ class IRecordStore(Interface):
             newest first.
         """
 
-    def prune(before=None, keep=None):
+    def prune(before: float | None = None, keep: int | None = None) -> Deferred[int]:
         """
         Forget old records: those made before C{before} (POSIX seconds; no
         limit by age if L{None}), then all but the newest C{keep} (no limit
@@ -84,7 +91,7 @@ class IRecordStore(Interface):
         @return: a Deferred firing with how many records were forgotten.
         """
 
-    def close():
+    def close() -> Deferred[None]:
         """
         Finish the work already asked for, then release the store's
         resources (threads, files).  Later calls fail with
@@ -94,7 +101,7 @@ class IRecordStore(Interface):
         """
 
 
-def check_limit(limit):
+def check_limit(limit: int | None) -> int | None:
     """
     Check a listing's C{limit} as L{IRecordStore} defines it.
 

@@ -6,7 +6,13 @@ server-to-server stream's peer.
 import copy
 import datetime
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+#: JSON-shaped data: dicts with string keys, lists, strings, numbers,
+#: booleans and None, as L{json} reads and writes it (and types it: C{Any}).
+JSON: TypeAlias = Any
 
 DIRECTIONS = ("inbound", "outbound")
 
@@ -33,7 +39,7 @@ MAX_CHARS = 1024
 MAX_BYTES = 16 * 1024
 
 
-def bounded(value, max_items=MAX_ITEMS, max_chars=MAX_CHARS):
+def bounded(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS) -> JSON:
     """
     C{value} (JSON-shaped data) cut to at most C{max_items} entries per
     list or dict and C{max_chars} characters per string, the last entry or
@@ -55,7 +61,7 @@ def bounded(value, max_items=MAX_ITEMS, max_chars=MAX_CHARS):
         return type(value)(items) if isinstance(value, tuple) else items
     if isinstance(value, dict):
         entries = list(value.items())
-        cut = {}
+        cut: dict[JSON, JSON] = {}
         for key, item in entries[: max_items - 1] if len(entries) > max_items else entries:
             cut[bounded(key, max_items, max_chars)] = bounded(item, max_items, max_chars)
         if len(entries) > max_items:
@@ -66,7 +72,7 @@ def bounded(value, max_items=MAX_ITEMS, max_chars=MAX_CHARS):
     return value
 
 
-def time_iso(time):
+def time_iso(time: float) -> str:
     """
     Spell C{time} (seconds since the epoch) as an ISO 8601 UTC timestamp
     with microseconds, for example C{2024-05-01T12:00:00.250000Z}.
@@ -113,15 +119,15 @@ class AuthenticationRecord:
     stream_id: str | None
     time: float
     method: str
-    evidence: dict
+    evidence: dict[str, JSON]
     tls_version: str | None
     cipher: str | None
-    certificate: dict | None
-    verdicts: tuple
+    certificate: dict[str, JSON] | None
+    verdicts: tuple[dict[str, JSON], ...]
     authenticated: bool
     reason: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(
                 f"direction must be 'inbound' or 'outbound', not {self.direction!r}"
@@ -141,7 +147,7 @@ class AuthenticationRecord:
         )
         self._bound()
 
-    def _bound(self):
+    def _bound(self) -> None:
         """
         Cut what the peer decides (evidence, certificate, verdicts, reason)
         to the limits of L{bounded}, and, should that still take more than
@@ -171,13 +177,13 @@ class AuthenticationRecord:
         object.__setattr__(self, "reason", reason)
 
     @property
-    def time_iso(self):
+    def time_iso(self) -> str:
         """
         C{time} as an ISO 8601 UTC timestamp.
         """
         return time_iso(self.time)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, JSON]:
         """
         The record as a JSON-serialisable dict (nested values are copies),
         with C{time} also spelled as an ISO 8601 UTC timestamp under
@@ -201,7 +207,7 @@ class AuthenticationRecord:
         }
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: Mapping[str, JSON]) -> "AuthenticationRecord":
         """
         The record C{d} describes, as L{as_dict} (or its JSON) spells it:
         C{from_dict(record.as_dict()) == record}.  C{time_iso} and unknown

@@ -18,17 +18,37 @@ record is on disk when L{add}'s Deferred fires.
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python import failure
 from zope.interface import implementer
 
 from gateway.records.interfaces import IRecordStore, PeerSummary, RecordStoreError, check_limit
-from gateway.records.record import AuthenticationRecord
+from gateway.records.record import JSON, AuthenticationRecord
 
 log = Logger()
+
+#: A reactor that provides L{IReactorTime<twisted.internet.interfaces.IReactorTime>},
+#: L{IReactorCore<twisted.internet.interfaces.IReactorCore>} and
+#: L{IReactorFromThreads<twisted.internet.interfaces.IReactorFromThreads>}:
+#: zope.interface has no type for a provider of several interfaces.
+StoreReactor: TypeAlias = Any
+
+#: The values of a record's L{COLUMNS}.
+Row: TypeAlias = tuple[
+    float, str, str, str, str | None, str, int, str, str | None, str | None, str, str | None, str
+]
+
+#: The values bound to a query's placeholders.
+Parameters: TypeAlias = tuple[str | float | None, ...]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: The schema version this module writes and reads (C{PRAGMA user_version}).
 SCHEMA_VERSION = 1
@@ -86,11 +106,11 @@ SELECT = "SELECT {} FROM authentication".format(", ".join(COLUMNS))
 NEWEST_FIRST = "ORDER BY time DESC, id DESC LIMIT ?"
 
 
-def _json(value):
+def _json(value: JSON) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _row(record):
+def _row(record: AuthenticationRecord) -> Row:
     """
     The values of C{record}'s columns, in L{COLUMNS} order.
 
@@ -122,7 +142,7 @@ def _row(record):
     )
 
 
-def _record(row):
+def _record(row: Sequence[Any]) -> AuthenticationRecord:
     """
     The L{AuthenticationRecord} a row of L{COLUMNS} holds.
     """
@@ -157,7 +177,9 @@ class SQLiteRecordStore:
     @ivar path: the database file.
     """
 
-    def __init__(self, path, reactor=None):
+    def __init__(
+        self, path: str | os.PathLike[str], reactor: StoreReactor | None = None
+    ) -> None:
         """
         @param path: the database file (made if missing).  Its folder must
             exist: the store makes no folders.
@@ -176,7 +198,7 @@ class SQLiteRecordStore:
         if reactor is None:
             from twisted.internet import reactor
         self.path = path
-        self._reactor = reactor
+        self._reactor: StoreReactor = reactor
         self._pool = adbapi.ConnectionPool(
             "sqlite3",
             path,
@@ -187,17 +209,17 @@ class SQLiteRecordStore:
             cp_openfun=self._prepare_connection,
         )
         self._requested = False
-        self._waiting = []
-        self._last_added = None
+        self._waiting: list[tuple[Row, defer.Deferred[None]]] = []
+        self._last_added: defer.Deferred[None] | None = None
         self._writing = False
-        self._gathering = None
-        self._drained = []
+        self._gathering: IDelayedCall | None = None
+        self._drained: list[defer.Deferred[None]] = []
         self._close_requested = False
         self._closing = False
         self._closed = False
-        self._close_waiters = []
+        self._close_waiters: list[defer.Deferred[None]] = []
 
-    def start(self):
+    def start(self) -> defer.Deferred[None]:
         """
         Open the database, making its schema if it is new.  Optional: the
         first L{add}, L{for_peer} or L{recent} does the same.
@@ -208,7 +230,7 @@ class SQLiteRecordStore:
         """
         return self._run(self._pool.runWithConnection, lambda connection: None)
 
-    def add(self, record):
+    def add(self, record: AuthenticationRecord) -> defer.Deferred[None]:
         """
         Records are written in batches, one transaction each (a group
         commit): a batch gathers the records added within L{BATCH_DELAY}
@@ -222,7 +244,7 @@ class SQLiteRecordStore:
             return defer.fail()
         if self._close_requested or self._closing or self._pool_state() == "stopped":
             return self._run(self._pool.runInteraction, self._insert_many, [row])
-        written = defer.Deferred()
+        written: defer.Deferred[None] = defer.Deferred()
         self._last_added = written
         self._waiting.append((row, written))
         if not self._writing:
@@ -231,7 +253,7 @@ class SQLiteRecordStore:
             self._gathering = self._reactor.callLater(BATCH_DELAY, self._write_batch)
         return written
 
-    def _write_now(self):
+    def _write_now(self) -> None:
         """
         Write the batch being gathered at once, so that what is asked for
         next (in the pool's one thread) sees it.
@@ -240,7 +262,7 @@ class SQLiteRecordStore:
             self._gathering.cancel()
             self._write_batch()
 
-    def _write_batch(self):
+    def _write_batch(self) -> None:
         self._gathering = None
         batch, self._waiting = self._waiting, []
         self._writing = True
@@ -248,7 +270,7 @@ class SQLiteRecordStore:
             self._pool.runInteraction, self._insert_many, [row for row, _ in batch], draining=True
         )
 
-        def done(outcome):
+        def done(outcome: None | failure.Failure) -> None:
             for _, written in batch:
                 if isinstance(outcome, failure.Failure):
                     written.errback(outcome)
@@ -264,13 +286,17 @@ class SQLiteRecordStore:
 
         result.addBoth(done)
 
-    def for_peer(self, peer_domain, limit=100):
+    def for_peer(
+        self, peer_domain: str, limit: int | None = 100
+    ) -> defer.Deferred[list[AuthenticationRecord]]:
         return self._newest(f"{SELECT} WHERE peer_domain = ? {NEWEST_FIRST}", (peer_domain,), limit)
 
-    def recent(self, limit=100):
+    def recent(self, limit: int | None = 100) -> defer.Deferred[list[AuthenticationRecord]]:
         return self._newest(f"{SELECT} {NEWEST_FIRST}", (), limit)
 
-    def peer_summaries(self, limit=100, after=None):
+    def peer_summaries(
+        self, limit: int | None = 100, after: str | None = None
+    ) -> defer.Deferred[list[PeerSummary]]:
         try:
             limit = check_limit(limit)
         except ValueError:
@@ -292,14 +318,16 @@ class SQLiteRecordStore:
             (after, after, -1 if limit is None else limit),
         )
 
-    def _summaries(self, transaction, query, parameters):
+    def _summaries(
+        self, transaction: adbapi.Transaction, query: str, parameters: Parameters
+    ) -> list[PeerSummary]:
         transaction.execute(query, parameters)
         return [
             PeerSummary(domain, time, method, bool(authenticated), certificates)
             for domain, time, method, authenticated, certificates in transaction.fetchall()
         ]
 
-    def latest_accepted(self):
+    def latest_accepted(self) -> defer.Deferred[list[AuthenticationRecord]]:
         columns = ", ".join(COLUMNS)
         query = (
             f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY peer_domain "
@@ -309,7 +337,9 @@ class SQLiteRecordStore:
         )
         return self._newest(query, (), None)
 
-    def prune(self, before=None, keep=None):
+    def prune(
+        self, before: float | None = None, keep: int | None = None
+    ) -> defer.Deferred[int]:
         """
         After every record added so far is written, forget those made before
         C{before} and all but the newest C{keep}, in one transaction.
@@ -321,7 +351,9 @@ class SQLiteRecordStore:
                 return defer.fail()
         return self._after_writes(self._pool.runInteraction, self._prune, before, keep)
 
-    def _newest(self, query, parameters, limit):
+    def _newest(
+        self, query: str, parameters: Parameters, limit: int | None
+    ) -> defer.Deferred[list[AuthenticationRecord]]:
         try:
             limit = check_limit(limit)
         except ValueError:
@@ -333,7 +365,9 @@ class SQLiteRecordStore:
             (*parameters, -1 if limit is None else limit),
         )
 
-    def _after_writes(self, method, *args):
+    def _after_writes(
+        self, method: Callable[..., defer.Deferred[_T]], *args: Any
+    ) -> defer.Deferred[_T]:
         """
         L{_run} C{method(*args)} once every record added before now is
         written, so that what it reads or deletes includes them: the last
@@ -343,28 +377,27 @@ class SQLiteRecordStore:
         if last is None or last.called:
             return self._run(method, *args)
         self._write_now()
-        written = defer.Deferred()
+        written: defer.Deferred[None] = defer.Deferred()
 
-        def settled(result):
+        def settled(result: _R) -> _R:
             written.callback(None)
             return result
 
         last.addBoth(settled)
-        written.addCallback(lambda ignored: self._run(method, *args))
-        return written
+        return written.addCallback(lambda ignored: self._run(method, *args))
 
-    def close(self):
+    def close(self) -> defer.Deferred[None]:
         if self._closed:
             return defer.succeed(None)
         if self._writing:
             # Records added before closing are written first; none after.
             self._close_requested = True
             self._write_now()
-            drained = defer.Deferred()
+            drained: defer.Deferred[None] = defer.Deferred()
             self._drained.append(drained)
             drained.addCallback(lambda _: self.close())
             return drained
-        waiter = defer.Deferred()
+        waiter: defer.Deferred[None] = defer.Deferred()
         self._close_waiters.append(waiter)
         if not self._closing:
             self._closing = True
@@ -380,7 +413,7 @@ class SQLiteRecordStore:
                 self._finish_close(stop_pool=state == "waiting")
         return waiter
 
-    def _pool_state(self):
+    def _pool_state(self) -> str:
         """
         C{"running"}; C{"waiting"} for the reactor to start the pool; or
         C{"stopped"} (by the reactor's shutdown).
@@ -391,7 +424,7 @@ class SQLiteRecordStore:
             return "waiting"
         return "stopped"
 
-    def _close_in_thread(self):
+    def _close_in_thread(self) -> None:
         # Queued behind the work already asked for; closing the
         # connection (a WAL checkpoint) happens in the pool's thread.
         if self._pool_state() != "running":
@@ -407,7 +440,7 @@ class SQLiteRecordStore:
         )
         closed.addCallback(lambda _: self._finish_close(stop_pool=True))
 
-    def _finish_close(self, stop_pool):
+    def _finish_close(self, stop_pool: bool) -> None:
         if stop_pool and self._pool_state() != "stopped":
             self._pool.close()
         self._closed = True
@@ -415,7 +448,9 @@ class SQLiteRecordStore:
         for waiter in waiters:
             waiter.callback(None)
 
-    def _run(self, method, *args, draining=False):
+    def _run(
+        self, method: Callable[..., defer.Deferred[_T]], *args: Any, draining: bool = False
+    ) -> defer.Deferred[_T]:
         """
         Run C{method(*args)} (a pool method) unless the store is closed,
         turning database errors into L{RecordStoreError}s naming the file.
@@ -434,7 +469,7 @@ class SQLiteRecordStore:
         result.addErrback(self._explain)
         return result
 
-    def _explain(self, failure):
+    def _explain(self, failure: failure.Failure) -> NoReturn:
         failure.trap(sqlite3.Error)
         raise RecordStoreError(
             f"authentication records database {self.path}: {failure.value}"
@@ -442,7 +477,7 @@ class SQLiteRecordStore:
 
     # What follows runs in the pool's thread.
 
-    def _prepare_connection(self, connection):
+    def _prepare_connection(self, connection: sqlite3.Connection) -> None:
         """
         Set up a new connection: write-ahead logging, full sync, and the
         schema if the database is new.
@@ -467,10 +502,12 @@ class SQLiteRecordStore:
             connection.close()
             raise
 
-    def _insert_many(self, transaction, rows):
+    def _insert_many(self, transaction: adbapi.Transaction, rows: list[Row]) -> None:
         transaction.executemany(INSERT, rows)
 
-    def _prune(self, transaction, before, keep):
+    def _prune(
+        self, transaction: adbapi.Transaction, before: float | None, keep: int | None
+    ) -> int:
         forgotten = 0
         if before is not None:
             transaction.execute("DELETE FROM authentication WHERE time < ?", (before,))
@@ -484,11 +521,13 @@ class SQLiteRecordStore:
             forgotten += transaction.rowcount
         return forgotten
 
-    def _select(self, transaction, query, parameters):
+    def _select(
+        self, transaction: adbapi.Transaction, query: str, parameters: Parameters
+    ) -> list[AuthenticationRecord]:
         transaction.execute(query, parameters)
         return [_record(row) for row in transaction.fetchall()]
 
-    def _disconnect(self):
+    def _disconnect(self) -> None:
         connection = self._pool.connections.get(self._pool.threadID())
         if connection is not None:
             self._pool.disconnect(connection)

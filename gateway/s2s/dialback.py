@@ -9,14 +9,16 @@ import hmac
 import secrets
 
 
-def generate_secret():
+def generate_secret() -> str:
     """
     Return a new random dialback secret (256 bits, hexadecimal).
     """
     return secrets.token_hex(32)
 
 
-def dialback_key(secret, receiving_server, originating_server, stream_id):
+def dialback_key(
+    secret: str, receiving_server: str, originating_server: str, stream_id: str
+) -> str:
     """
     Compute the dialback key of XEP-0185 section 2::
 
@@ -33,7 +35,13 @@ def dialback_key(secret, receiving_server, originating_server, stream_id):
     ).hexdigest()
 
 
-def check_dialback_key(secret, receiving_server, originating_server, stream_id, key):
+def check_dialback_key(
+    secret: str,
+    receiving_server: str,
+    originating_server: str,
+    stream_id: str,
+    key: str | None,
+) -> bool:
     """
     Whether C{key} is the key this server would have generated, compared in
     constant time.

@@ -10,19 +10,33 @@ Negotiation (RFC 6120 sections 4 and 5, XEP-0220), as a state machine:
     policy lets the peer's domain federate in plaintext.
   - C{TLS}: after C{<proceed/>}, the old parser is gone; the next thing
     accepted is the new stream header, over TLS.
+  - C{CHECKING}: over TLS, the verifier chain decides whether the
+    certificate speaks for the domain the header names (and so whether to
+    offer SASL EXTERNAL) before the features are sent.
   - C{OPEN}: C{db:result} and C{db:verify} are answered; stanzas are
     accepted only from a C{(from, to)} domain pair verified on this stream.
+  - C{SASL_RESTART}, C{SASL_OPEN}: after SASL EXTERNAL succeeded, the
+    restarted stream's header, then the stream open as C{OPEN} is, except
+    that SASL is done: another C{<auth/>} is refused.
 """
+
+from __future__ import annotations
 
 import base64
 import enum
 import functools
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer, protocol
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from gateway.s2s.dialback import check_dialback_key
+from gateway.s2s.interfaces import IInboundStreamOwner
 from gateway.s2s.stream import (
     Input,
     S2SStream,
@@ -49,6 +63,10 @@ from gateway.xmpp.stanzas import (
     iq_problem,
 )
 
+if TYPE_CHECKING:
+    from gateway.s2s.federation import Federation
+    from gateway.verifiers.chain import ChainResult
+
 log = Logger()
 
 
@@ -59,9 +77,12 @@ class InboundState(enum.Enum):
     CHECKING = "checking the certificate before offering features"
     OPEN = "open"
     SASL_RESTART = "SASL done, awaiting stream restart"
+    SASL_OPEN = "open, authenticated by SASL"
 
 
-def check_stream_header(root, local_domains):
+def check_stream_header(
+    root: domish.Element, local_domains: Collection[str]
+) -> tuple[str, str | None]:
     """
     Check an inbound stream header (RFC 6120 section 4.7).
 
@@ -96,7 +117,7 @@ def check_stream_header(root, local_domains):
 
 
 @functools.lru_cache(maxsize=None)
-def _features_before_tls(required):
+def _features_before_tls(required: bool) -> bytes:
     features = domish.Element((NS_STREAMS, "features"))
     starttls = features.addElement((NS_TLS, "starttls"))
     if required:
@@ -106,7 +127,7 @@ def _features_before_tls(required):
 
 
 @functools.lru_cache(maxsize=None)
-def _features_with_tls(offer_external, dialback):
+def _features_with_tls(offer_external: bool, dialback: bool) -> bytes:
     features = domish.Element((NS_STREAMS, "features"))
     if offer_external:
         mechanisms = features.addElement((NS_SASL, "mechanisms"))
@@ -119,7 +140,13 @@ def _features_with_tls(offer_external, dialback):
     return serialise(features)
 
 
-def _dialback_element(name, sender, recipient, kind=None, stream_id=None):
+def _dialback_element(
+    name: str,
+    sender: str,
+    recipient: str,
+    kind: str | None = None,
+    stream_id: str | None = None,
+) -> domish.Element:
     element = domish.Element((NS_DIALBACK, name))
     element["from"] = sender
     element["to"] = recipient
@@ -130,7 +157,9 @@ def _dialback_element(name, sender, recipient, kind=None, stream_id=None):
     return element
 
 
-def _dialback_error(name, sender, recipient, condition, stream_id=None):
+def _dialback_error(
+    name: str, sender: str, recipient: str, condition: str, stream_id: str | None = None
+) -> domish.Element:
     element = _dialback_element(name, sender, recipient, "error", stream_id)
     error = element.addElement("error")
     error["type"] = "cancel" if condition != "remote-server-timeout" else "wait"
@@ -138,13 +167,13 @@ def _dialback_error(name, sender, recipient, condition, stream_id=None):
     return element
 
 
-def _log_unless_cancelled(failure, what, **fields):
+def _log_unless_cancelled(failure: Failure, what: str, **fields: Any) -> None:
     # A verification is cancelled when its stream closes; that is no error.
     if not failure.check(defer.CancelledError):
         log.failure(what, failure, **fields)
 
 
-def _unreachable_condition(result):
+def _unreachable_condition(result: ChainResult) -> str | None:
     """
     When a refusal came from dialback not reaching the authoritative
     server (rather than from a verdict against the peer), the XEP-0220
@@ -158,7 +187,12 @@ def _unreachable_condition(result):
     return None
 
 
-class InboundStream(S2SStream):
+def _host(address: IAddress) -> str:
+    # The s2s listeners are TCP: their peers are IP addresses.
+    return str(cast("IPv4Address | IPv6Address", address).host)
+
+
+class InboundStream(S2SStream[InboundState]):
     """
     One inbound s2s stream.  The L{gateway.s2s.federation.Federation} it
     belongs to supplies the gateway's parts.
@@ -176,48 +210,55 @@ class InboundStream(S2SStream):
     REFUSAL = {
         InboundState.FEATURES_SENT: "policy-violation",
         InboundState.OPEN: "policy-violation",
+        InboundState.SASL_OPEN: "policy-violation",
     }
+    TLS_STATE = InboundState.TLS
 
-    def refusal(self, kind, element):
+    def refusal(self, kind: Input, element: domish.Element) -> StreamError:
         if kind is Input.STANZA and not self.verified:
             # RFC 6120 section 4.9.3.12, whatever the negotiation's state.
             return StreamError("not-authorized", "stanzas before authentication")
+        if kind is Input.SASL_AUTH and self.state is InboundState.SASL_OPEN:
+            return StreamError("policy-violation", "SASL is already done on this stream")
         return super().refusal(kind, element)
 
-    def __init__(self, federation, direct_tls=False):
+    def __init__(self, federation: IInboundStreamOwner, direct_tls: bool = False) -> None:
         self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
         self.federation = federation
         self.direct_tls = direct_tls
-        self.local_domain = None
-        self.peer_domain_claimed = None
-        self.language = None
-        self.verified = set()
-        self._pending = {}
+        self.local_domain: str | None = None
+        self.peer_domain_claimed: str | None = None
+        self.language: str | None = None
+        self.verified: set[tuple[str, str]] = set()
+        # Verifications under way, by pair (or ("external", peer) for the
+        # check before offering SASL EXTERNAL).
+        self._pending: dict[tuple[str, str], defer.Deferred[Any]] = {}
         self._header_sent = False
-        self._timeout = None
-        self._external = None
-        self._sasl_done = False
+        self._timeout: IDelayedCall | None = None
+        self._external: tuple[str, ChainResult] | None = None
         self._sasl_failures = 0
-        self.sm_handled = None
+        self.sm_handled: int | None = None
+
+    _language_attribute: bytes | None
 
     @property
-    def authenticated(self):
+    def authenticated(self) -> bool:
         return bool(self.verified)
 
-    def peer_name(self):
+    def peer_name(self) -> str:
         if self.verified:
             return ",".join(sorted({peer for peer, _ in self.verified}))
-        return self.peer_domain_claimed or str(self.transport.getPeer().host)
+        return self.peer_domain_claimed or _host(self.connection.getPeer())
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self.reset_parser()
         self._timeout = self.clock.callLater(
             self.federation.authentication_timeout, self._authentication_timed_out
         )
         self.federation.stream_opened(self)
 
-    def _authentication_timed_out(self):
+    def _authentication_timed_out(self) -> None:
         self._timeout = None
         if not self.verified and not self.closed:
             seconds = self.federation.authentication_timeout
@@ -236,17 +277,19 @@ class InboundStream(S2SStream):
 
     # Negotiation ---------------------------------------------------------
 
-    def state_needs_header(self):
+    def state_needs_header(self) -> bool:
         return not self._header_sent
 
-    def send_header(self, version="1.0", **attributes):
+    def send_header(self, version: str | None = "1.0", **attributes: str | None) -> None:
         self._header_sent = True
         super().send_header(version, **attributes)
 
-    def receive_header(self, root):
+    def receive_header(self, root: domish.Element) -> None:
         self.stream_id = random_stream_id()
         # The answering header names the domains in canonical form, and only
         # a domain served here as ours.
+        to: str | None
+        sender: str | None
         try:
             to = bare_domain(root.getAttribute("to"))
         except AddressError:
@@ -284,25 +327,30 @@ class InboundStream(S2SStream):
             self.send_bytes(
                 _features_before_tls(required=not self.federation.policy.any_plaintext_allowed)
             )
-        elif self._sasl_done or not self._external_candidate():
+        elif self.state is InboundState.SASL_RESTART:
+            # Authenticated already: neither SASL nor dialback is offered.
+            self.state = InboundState.SASL_OPEN
+            self.send_bytes(_features_with_tls(offer_external=False, dialback=False))
+        elif not self._external_candidate():
             self._send_secure_features(offer_external=False)
         else:
             # XEP-0178: offer EXTERNAL only when the certificate verified for
             # the domain the header names; the verifiers decide that first.
             self.state = InboundState.CHECKING
             peer = self.peer_domain_claimed
+            assert peer is not None  # _external_candidate saw it
             d = self.federation.verify_peer("inbound", self.local_domain, peer, self)
             self._pending[("external", peer)] = d
             d.addCallback(self._external_checked, peer)
             d.addErrback(_log_unless_cancelled, "checking {peer} for SASL EXTERNAL", peer=peer)
 
-    def _external_candidate(self):
+    def _external_candidate(self) -> bool:
         peer = self.peer_domain_claimed
-        if not peer or not self.tls.peer_chain:
+        if not peer or self.tls is None or not self.tls.peer_chain:
             return False
         return peer not in self.federation.local_domains
 
-    def _external_checked(self, result, peer):
+    def _external_checked(self, result: ChainResult, peer: str) -> None:
         del self._pending[("external", peer)]
         if self.closed:
             return
@@ -316,9 +364,9 @@ class InboundStream(S2SStream):
             )
         self._send_secure_features(offer_external=self._external is not None)
 
-    def _send_secure_features(self, offer_external):
+    def _send_secure_features(self, offer_external: bool) -> None:
         self.state = InboundState.OPEN
-        self.send_bytes(_features_with_tls(offer_external, dialback=not self._sasl_done))
+        self.send_bytes(_features_with_tls(offer_external, dialback=True))
 
     # SASL EXTERNAL (XEP-0178) ----------------------------------------------
 
@@ -326,15 +374,14 @@ class InboundStream(S2SStream):
     #: stream is closed ("at least 2 and no more than 5" retries).
     MAX_SASL_RETRIES = 2
 
-    def receive_sasl_auth(self, element):
-        if self._sasl_done:
-            raise StreamError("policy-violation", "SASL is already done on this stream")
+    def receive_sasl_auth(self, element: domish.Element) -> None:
         mechanism = element.getAttribute("mechanism")
         if self._external is None or mechanism != "EXTERNAL":
             self._sasl_failure("invalid-mechanism")
             return
         peer, result = self._external
         response = str(element).strip()
+        authzid: str | None
         if response in ("", "="):
             authzid = peer
         else:
@@ -357,15 +404,16 @@ class InboundStream(S2SStream):
             self._sasl_failure("not-authorized", retry=False)
             self.close()
             return
-        self.transport.write(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-        self._sasl_done = True
-        self._authenticated((peer, self.local_domain), result, via="SASL EXTERNAL")
+        self.connection.write(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        local = self.local_domain
+        assert local is not None  # the header named it
+        self._authenticated((peer, local), result, via="SASL EXTERNAL")
         # RFC 6120 section 6.4.6: the stream restarts after success.
         self.state = InboundState.SASL_RESTART
         self._header_sent = False
         self.reset_parser()
 
-    def _sasl_failure(self, condition, retry=True):
+    def _sasl_failure(self, condition: str, retry: bool = True) -> None:
         failure = domish.Element((NS_SASL, "failure"))
         failure.addElement(condition)
         self.send(failure)
@@ -377,16 +425,16 @@ class InboundStream(S2SStream):
                 "policy-violation", f"{self._sasl_failures} failed SASL attempts on this stream"
             )
 
-    def receive_starttls(self, element):
+    def receive_starttls(self, element: domish.Element) -> None:
         if self.tls is not None or self.direct_tls:
             raise StreamError("policy-violation", "TLS is already in place")
-        self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.connection.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         self.state = InboundState.TLS
         self._header_sent = False
         self._forget_plaintext()
         self.start_tls(self.federation.tls_profile.server_creator(self.local_domain))
 
-    def _forget_plaintext(self):
+    def _forget_plaintext(self) -> None:
         """
         RFC 6120 section 5.4.3.3: what was learnt before TLS (pairs verified
         by dialback in plaintext, verifications under way) is discarded once
@@ -402,7 +450,7 @@ class InboundStream(S2SStream):
                     self.federation.authentication_timeout, self._authentication_timed_out
                 )
 
-    def _require_tls_for(self, peer_domain):
+    def _require_tls_for(self, peer_domain: str) -> None:
         if self.tls is None and self.federation.policy.for_domain(peer_domain).require_tls:
             raise StreamError(
                 "policy-violation", f"TLS is required for {peer_domain} before authentication"
@@ -410,7 +458,7 @@ class InboundStream(S2SStream):
 
     # Dialback, as receiving server ----------------------------------------
 
-    def receive_db_result(self, element):
+    def receive_db_result(self, element: domish.Element) -> None:
         if element.getAttribute("type") is not None:
             raise StreamError("unsupported-stanza-type", "a typed db:result is not a request")
         try:
@@ -447,7 +495,7 @@ class InboundStream(S2SStream):
         d.addCallback(self._dialback_decided, pair)
         d.addErrback(self._verification_abandoned, pair)
 
-    def _dialback_decided(self, result, pair):
+    def _dialback_decided(self, result: ChainResult, pair: tuple[str, str]) -> None:
         del self._pending[pair]
         self.federation.verifications_in_progress -= 1
         if self.closed:
@@ -478,13 +526,13 @@ class InboundStream(S2SStream):
         self.send(_dialback_element("result", receiving, originating, "invalid"))
         self.fail("not-authorized", f"{originating} could not be verified")
 
-    def _verification_abandoned(self, failure, pair):
+    def _verification_abandoned(self, failure: Failure, pair: tuple[str, str]) -> None:
         # The stream closed (or something broke) before the chain decided.
         if self._pending.pop(pair, None) is not None:
             self.federation.verifications_in_progress -= 1
         _log_unless_cancelled(failure, "verifying {pair}", pair=pair)
 
-    def _authenticated(self, pair, result, via):
+    def _authenticated(self, pair: tuple[str, str], result: ChainResult, via: str) -> None:
         self.verified.add(pair)
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
@@ -494,7 +542,7 @@ class InboundStream(S2SStream):
 
     # Dialback, as authoritative server ------------------------------------
 
-    def receive_db_verify(self, element):
+    def receive_db_verify(self, element: domish.Element) -> None:
         try:
             asking = bare_domain(element.getAttribute("from"))
             authoritative = bare_domain(element.getAttribute("to"))
@@ -524,7 +572,7 @@ class InboundStream(S2SStream):
 
     # Stanzas --------------------------------------------------------------
 
-    def receive_stanza(self, stanza):
+    def receive_stanza(self, stanza: domish.Element) -> None:
         """
         Route a stanza from an authenticated domain pair (RFC 6120 section
         8.1.1.2; XEP-0220 section 2.1.3).
@@ -594,7 +642,7 @@ class InboundStream(S2SStream):
 
     # Stream management (XEP-0198), as the receiving side --------------------
 
-    def receive_sm_enable(self, element):
+    def receive_sm_enable(self, element: domish.Element) -> None:
         if not self.verified or self.sm_handled is not None:
             failed = domish.Element((NS_SM, "failed"))
             failed.addElement((NS_XMPP_STANZAS, "unexpected-request"))
@@ -604,7 +652,7 @@ class InboundStream(S2SStream):
         self.sm_handled = 0
         self.send(domish.Element((NS_SM, "enabled")))
 
-    def receive_sm_request(self, element):
+    def receive_sm_request(self, element: domish.Element) -> None:
         if self.sm_handled is None:
             raise StreamError("unsupported-stanza-type", "stream management is not enabled")
         answer = domish.Element((NS_SM, "a"))
@@ -613,7 +661,7 @@ class InboundStream(S2SStream):
 
     # Closing ---------------------------------------------------------------
 
-    def stream_closed(self, reason):
+    def stream_closed(self, reason: Failure) -> None:
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         for d in list(self._pending.values()):
@@ -645,7 +693,14 @@ class InboundStream(S2SStream):
             Input.SM_REQUEST: step(receive_sm_request, InboundState.OPEN),
         },
         InboundState.SASL_RESTART: {
-            Input.HEADER: step(receive_header, InboundState.OPEN),
+            Input.HEADER: step(receive_header, InboundState.SASL_OPEN),
+        },
+        InboundState.SASL_OPEN: {
+            Input.DB_RESULT: step(receive_db_result, InboundState.SASL_OPEN),
+            Input.DB_VERIFY: step(receive_db_verify, InboundState.SASL_OPEN),
+            Input.STANZA: step(receive_stanza, InboundState.SASL_OPEN),
+            Input.SM_ENABLE: step(receive_sm_enable, InboundState.SASL_OPEN),
+            Input.SM_REQUEST: step(receive_sm_request, InboundState.SASL_OPEN),
         },
     }
     #: When the verifier chain has answered whether to offer SASL EXTERNAL.
@@ -658,17 +713,19 @@ class RefusedStream(protocol.Protocol):
     (RFC 6120 section 4.9.1.2: a header first) and closes it.
     """
 
-    def __init__(self, condition, text):
+    def __init__(self, condition: str, text: str) -> None:
         self.condition = condition
         self.text = text
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         from gateway.s2s.stream import header_bytes, serialise, stream_error_element
 
-        self.transport.write(header_bytes({"from": "", "id": random_stream_id()}))
-        self.transport.write(serialise(stream_error_element(self.condition, self.text)))
-        self.transport.write(b"</stream:stream>")
-        self.transport.loseConnection()
+        transport = self.transport
+        assert transport is not None  # connected
+        transport.write(header_bytes({"from": "", "id": random_stream_id()}))
+        transport.write(serialise(stream_error_element(self.condition, self.text)))
+        transport.write(b"</stream:stream>")
+        transport.loseConnection()
 
 
 class InboundFactory(protocol.Factory):
@@ -681,11 +738,11 @@ class InboundFactory(protocol.Factory):
 
     noisy = False
 
-    def __init__(self, federation, direct_tls=False):
+    def __init__(self, federation: Federation, direct_tls: bool = False) -> None:
         self.federation = federation
         self.direct_tls = direct_tls
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> protocol.Protocol:
         refusal = self.federation.admit(getattr(addr, "host", None))
         if refusal is not None:
             return RefusedStream(*refusal)

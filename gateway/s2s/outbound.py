@@ -18,18 +18,29 @@ Negotiation, as a state machine:
     plaintext for the peer lets the stream go on without TLS;
   - C{PROCEED}: awaiting C{<proceed/>};
   - C{TLS}: handshaking; nothing is accepted until the new header;
+  - C{VERIFYING}: the verifier chain decides who the peer is;
+  - C{SASL}: awaiting the answer to SASL EXTERNAL;
+  - C{SASL_RESTART}, C{SASL_FEATURES}: after SASL success, awaiting the
+    restarted stream's header, then its features, on which the stream is
+    authenticated;
   - C{DIALBACK}: awaiting the C{db:result} or C{db:verify} answer;
   - C{AUTHENTICATED}: stanzas may be sent.
 """
 
+from __future__ import annotations
+
 import base64
 import enum
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from gateway.s2s.dialback import dialback_key
+from gateway.s2s.interfaces import IOutboundStreamOwner
 from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise, step
 from gateway.xmpp.errors import XMPPError
 from gateway.xmpp.jid import AddressError, bare_domain, parse_jid
@@ -44,7 +55,15 @@ from gateway.xmpp.stanzas import (
     rewrite_namespace,
 )
 
+if TYPE_CHECKING:
+    from gateway.names.srv import Target
+    from gateway.s2s.connector import VerifyRequest
+    from gateway.verifiers.chain import ChainResult
+
 log = Logger()
+
+#: A stanza as sent, and whether it was being sent for the second time.
+Sent = tuple[bytes, bool]
 
 
 class Purpose(enum.Enum):
@@ -59,6 +78,8 @@ class OutboundState(enum.Enum):
     TLS = "TLS negotiating"
     VERIFYING = "verifying the peer"
     SASL = "awaiting the SASL answer"
+    SASL_RESTART = "SASL done, awaiting stream header"
+    SASL_FEATURES = "SASL done, awaiting stream features"
     DIALBACK = "awaiting dialback answer"
     AUTHENTICATED = "authenticated"
 
@@ -90,14 +111,21 @@ class NegotiationFailure(XMPPError):
         verdict): trying its other addresses would get the same answer.
     """
 
-    def __init__(self, condition, text, tls_refused=False, stage=Stage.STREAM, final=False):
+    def __init__(
+        self,
+        condition: str,
+        text: str,
+        tls_refused: bool = False,
+        stage: Stage = Stage.STREAM,
+        final: bool = False,
+    ) -> None:
         super().__init__(condition, text)
         self.tls_refused = tls_refused
         self.stage = stage
         self.final = final
 
 
-class OutboundStream(S2SStream):
+class OutboundStream(S2SStream[OutboundState]):
     """
     One outbound s2s stream.
 
@@ -109,19 +137,20 @@ class OutboundStream(S2SStream):
     direction = "outbound"
     state = OutboundState.HEADER
 
-    REFUSAL = {}
+    REFUSAL: dict[OutboundState, str] = {}
+    TLS_STATE = OutboundState.TLS
 
     def __init__(
         self,
-        federation,
-        local_domain,
-        peer_domain,
-        purpose=Purpose.DIALBACK,
-        attempt_tls=True,
-        direct_tls=False,
-        verify_request=None,
-        target=None,
-    ):
+        federation: IOutboundStreamOwner,
+        local_domain: str,
+        peer_domain: str,
+        purpose: Purpose = Purpose.DIALBACK,
+        attempt_tls: bool = True,
+        direct_tls: bool = False,
+        verify_request: VerifyRequest | None = None,
+        target: Target | None = None,
+    ) -> None:
         self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
         self.federation = federation
@@ -131,24 +160,23 @@ class OutboundStream(S2SStream):
         self.attempt_tls = attempt_tls
         self.direct_tls = direct_tls
         self.verify_request = verify_request
-        self.ready = defer.Deferred(self._cancel)
+        self.ready: defer.Deferred[OutboundStream | bool] | None = defer.Deferred(self._cancel)
         self.authentication = None
-        self._sasl_done = False
         self._offers_external = False
-        self._peer_result = None
-        self._checking = None
+        self._peer_result: ChainResult | None = None
+        self._checking: defer.Deferred[None] | None = None
         self._offers_sm = False
-        self.unacked = None
+        self.unacked: list[Sent] | None = None
         self.acked = 0
         self.sm_enabled = False
-        self._ack_timer = None
-        self._ack_deadline = None
-        self._silence = None
+        self._ack_timer: IDelayedCall | None = None
+        self._ack_deadline: IDelayedCall | None = None
+        self._silence: IDelayedCall | None = None
         self.unacked_bytes = 0
         self.bytes_out = 0
         self.target = target
 
-    def sink_full(self):
+    def sink_full(self) -> None:
         """
         The peer stopped reading: our send buffer is full.
         """
@@ -156,21 +184,21 @@ class OutboundStream(S2SStream):
             self.stalled_since = self.clock.seconds()
             self.stalled_from = self.bytes_out
 
-    def sink_drained(self):
+    def sink_drained(self) -> None:
         self.stalled_since = None
 
-    def _cancel(self, ready):
+    def _cancel(self, ready: defer.Deferred[OutboundStream | bool]) -> None:
         self.ready = None
         self.close()
 
     @property
-    def authenticated(self):
+    def authenticated(self) -> bool:
         return self.state is OutboundState.AUTHENTICATED
 
-    def peer_name(self):
+    def peer_name(self) -> str:
         return self.peer_domain
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self.reset_parser()
         self.federation.stream_opened(self)
         self._watch_silence()
@@ -187,14 +215,15 @@ class OutboundStream(S2SStream):
 
     PROMPT_STATES = frozenset({
         OutboundState.HEADER, OutboundState.FEATURES, OutboundState.PROCEED, OutboundState.TLS,
+        OutboundState.SASL_RESTART, OutboundState.SASL_FEATURES,
     })
 
-    def _watch_silence(self):
+    def _watch_silence(self) -> None:
         self._silence = self.clock.callLater(
             self.federation.connect_timeout, self._silent_too_long
         )
 
-    def _silent_too_long(self):
+    def _silent_too_long(self) -> None:
         self._silence = None
         if self.closed or self.authenticated:
             return
@@ -207,25 +236,33 @@ class OutboundStream(S2SStream):
             f"{self.state.value}",
         )
 
-    def _stop_watching(self):
+    def _stop_watching(self) -> None:
         if self._silence is not None and self._silence.active():
             self._silence.cancel()
         self._silence = None
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self._silence is not None and self._silence.active():
             self._silence.reset(self.federation.connect_timeout)
         super().dataReceived(data)
 
-    def tls_established(self):
+    def tls_established(self) -> None:
         self._send_stream_header()
 
-    def _send_stream_header(self):
+    def _send_stream_header(self) -> None:
         self.send_header(**{"from": self.local_domain, "to": self.peer_domain})
 
     # Negotiation ---------------------------------------------------------
 
-    def receive_header(self, root):
+    def receive_header(self, root: domish.Element) -> None:
+        self._check_header(root)
+        self.state = OutboundState.FEATURES
+
+    def receive_header_after_sasl(self, root: domish.Element) -> None:
+        self._check_header(root)
+        self.state = OutboundState.SASL_FEATURES
+
+    def _check_header(self, root: domish.Element) -> None:
         if (root.uri, root.name) != (NS_STREAMS, "stream") or root.defaultUri != NS_SERVER:
             raise StreamError("invalid-namespace", "not a jabber:server stream")
         check_version(root)
@@ -233,18 +270,21 @@ class OutboundStream(S2SStream):
         # server refusing us sends one before its stream error: hear that
         # error out, and refuse only a stream that goes on without an id.
         self.stream_id = root.getAttribute("id")
-        self.state = OutboundState.FEATURES
 
-    def receive_features(self, features):
+    def _check_stream_id(self) -> None:
         if not self.stream_id:
             raise StreamError("invalid-xml", "the stream header has no id")
+
+    def receive_features(self, features: domish.Element) -> None:
+        self._check_stream_id()
         if self.tls is None and self.attempt_tls:
             # RFC 7590 section 3.1: attempt TLS whether or not it is offered.
-            self.transport.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            self.connection.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             self.state = OutboundState.PROCEED
             return
         if self.purpose is Purpose.VERIFY:
             request = self.verify_request
+            assert request is not None  # a verify stream is made with one
             verify = domish.Element((NS_DIALBACK, "verify"))
             verify["from"] = self.local_domain
             verify["to"] = self.peer_domain
@@ -254,9 +294,6 @@ class OutboundStream(S2SStream):
             self.send(verify)
             return
         self._offers_sm = any(True for _ in features.elements(NS_SM, "sm"))
-        if self._sasl_done:
-            self._authenticated("SASL EXTERNAL")
-            return
         self._offers_external = any(
             str(mechanism).strip() == "EXTERNAL"
             for mechanisms in features.elements(NS_SASL, "mechanisms")
@@ -272,7 +309,7 @@ class OutboundStream(S2SStream):
             else log.failure("verifying {peer}", f, peer=self.peer_domain)
         )
 
-    def _peer_checked(self, result):
+    def _peer_checked(self, result: ChainResult) -> None:
         self._checking = None
         if self.closed:
             return
@@ -293,17 +330,18 @@ class OutboundStream(S2SStream):
             # authzid (RFC 6120 section 6.4.2) says for which of our domains.
             self.state = OutboundState.SASL
             authzid = base64.b64encode(self.local_domain.encode("utf-8")).decode("ascii")
-            self.transport.write(
+            self.connection.write(
                 "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
                 f"{authzid}</auth>".encode("ascii")
             )
         else:
             self._send_dialback_key()
 
-    def _send_dialback_key(self):
+    def _send_dialback_key(self) -> None:
         # Proving our own identity by dialback is always possible: the trust
         # policy governs how we verify the peer, which happened already.
         self.state = OutboundState.DIALBACK
+        assert self.stream_id is not None  # receive_features refuses a stream without
         result = domish.Element((NS_DIALBACK, "result"))
         result["from"] = self.local_domain
         result["to"] = self.peer_domain
@@ -317,14 +355,18 @@ class OutboundStream(S2SStream):
         )
         self.send(result)
 
-    def receive_sasl_success(self, element):
-        self._sasl_done = True
+    def receive_sasl_success(self, element: domish.Element) -> None:
         # RFC 6120 section 6.4.6: restart the stream.
-        self.state = OutboundState.HEADER
+        self.state = OutboundState.SASL_RESTART
         self.reset_parser()
         self._send_stream_header()
 
-    def receive_sasl_failure(self, element):
+    def receive_features_after_sasl(self, features: domish.Element) -> None:
+        self._check_stream_id()
+        self._offers_sm = any(True for _ in features.elements(NS_SM, "sm"))
+        self._authenticated("SASL EXTERNAL")
+
+    def receive_sasl_failure(self, element: domish.Element) -> None:
         condition = next((c.name for c in element.elements()), "not-authorized")
         log.info(
             "s2s outbound {peer}: SASL EXTERNAL refused ({condition}); trying dialback",
@@ -333,7 +375,7 @@ class OutboundStream(S2SStream):
         )
         self._send_dialback_key()
 
-    def _authenticated(self, via):
+    def _authenticated(self, via: str) -> None:
         self._stop_watching()
         self.state = OutboundState.AUTHENTICATED
         self.federation.stream_authenticated(
@@ -347,7 +389,8 @@ class OutboundStream(S2SStream):
             self.unacked = []
             self.acked = 0
         ready, self.ready = self.ready, None
-        ready.callback(self)
+        if ready is not None:
+            ready.callback(self)
 
     # Stream management (XEP-0198), as the sending side ----------------------
 
@@ -356,10 +399,10 @@ class OutboundStream(S2SStream):
     SM_REQUEST_EVERY = 100
     SM_REQUEST_AFTER = 0
 
-    def receive_sm_enabled(self, element):
+    def receive_sm_enabled(self, element: domish.Element) -> None:
         self.sm_enabled = True
 
-    def receive_sm_failed(self, element):
+    def receive_sm_failed(self, element: domish.Element) -> None:
         # Nothing is counted after all; what was sent can't be accounted for.
         log.info("s2s outbound {peer}: stream management refused", peer=self.peer_domain)
         self.unacked = None
@@ -368,7 +411,7 @@ class OutboundStream(S2SStream):
             self._ack_deadline.cancel()
         self._ack_deadline = None
 
-    def receive_sm_ack(self, element):
+    def receive_sm_ack(self, element: domish.Element) -> None:
         if self.unacked is None:
             raise StreamError("unsupported-stanza-type", "stream management is not enabled")
         try:
@@ -395,16 +438,16 @@ class OutboundStream(S2SStream):
                 self._ack_deadline.cancel()
                 self._ack_deadline = None
 
-    def _request_ack(self):
+    def _request_ack(self) -> None:
         self._ack_timer = None
         if not self.closed and not self.closing and self.unacked:
-            self.transport.write(b"<r xmlns='urn:xmpp:sm:3'/>")
+            self.connection.write(b"<r xmlns='urn:xmpp:sm:3'/>")
             if self._ack_deadline is None or not self._ack_deadline.active():
                 self._ack_deadline = self.clock.callLater(
                     self.federation.stalled_timeout, self._ack_overdue
                 )
 
-    def _ack_overdue(self):
+    def _ack_overdue(self) -> None:
         """
         The peer acknowledged nothing for the stall timeout although asked:
         it is not handling what we send.  Close the stream; what it never
@@ -418,19 +461,19 @@ class OutboundStream(S2SStream):
                 f"for {self.federation.stalled_timeout:g}s",
             )
 
-    def receive_proceed(self, element):
+    def receive_proceed(self, element: domish.Element) -> None:
         self.state = OutboundState.TLS
         self.start_tls(
             self.federation.tls_profile.client_creator(self.local_domain, self.peer_domain)
         )
 
-    def receive_tls_failure(self, element):
+    def receive_tls_failure(self, element: domish.Element) -> None:
         self._give_up(NegotiationFailure(
             "remote-server-not-found", "the peer refused STARTTLS", tls_refused=True
         ))
         self.close()
 
-    def _dialback_answer(self, element):
+    def _dialback_answer(self, element: domish.Element) -> bool | None:
         kind = element.getAttribute("type")
         try:
             pair = (bare_domain(element.getAttribute("from")), bare_domain(element.getAttribute("to")))
@@ -454,7 +497,7 @@ class OutboundStream(S2SStream):
             raise StreamError("invalid-xml", "a dialback answer needs a type")
         return kind == "valid"
 
-    def receive_db_result(self, element):
+    def receive_db_result(self, element: domish.Element) -> None:
         if self.purpose is not Purpose.DIALBACK:
             raise StreamError("unsupported-stanza-type", "no db:result was sent on this stream")
         valid = self._dialback_answer(element)
@@ -473,9 +516,10 @@ class OutboundStream(S2SStream):
             return
         self._authenticated("dialback")
 
-    def receive_db_verify(self, element):
+    def receive_db_verify(self, element: domish.Element) -> None:
         if self.purpose is not Purpose.VERIFY:
             raise StreamError("unsupported-stanza-type", "no db:verify was sent on this stream")
+        assert self.verify_request is not None  # a verify stream is made with one
         if element.getAttribute("id") != self.verify_request.stream_id:
             # invalid-id was RFC 3920's; RFC 6120 has invalid-xml for it.
             raise StreamError("invalid-xml", "the db:verify answer names another stream")
@@ -483,12 +527,13 @@ class OutboundStream(S2SStream):
         if valid is None:
             return
         ready, self.ready = self.ready, None
-        ready.callback(valid)
+        if ready is not None:
+            ready.callback(valid)
         self.close()
 
     # Stanzas -------------------------------------------------------------
 
-    def receive_error_reply(self, stanza):
+    def receive_error_reply(self, stanza: domish.Element) -> None:
         """
         An error stanza the peer sent back on the stream we opened.
 
@@ -517,7 +562,7 @@ class OutboundStream(S2SStream):
             stanza["from"], stanza["to"] = sender.full(), recipient.full()
         self.federation.router.route_from_s2s(stanza, sender.domain, recipient.domain)
 
-    def send_stanza(self, stanza):
+    def send_stanza(self, stanza: domish.Element) -> None:
         """
         Send C{stanza} (in C{jabber:server} or C{jabber:component:accept})
         on this authenticated stream.  What the peer has yet to acknowledge
@@ -527,7 +572,7 @@ class OutboundStream(S2SStream):
         rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
         self.send_serialised(serialise(stanza), getattr(stanza, "resent", False))
 
-    def send_serialised(self, data, resent=False):
+    def send_serialised(self, data: bytes, resent: bool = False) -> None:
         """
         Send a stanza serialised already (by L{serialise}, in
         C{jabber:server}); C{resent}: whether it is sent for the second time.
@@ -545,19 +590,19 @@ class OutboundStream(S2SStream):
 
     # Closing ---------------------------------------------------------------
 
-    def _give_up(self, failure):
+    def _give_up(self, failure: NegotiationFailure) -> None:
         if self.ready is not None:
             ready, self.ready = self.ready, None
             ready.errback(failure)
 
-    def _ended_condition(self):
+    def _ended_condition(self) -> tuple[str, Stage]:
         # XEP-0220 section 2.1.1: a stream that ends while our key waits for
         # its answer counts as a dialback error.
         if self.state is OutboundState.DIALBACK:
             return "remote-server-timeout", Stage.ANSWER
         return "remote-server-not-found", Stage.STREAM
 
-    def stream_failed(self, condition, text):
+    def stream_failed(self, condition: str, text: str | None) -> None:
         bounce, stage = self._ended_condition()
         self._give_up(
             NegotiationFailure(
@@ -568,10 +613,10 @@ class OutboundStream(S2SStream):
             )
         )
 
-    def closing_started(self):
+    def closing_started(self) -> None:
         self.federation.stream_closing(self)
 
-    def stream_closed(self, reason):
+    def stream_closed(self, reason: Failure) -> None:
         self._stop_watching()
         if self._checking is not None:
             self._checking.cancel()
@@ -602,7 +647,7 @@ class OutboundStream(S2SStream):
             # the stream is already past VERIFYING.
             Input.FEATURES: step(
                 receive_features, OutboundState.PROCEED, OutboundState.VERIFYING,
-                OutboundState.SASL, OutboundState.DIALBACK, OutboundState.AUTHENTICATED,
+                OutboundState.SASL, OutboundState.DIALBACK,
             ),
         },
         OutboundState.PROCEED: {
@@ -612,8 +657,14 @@ class OutboundStream(S2SStream):
         OutboundState.TLS: {Input.HEADER: step(receive_header, OutboundState.FEATURES)},
         OutboundState.VERIFYING: {},
         OutboundState.SASL: {
-            Input.SASL_SUCCESS: step(receive_sasl_success, OutboundState.HEADER),
+            Input.SASL_SUCCESS: step(receive_sasl_success, OutboundState.SASL_RESTART),
             Input.SASL_FAILURE: step(receive_sasl_failure, OutboundState.DIALBACK),
+        },
+        OutboundState.SASL_RESTART: {
+            Input.HEADER: step(receive_header_after_sasl, OutboundState.SASL_FEATURES),
+        },
+        OutboundState.SASL_FEATURES: {
+            Input.FEATURES: step(receive_features_after_sasl, OutboundState.AUTHENTICATED),
         },
         OutboundState.DIALBACK: {
             Input.DB_RESULT: step(receive_db_result, OutboundState.DIALBACK,
@@ -638,9 +689,9 @@ class OutboundFactory(protocol.Factory):
 
     noisy = False
 
-    def __init__(self, federation, **stream_arguments):
+    def __init__(self, federation: IOutboundStreamOwner, **stream_arguments: Any) -> None:
         self.federation = federation
         self.stream_arguments = stream_arguments
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> OutboundStream:
         return OutboundStream(self.federation, **self.stream_arguments)

@@ -13,13 +13,24 @@ dispatcher holds every handler to its step, and L{describe} writes the
 machine out for the docs, which a test compares with the table.
 """
 
+from __future__ import annotations
+
 import enum
 import secrets
-from typing import Callable, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IReactorTime,
+    ITLSTransport,
+)
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import implementer
 
@@ -36,6 +47,13 @@ from gateway.xmpp.stanzas import (
     NS_XMPP_STREAMS,
     STANZA_NAMES,
 )
+
+if TYPE_CHECKING:
+    from gateway.names.srv import Target
+    from gateway.records.record import AuthenticationRecord
+    from gateway.s2s.continuity import CertificateChange
+    from gateway.s2s.flow import ReadRate, Transport
+    from gateway.tls.profile import TLSFacts
 
 log = Logger()
 
@@ -90,15 +108,15 @@ class Step(NamedTuple):
     states it may leave the stream in (the stream may also be closed).
     """
 
-    handler: Callable
-    targets: frozenset
+    handler: Callable[[Any, domish.Element], None]
+    targets: frozenset[enum.Enum]
 
 
-def step(handler, *targets):
+def step(handler: Callable[[Any, Any], None], *targets: enum.Enum) -> Step:
     return Step(handler, frozenset(targets))
 
 
-def describe(stream_class):
+def describe(stream_class: type[S2SStream[Any]]) -> str:
     """
     The state machine of C{stream_class}, one line per move, as
     docs/architecture.md shows it: C{STATE --input--> NEXT | NEXT (handler)},
@@ -117,14 +135,14 @@ def describe(stream_class):
     return "\n".join(lines)
 
 
-def random_stream_id():
+def random_stream_id() -> str:
     """
     A fresh, unguessable stream id (RFC 6120 section 4.7.3).
     """
     return secrets.token_urlsafe(18)
 
 
-def xmpp_version(text):
+def xmpp_version(text: str | None) -> tuple[int, int] | None:
     """
     The XMPP version C{text} names as C{(major, minor)}, two integers read
     separately with leading zeros ignored (RFC 6120 section 4.7.5), or
@@ -136,7 +154,7 @@ def xmpp_version(text):
     return int(parts[0]), int(parts[1])
 
 
-def check_version(root):
+def check_version(root: domish.Element) -> None:
     """
     @raise StreamError: C{unsupported-version} unless the header C{root}
         says XMPP 1.0 or later.
@@ -151,7 +169,7 @@ CLIENT_NAMESPACES = frozenset({"jabber:client", "jabber:component:accept"})
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 
 
-def classify(element):
+def classify(element: domish.Element) -> Input:
     """
     Return the L{Input} that C{element}, a first-level element of a
     C{jabber:server} stream, is.
@@ -159,7 +177,9 @@ def classify(element):
     return _CLASSIFICATION.get((element.uri, element.name), Input.OTHER)
 
 
-def stream_error_element(condition, text=None, detail=None):
+def stream_error_element(
+    condition: str, text: str | None = None, detail: domish.Element | None = None
+) -> domish.Element:
     error = domish.Element((NS_STREAMS, "error"))
     error.addElement((NS_XMPP_STREAMS, condition))
     if text:
@@ -170,7 +190,7 @@ def stream_error_element(condition, text=None, detail=None):
     return error
 
 
-def header_bytes(attributes, version="1.0"):
+def header_bytes(attributes: Mapping[str, str | None], version: str | None = "1.0") -> bytes:
     """
     Serialise an opening stream header (RFC 6120 section 4.7) for a
     C{jabber:server} stream that also declares the dialback namespace.
@@ -191,7 +211,7 @@ def header_bytes(attributes, version="1.0"):
     return "".join(parts).encode("utf-8")
 
 
-def serialise(element):
+def serialise(element: domish.Element) -> bytes:
     """
     Serialise a first-level element of a C{jabber:server} stream, with the
     stream's default namespace and the C{db:} prefix in scope.
@@ -203,8 +223,12 @@ def serialise(element):
     ).encode("utf-8")
 
 
+#: The states of one kind of stream.
+StateT = TypeVar("StateT", bound=enum.Enum)
+
+
 @implementer(IHandshakeListener)
-class S2SStream(protocol.Protocol):
+class S2SStream(protocol.Protocol, Generic[StateT]):
     """
     Base of L{InboundStream} and L{OutboundStream}.
 
@@ -217,57 +241,75 @@ class S2SStream(protocol.Protocol):
     @ivar stream_id: the id of this stream as the receiving side named it.
     """
 
-    direction = None
+    direction: str
     #: Whether the connection is TLS from its first byte (XEP-0368).
     direct_tls = False
-    TRANSITIONS = {}
-    LATER = {}
-    REFUSAL = {}
+    state: StateT
+    #: The state from C{<proceed/>} to the restarted stream's header: the
+    #: TLS handshake starts in it.
+    TLS_STATE: StateT
+    TRANSITIONS: Mapping[StateT, Mapping[Input, Step]] = {}
+    LATER: Mapping[StateT, frozenset[StateT]] = {}
+    REFUSAL: Mapping[StateT, str] = {}
     #: First-level elements delivered as L{gateway.xmpp.parser.ShallowStanza}s.
-    SHALLOW = frozenset()
+    SHALLOW: frozenset[tuple[str, str]] = frozenset()
     max_depth = 64
     #: Seconds to wait for the peer's part of closing before aborting.
     CLOSE_GRACE = 5.0
     #: A L{gateway.s2s.flow.ReadRate} limiting how fast this stream is read,
     #: or L{None}.
-    read_rate = None
+    read_rate: ReadRate | None = None
 
-    def __init__(self, max_stanza_size, clock):
+    def __init__(self, max_stanza_size: int, clock: IReactorTime) -> None:
         self.max_stanza_size = max_stanza_size
         self.clock = clock
-        self.tls = None
-        self.stream_id = None
+        self.tls: TLSFacts | None = None
+        self.stream_id: str | None = None
         self.closed = False
         # Our closing tag is sent; the peer's part is still awaited and what
         # it sends meanwhile still handled (RFC 6120 section 4.4).
         self.closing = False
-        self._parser = None
+        self._parser: StreamParser | None = None
         self.stanzas_in = 0
         self.stanzas_out = 0
         self.last_activity = clock.seconds()
-        self._abort = None
-        self._tls_started = False
+        self._abort: IDelayedCall | None = None
         # What the owner's registry gives the stream when it is connected
         # (registered), and what verification leaves on it.
-        self.serial = None
-        self.source = None
-        self.since = None
-        self.authentications = []
-        self.certificate_change = None
-        self.certificate_timer = None
+        self.serial: str | None = None
+        self.source: str | None = None
+        self.since: float | None = None
+        self.authentications: list[AuthenticationRecord] = []
+        self.certificate_change: CertificateChange | None = None
+        self.certificate_timer: IDelayedCall | None = None
         #: Since when the peer has not read what we sent (outbound), or None.
-        self.stalled_since = None
+        self.stalled_since: float | None = None
         self.stalled_from = 0
         #: The SRV target an outbound stream reached, or None.
-        self.target = None
+        self.target: Target | None = None
 
-    def registered(self, serial, source, since, read_rate):
+    @property
+    def connection(self) -> ITLSTransport:
+        """
+        The transport, as what it is once the stream is connected: a TCP
+        connection that can start TLS (Twisted's L{ITransport} has neither).
+        """
+        return cast(ITLSTransport, self.transport)
+
+    def _read_rate_transport(self) -> Transport:
+        # Twisted's TCP and TLS transports are also the push producers and
+        # consumers flow control pauses; no single interface says all that.
+        return cast("Transport", self.transport)
+
+    def registered(
+        self, serial: str, source: str | None, since: float, read_rate: ReadRate | None
+    ) -> None:
         """
         The owner counts this stream now.
 
         @param serial: the stream's name on the status page (C{s1}, ...).
         @param source: whom the connection counts against (an address, or
-            an IPv6 /64).
+            an IPv6 /64), if known.
         @param since: when it was connected.
         @param read_rate: the L{gateway.s2s.flow.ReadRate} to read at, or
             L{None}.
@@ -279,7 +321,7 @@ class S2SStream(protocol.Protocol):
 
     # Framing -------------------------------------------------------------
 
-    def reset_parser(self):
+    def reset_parser(self) -> None:
         """
         Start parsing a new stream (at the start, and after TLS).  The old
         parser, if any, delivers nothing more.
@@ -295,13 +337,13 @@ class S2SStream(protocol.Protocol):
             self.SHALLOW,
         )
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self.closed or self._parser is None:
             # Closed, and only waiting for the peer's side (RFC 6120 section
             # 4.4): what still comes is read, at the stream's rate, and
             # dropped.
             if self.read_rate is not None and self.transport is not None:
-                self.read_rate.spent(self.transport, len(data))
+                self.read_rate.spent(self._read_rate_transport(), len(data))
             return
         self.last_activity = self.clock.seconds()
         try:
@@ -318,9 +360,9 @@ class S2SStream(protocol.Protocol):
             )
             self.fail("internal-server-error")
         if self.read_rate is not None and not self.closed:
-            self.read_rate.spent(self.transport, len(data))
+            self.read_rate.spent(self._read_rate_transport(), len(data))
 
-    def park_parser(self):
+    def park_parser(self) -> bool:
         """
         Put the parser away while the stream is quiet between stanzas (see
         L{StreamParser.park}).
@@ -331,34 +373,34 @@ class S2SStream(protocol.Protocol):
             return False
         return self._parser.park()
 
-    def send_header(self, version="1.0", **attributes):
-        self.transport.write(header_bytes(attributes, version))
+    def send_header(self, version: str | None = "1.0", **attributes: str | None) -> None:
+        self.connection.write(header_bytes(attributes, version))
 
-    def send(self, element):
+    def send(self, element: domish.Element) -> None:
         if not (self.closed or self.closing):
             self.last_activity = self.clock.seconds()
-            self.transport.write(serialise(element))
+            self.connection.write(serialise(element))
 
-    def send_bytes(self, data):
+    def send_bytes(self, data: bytes) -> None:
         """
         Send a first-level element serialised already (by L{serialise}).
         """
         if not (self.closed or self.closing):
             self.last_activity = self.clock.seconds()
-            self.transport.write(data)
+            self.connection.write(data)
 
     # Dispatch ------------------------------------------------------------
 
-    def _on_header(self, root):
+    def _on_header(self, root: domish.Element) -> None:
         self._dispatch(Input.HEADER, root)
 
-    def _on_element(self, element):
+    def _on_element(self, element: domish.Element) -> None:
         if (element.uri, element.name) == (NS_STREAMS, "error"):
             self.stream_error_received(element)
             return
         self._dispatch(classify(element), element)
 
-    def _dispatch(self, kind, element):
+    def _dispatch(self, kind: Input, element: domish.Element) -> None:
         if self.closed:
             return
         entry = self.TRANSITIONS.get(self.state, {}).get(kind)
@@ -383,7 +425,7 @@ class S2SStream(protocol.Protocol):
             )
             self.fail("internal-server-error")
 
-    def refusal(self, kind, element):
+    def refusal(self, kind: Input, element: domish.Element) -> StreamError:
         """
         The L{StreamError} for a first-level element of C{kind} that the
         current state does not take.
@@ -400,14 +442,14 @@ class S2SStream(protocol.Protocol):
             self.REFUSAL.get(self.state, "policy-violation"), f"{kind.value} is not allowed now"
         )
 
-    def _on_stream_end(self):
+    def _on_stream_end(self) -> None:
         if self.closing:
             # The peer's part of the close we started: the stream is done.
             self._let_go()
             return
         self.close()
 
-    def stream_error_received(self, element):
+    def stream_error_received(self, element: domish.Element) -> None:
         condition = next(
             (c.name for c in element.elements() if c.uri == NS_XMPP_STREAMS and c.name != "text"),
             "undefined-condition",
@@ -424,38 +466,51 @@ class S2SStream(protocol.Protocol):
 
     # TLS -----------------------------------------------------------------
 
-    def start_tls(self, creator):
+    def start_tls(
+        self, creator: IOpenSSLServerConnectionCreator | IOpenSSLClientConnectionCreator
+    ) -> None:
         """
         Switch the transport to TLS.  Nothing parsed from before the switch
         is acted on afterwards: the parser is replaced first.
         """
         self.reset_parser()
-        self._tls_started = True
-        self.transport.startTLS(creator)
+        self.connection.startTLS(creator)
 
     @property
-    def tls_negotiating(self):
+    def over_tls(self) -> bool:
+        """
+        Whether the connection has switched to TLS, or is switching: TLS
+        from the first byte, a handshake completed, or one under way since
+        C{<proceed/>} (the stream leaves L{TLS_STATE} only with the header
+        that the finished handshake lets through).
+        """
+        return self.direct_tls or self.tls is not None or self.state is self.TLS_STATE
+
+    @property
+    def tls_negotiating(self) -> bool:
         """
         Whether a TLS handshake has begun and not finished: nothing written
         now would reach the peer before it completes.
         """
-        return (self._tls_started or self.direct_tls) and self.tls is None
+        return self.over_tls and self.tls is None
 
-    def handshakeCompleted(self):
+    def handshakeCompleted(self) -> None:
         if self.closed:
             # Failed while the handshake went on: nothing more is sent.
             return
         self.tls = tls_facts(self.transport)
         self.tls_established()
 
-    def tls_established(self):
+    def tls_established(self) -> None:
         """
         Hook for subclasses: the TLS handshake completed.
         """
 
     # Closing -------------------------------------------------------------
 
-    def fail(self, condition, text=None, detail=None):
+    def fail(
+        self, condition: str, text: str | None = None, detail: domish.Element | None = None
+    ) -> None:
         """
         Send stream error C{condition} (with the application-specific
         C{detail} element, if any) and close the stream.
@@ -481,18 +536,18 @@ class S2SStream(protocol.Protocol):
             # RFC 6120 sections 4.7 and 4.9.1.3: a response header has an id,
             # and a from, which is empty when the peer's to is not known.
             self.send_header(**{"from": "", "id": random_stream_id()})
-        self.transport.write(serialise(stream_error_element(condition, text, detail)))
+        self.connection.write(serialise(stream_error_element(condition, text, detail)))
         self.stream_failed(condition, text)
         self.close()
 
-    def state_needs_header(self):
+    def state_needs_header(self) -> bool:
         """
         Whether no stream header has been sent yet on the current stream, so
         that a header must precede a stream error (RFC 6120 section 4.9.1.2).
         """
         return False
 
-    def close(self, send_footer=True, linger=False):
+    def close(self, send_footer: bool = True, linger: bool = False) -> None:
         """
         Close the stream and, shortly after, the connection.
 
@@ -512,20 +567,20 @@ class S2SStream(protocol.Protocol):
             return
         if linger and send_footer:
             self.closing = True
-            self.transport.write(b"</stream:stream>")
+            self.connection.write(b"</stream:stream>")
             self.closing_started()
             self._abort = self.clock.callLater(self.CLOSE_GRACE, self._grace_ended)
             return
         if send_footer:
-            self.transport.write(b"</stream:stream>")
+            self.connection.write(b"</stream:stream>")
         self._let_go()
 
-    def closing_started(self):
+    def closing_started(self) -> None:
         """
         Hook for subclasses: our closing tag is sent; nothing more will be.
         """
 
-    def _grace_ended(self):
+    def _grace_ended(self) -> None:
         self._abort = None
         log.info(
             "s2s {direction} {peer}: the peer did not close its side in time",
@@ -534,7 +589,7 @@ class S2SStream(protocol.Protocol):
         )
         self._let_go()
 
-    def _let_go(self):
+    def _let_go(self) -> None:
         """
         Read nothing more; close the connection, and abort it if the peer
         has not closed within L{CLOSE_GRACE} seconds.
@@ -547,35 +602,35 @@ class S2SStream(protocol.Protocol):
         if self._parser is not None:
             self._parser.close()
         half_close = getattr(self.transport, "loseWriteConnection", None)
-        if half_close is not None and not (self._tls_started or self.direct_tls):
+        if half_close is not None and not self.over_tls:
             # Plain TCP: end our direction only (FIN after what is buffered)
             # and read on until the peer closes its own.  Closing a socket
             # with unread bytes would answer with a reset, and a reset can
             # overtake a stream error still on its way to the peer.
             half_close()
         else:
-            self.transport.loseConnection()
+            self.connection.loseConnection()
         # RFC 6120 section 4.4: wait a reasonable time for the peer's side of
         # the close (its closing tag and end of the connection; over TLS, its
         # close_notify; before a TLS handshake, nothing can be flushed at
         # all), then let go of the connection.
         self._abort = self.clock.callLater(self.CLOSE_GRACE, self._abort_connection)
 
-    def _abort_connection(self):
+    def _abort_connection(self) -> None:
         self._abort = None
         log.info(
             "s2s {direction} {peer}: connection not closed by the peer in time; aborting",
             direction=self.direction,
             peer=self.peer_name(),
         )
-        self.transport.abortConnection()
+        self.connection.abortConnection()
 
-    def stream_failed(self, condition, text):
+    def stream_failed(self, condition: str, text: str | None) -> None:
         """
         Hook for subclasses: the stream is ending with C{condition}.
         """
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closed = True
         if self.read_rate is not None:
             self.read_rate.stop()
@@ -586,17 +641,17 @@ class S2SStream(protocol.Protocol):
             self._parser.close()
         self.stream_closed(reason)
 
-    def stream_closed(self, reason):
+    def stream_closed(self, reason: Failure) -> None:
         """
         Hook for subclasses: the connection is gone.
         """
 
     @property
-    def authenticated(self):
+    def authenticated(self) -> bool:
         """
         Whether the stream carries stanzas for at least one domain pair.
         """
         raise NotImplementedError()
 
-    def peer_name(self):
+    def peer_name(self) -> str:
         raise NotImplementedError()

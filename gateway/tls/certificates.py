@@ -19,6 +19,7 @@ import datetime
 import functools
 import hashlib
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -26,6 +27,9 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 ID_ON_DNSSRV = ObjectIdentifier("1.3.6.1.5.5.7.8.7")
+
+#: L{CertificateSummary.as_dict}: text, and C{sans} as C{[kind, value]} lists.
+SummaryDict: TypeAlias = dict[str, str | list[list[str]]]
 
 _UTF8STRING = 0x0C
 _IA5STRING = 0x16
@@ -38,7 +42,7 @@ class DERError(ValueError):
     """
 
 
-def read_tlv(data, offset=0):
+def read_tlv(data: bytes, offset: int = 0) -> tuple[int, int, int]:
     """
     Read the DER tag-length-value starting at C{offset} of C{data}
     (single-byte tags, minimal definite lengths, as DER requires).
@@ -75,7 +79,7 @@ def read_tlv(data, offset=0):
     return tag, start, end
 
 
-def decode_der_string(value, tag):
+def decode_der_string(value: bytes, tag: int) -> str | None:
     """
     Decode C{value}, one DER string of ASN.1 type C{tag} (C{0x0C}
     UTF8String or C{0x16} IA5String) and nothing after it.
@@ -102,7 +106,7 @@ def decode_der_string(value, tag):
     return text
 
 
-def _subject_alt_name(certificate):
+def _subject_alt_name(certificate: x509.Certificate) -> x509.SubjectAlternativeName | None:
     """
     The certificate's L{x509.SubjectAlternativeName}, or L{None} when it
     has none (or its extensions cannot be parsed).
@@ -113,11 +117,13 @@ def _subject_alt_name(certificate):
         return None
 
 
-def _other_names(certificate, type_id, tag):
+def _other_names(
+    certificate: x509.Certificate, type_id: ObjectIdentifier, tag: int
+) -> tuple[str, ...]:
     san = _subject_alt_name(certificate)
     if san is None:
         return ()
-    values = []
+    values: list[str] = []
     for other in san.get_values_for_type(x509.OtherName):
         if other.type_id == type_id:
             text = decode_der_string(other.value, tag)
@@ -126,7 +132,7 @@ def _other_names(certificate, type_id, tag):
     return tuple(values)
 
 
-def xmpp_addrs(certificate):
+def xmpp_addrs(certificate: x509.Certificate) -> tuple[str, ...]:
     """
     The id-on-xmppAddr values of C{certificate} (JIDs, as written), in
     certificate order; malformed ones are skipped.
@@ -134,7 +140,7 @@ def xmpp_addrs(certificate):
     return _other_names(certificate, ID_ON_XMPPADDR, _UTF8STRING)
 
 
-def srv_ids(certificate):
+def srv_ids(certificate: x509.Certificate) -> tuple[str, ...]:
     """
     The id-on-dnsSRV values of C{certificate} (such as
     C{_xmpp-server.example.org}), in certificate order; malformed ones are
@@ -143,7 +149,7 @@ def srv_ids(certificate):
     return _other_names(certificate, ID_ON_DNSSRV, _IA5STRING)
 
 
-def subject_alt_names(certificate):
+def subject_alt_names(certificate: x509.Certificate) -> tuple[tuple[str, str], ...]:
     """
     The names C{certificate} carries in its subjectAltName, in certificate
     order, as C{(kind, value)} pairs; C{kind} is C{"DNS"}, C{"SRV"},
@@ -153,7 +159,7 @@ def subject_alt_names(certificate):
     san = _subject_alt_name(certificate)
     if san is None:
         return ()
-    names = []
+    names: list[tuple[str, str]] = []
     for name in san:
         if isinstance(name, x509.DNSName):
             names.append(("DNS", name.value))
@@ -173,7 +179,7 @@ def subject_alt_names(certificate):
     return tuple(names)
 
 
-def common_names(certificate):
+def common_names(certificate: x509.Certificate) -> tuple[str, ...]:
     """
     The subject's commonName values, as written.
     """
@@ -183,7 +189,7 @@ def common_names(certificate):
     )
 
 
-def subject_public_key_info(certificate):
+def subject_public_key_info(certificate: x509.Certificate) -> bytes:
     """
     The DER SubjectPublicKeyInfo of C{certificate}, exactly as encoded in
     it (the bytes DANE selector 1 and SPKI pins are computed over).
@@ -200,7 +206,7 @@ def subject_public_key_info(certificate):
     return bytes(tbs[offset:end])
 
 
-def spki_sha256(certificate):
+def spki_sha256(certificate: x509.Certificate) -> str:
     """
     The SHA-256 of C{certificate}'s DER SubjectPublicKeyInfo, lower-case
     hex: a pin on the key that survives renewal with the same key.
@@ -208,14 +214,14 @@ def spki_sha256(certificate):
     return hashlib.sha256(subject_public_key_info(certificate)).hexdigest()
 
 
-def certificate_sha256(der):
+def certificate_sha256(der: bytes) -> str:
     """
     The SHA-256 of the DER certificate C{der}, lower-case hex, no colons.
     """
     return hashlib.sha256(der).hexdigest()
 
 
-def format_time(moment):
+def format_time(moment: datetime.datetime) -> str:
     """
     C{moment} (an aware datetime, or a naive one in UTC) as ISO 8601 UTC
     to the second: C{2026-11-28T20:00:00Z}.
@@ -245,10 +251,10 @@ class CertificateSummary:
     issuer: str
     not_before: str
     not_after: str
-    sans: tuple = ()
+    sans: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_der(cls, der):
+    def from_der(cls, der: bytes) -> "CertificateSummary":
         """
         Summarise the DER certificate C{der}.  Summaries (immutable) of
         the certificates seen most recently are kept: every stream from a
@@ -256,10 +262,11 @@ class CertificateSummary:
 
         @raise ValueError: when C{der} is not a certificate.
         """
-        return _summarise(cls, bytes(der))
+        # A class is hashable; mypy checks it against its instances' __hash__.
+        return _summarise(cls, bytes(der))  # type: ignore[arg-type]
 
     @classmethod
-    def _from_der(cls, der):
+    def _from_der(cls, der: bytes) -> "CertificateSummary":
         certificate = x509.load_der_x509_certificate(der)
         return cls(
             sha256=certificate_sha256(der),
@@ -271,7 +278,7 @@ class CertificateSummary:
             sans=subject_alt_names(certificate),
         )
 
-    def as_dict(self):
+    def as_dict(self) -> SummaryDict:
         """
         The summary as JSON-serialisable data (C{sans} as a list of
         C{[kind, value]} lists).
@@ -288,12 +295,12 @@ class CertificateSummary:
 
 
 @functools.lru_cache(maxsize=512)
-def _summarise(cls, der):
+def _summarise(cls: type[CertificateSummary], der: bytes) -> CertificateSummary:
     return cls._from_der(der)
 
 
 @functools.lru_cache(maxsize=512)
-def certificate_dict(der):
+def certificate_dict(der: bytes) -> SummaryDict:
     """
     L{CertificateSummary.as_dict} of the DER certificate C{der}: one dict
     per certificate seen recently, shared by the records and status views of
@@ -304,7 +311,7 @@ def certificate_dict(der):
     return CertificateSummary.from_der(der).as_dict()
 
 
-def issued_by(certificate, issuer):
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     """
     Whether the certificate C{issuer} names and signed C{certificate} (both
     cryptography certificates).

@@ -41,15 +41,18 @@ import os
 import re
 import ssl
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
+    Policy,
     PolicyBuilder,
     Store,
     VerificationError,
@@ -83,6 +86,9 @@ _CN_BLOCKING_KINDS = frozenset({"DNS", "SRV", "URI", "XmppAddr"})
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
 )
+
+
+_Pattern = TypeVar("_Pattern")
 
 
 class PathError(Exception):
@@ -120,12 +126,12 @@ class IdentityMatch:
 # Path validation
 
 
-def _oid_name(oid):
+def _oid_name(oid: ObjectIdentifier) -> str:
     name = getattr(oid, "_name", None)
     return name if name and name != "Unknown OID" else oid.dotted_string
 
 
-def _ku_names(usage):
+def _ku_names(usage: x509.KeyUsage) -> str:
     names = []
     for attribute, label in (
         ("digital_signature", "digitalSignature"),
@@ -141,7 +147,7 @@ def _ku_names(usage):
     return ", ".join(names) or "none"
 
 
-def eku_problem(usages):
+def eku_problem(usages: x509.ExtendedKeyUsage | None) -> str | None:
     """
     What is wrong with the extended key usage C{usages} (an
     L{x509.ExtendedKeyUsage}, or L{None} when absent) of an s2s peer's
@@ -154,7 +160,7 @@ def eku_problem(usages):
     return f"({found}): needs serverAuth or clientAuth"
 
 
-def key_usage_problem(usage):
+def key_usage_problem(usage: x509.KeyUsage | None) -> str | None:
     """
     What is wrong with the key usage C{usage} (an L{x509.KeyUsage}, or
     L{None} when absent) of a TLS end-entity certificate, or L{None} when
@@ -170,7 +176,7 @@ def key_usage_problem(usage):
     return None
 
 
-def _extension_policies(problems):
+def _extension_policies(problems: list[str]) -> tuple[ExtensionPolicy, ExtensionPolicy]:
     """
     The CA and end-entity extension policies (see the module docstring);
     the validators append operator reasons to C{problems}, since
@@ -178,20 +184,26 @@ def _extension_policies(problems):
     message.
     """
 
-    def check_leaf_eku(policy, certificate, usages):
+    def check_leaf_eku(
+        policy: Policy, certificate: x509.Certificate, usages: x509.ExtendedKeyUsage | None
+    ) -> None:
         problem = eku_problem(usages)
         if problem is not None:
             problems.append(f"wrong extended key usage {problem}")
             raise ValueError(problem)
 
-    def check_ca_eku(policy, certificate, usages):
+    def check_ca_eku(
+        policy: Policy, certificate: x509.Certificate, usages: x509.ExtendedKeyUsage | None
+    ) -> None:
         problem = eku_problem(usages)
         if problem is not None:
             subject = certificate.subject.rfc4514_string()
             problems.append(f"wrong extended key usage on CA {subject} {problem}")
             raise ValueError(problem)
 
-    def check_leaf_key_usage(policy, certificate, usage):
+    def check_leaf_key_usage(
+        policy: Policy, certificate: x509.Certificate, usage: x509.KeyUsage | None
+    ) -> None:
         problem = key_usage_problem(usage)
         if problem is not None:
             problems.append(f"wrong key usage {problem}")
@@ -209,20 +221,20 @@ def _extension_policies(problems):
     return ca_policy, ee_policy
 
 
-def as_utc(now):
+def as_utc(now: datetime.datetime) -> datetime.datetime:
     if now.tzinfo is None:
         return now.replace(tzinfo=datetime.timezone.utc)
     return now.astimezone(datetime.timezone.utc)
 
 
-def is_self_signed(certificate):
+def is_self_signed(certificate: x509.Certificate) -> bool:
     """
     Whether C{certificate} is its own issuer and signed with its own key.
     """
     return issued_by(certificate, certificate)
 
 
-def _presented_path(certificates):
+def _presented_path(certificates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """
     The presented certificates reached from the leaf by following issuer
     names, leaf first; its last is where the presented chain stops.
@@ -238,11 +250,13 @@ def _presented_path(certificates):
     return path
 
 
-def _top_issuer(certificates):
+def _top_issuer(certificates: Sequence[x509.Certificate]) -> str:
     return _presented_path(certificates)[-1].issuer.rfc4514_string()
 
 
-def _date_problem(certificates, now):
+def _date_problem(
+    certificates: Sequence[x509.Certificate], now: datetime.datetime
+) -> str | None:
     for position, certificate in enumerate(_presented_path(certificates)):
         what = "certificate" if position == 0 else (
             f"intermediate certificate {certificate.subject.rfc4514_string()}"
@@ -254,7 +268,12 @@ def _date_problem(certificates, now):
     return None
 
 
-def _explain(message, certificates, now, problems):
+def _explain(
+    message: str,
+    certificates: Sequence[x509.Certificate],
+    now: datetime.datetime,
+    problems: list[str],
+) -> str:
     """
     An operator's reason for cryptography's path validation error
     C{message}, looking at the presented C{certificates} where the message
@@ -288,7 +307,9 @@ def _explain(message, certificates, now, problems):
     return f"path validation failed: {detail}"
 
 
-def validate_path(certificates, store, now):
+def validate_path(
+    certificates: Sequence[x509.Certificate], store: Store, now: datetime.datetime
+) -> list[x509.Certificate]:
     """
     Validate the presented chain (see the module docstring) without
     matching any name.
@@ -301,7 +322,7 @@ def validate_path(certificates, store, now):
     @raise PathError: with the reason.
     """
     now = as_utc(now)
-    problems = []
+    problems: list[str] = []
     ca_policy, ee_policy = _extension_policies(problems)
     verifier = (
         PolicyBuilder()
@@ -321,7 +342,7 @@ def validate_path(certificates, store, now):
 # Identity
 
 
-def reference_domain(domain):
+def reference_domain(domain: str) -> str:
     """
     The domain C{domain} (a U-label or A-label name, any case, with or
     without a trailing dot) in the form certificates are compared with:
@@ -344,7 +365,7 @@ def reference_domain(domain):
     return a_label
 
 
-def _normalised(name):
+def _normalised(name: str) -> str | None:
     """
     C{name} as L{reference_domain} would give it, or L{None}.
     """
@@ -354,8 +375,10 @@ def _normalised(name):
         return None
 
 
-def _patterns(values, make):
-    patterns = []
+def _patterns(
+    values: Iterable[str], make: Callable[[bytes], _Pattern]
+) -> list[tuple[_Pattern, str]]:
+    patterns: list[tuple[_Pattern, str]] = []
     for value in values:
         try:
             patterns.append((make(value.encode("ascii")), value))
@@ -367,7 +390,7 @@ def _patterns(values, make):
     return patterns
 
 
-def _match_srv_id(certificate, a_label):
+def _match_srv_id(certificate: x509.Certificate, a_label: str) -> IdentityMatch | None:
     wanted = SRV_ID(f"{XMPP_SERVER_SERVICE}.{a_label}")
     for pattern, value in _patterns(srv_ids(certificate), SRVPattern.from_bytes):
         if wanted.verify(pattern):
@@ -375,7 +398,7 @@ def _match_srv_id(certificate, a_label):
     return None
 
 
-def _match_xmpp_addr(certificate, a_label):
+def _match_xmpp_addr(certificate: x509.Certificate, a_label: str) -> IdentityMatch | None:
     for value in xmpp_addrs(certificate):
         # A server's XmppAddr is a bare domain; a JID with a localpart or
         # resource names an account, not a server.
@@ -386,7 +409,7 @@ def _match_xmpp_addr(certificate, a_label):
     return None
 
 
-def _match_dns_id(certificate, a_label):
+def _match_dns_id(certificate: x509.Certificate, a_label: str) -> IdentityMatch | None:
     wanted = DNS_ID(a_label)
     dns_names = [value for kind, value in subject_alt_names(certificate) if kind == "DNS"]
     for pattern, value in _patterns(dns_names, DNSPattern.from_bytes):
@@ -395,18 +418,20 @@ def _match_dns_id(certificate, a_label):
     return None
 
 
-def _match_cn_id(certificate, a_label):
+def _match_cn_id(certificate: x509.Certificate, a_label: str) -> IdentityMatch | None:
     for value in common_names(certificate):
         if _normalised(value) == a_label:
             return IdentityMatch("CN-ID", value)
     return None
 
 
-def _shown(domain, a_label):
+def _shown(domain: str, a_label: str) -> str:
     return domain if domain.lower() == a_label else f"{domain} ({a_label})"
 
 
-def match_identity(certificate, domain, allow_cn_id=False):
+def match_identity(
+    certificate: x509.Certificate, domain: str, allow_cn_id: bool = False
+) -> IdentityMatch:
     """
     Find how C{certificate} names the XMPP server C{domain} (see the
     module docstring).
@@ -447,12 +472,12 @@ def match_identity(certificate, domain, allow_cn_id=False):
 # The check
 
 
-def _pem_certificates(data):
+def _pem_certificates(data: bytes) -> list[x509.Certificate | ValueError]:
     """
     The PEM certificate blocks of C{data}, each as a parsed certificate or
     the L{ValueError} parsing it raised.
     """
-    parsed = []
+    parsed: list[x509.Certificate | ValueError] = []
     with warnings.catch_warnings():
         # System stores hold old roots with, say, negative serial numbers;
         # cryptography still parses them, with a deprecation warning.
@@ -465,7 +490,7 @@ def _pem_certificates(data):
     return parsed
 
 
-def _read(path):
+def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -473,7 +498,7 @@ def _read(path):
         raise TrustStoreError(f"{path}: cannot read the trust store: {e.strerror}") from None
 
 
-def _load_file(path):
+def _load_file(path: str) -> list[x509.Certificate]:
     certificates = []
     for position, parsed in enumerate(_pem_certificates(_read(path)), 1):
         if isinstance(parsed, ValueError):
@@ -484,7 +509,7 @@ def _load_file(path):
     return certificates
 
 
-def _load_folder(path, strict):
+def _load_folder(path: str, strict: bool) -> list[x509.Certificate]:
     """
     Every PEM certificate in the files of folder C{path} (like OpenSSL's
     capath); unreadable files are skipped unless C{strict}.
@@ -493,7 +518,7 @@ def _load_folder(path, strict):
         names = sorted(os.listdir(path))
     except OSError as e:
         raise TrustStoreError(f"{path}: cannot read the trust store: {e.strerror}") from None
-    certificates = []
+    certificates: list[x509.Certificate] = []
     for name in names:
         full = os.path.join(path, name)
         if not os.path.isfile(full):
@@ -508,16 +533,16 @@ def _load_folder(path, strict):
     return certificates
 
 
-def _unique(certificates):
-    seen = {}
+def _unique(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+    seen: dict[bytes, x509.Certificate] = {}
     for certificate in certificates:
         seen.setdefault(certificate.fingerprint(hashes.SHA256()), certificate)
     return list(seen.values())
 
 
-def _system_certificates():
+def _system_certificates() -> list[x509.Certificate]:
     paths = ssl.get_default_verify_paths()
-    certificates = []
+    certificates: list[x509.Certificate] = []
     if paths.cafile:
         data = _read(paths.cafile)
         certificates.extend(c for c in _pem_certificates(data) if not isinstance(c, ValueError))
@@ -532,7 +557,7 @@ def _system_certificates():
     return certificates
 
 
-def load_trust_store(path=None):
+def load_trust_store(path: str | None = None) -> Store:
     """
     Load trust anchors.
 

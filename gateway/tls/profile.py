@@ -22,12 +22,15 @@ gateway builds TLS contexts.
 """
 
 import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
+    ISystemHandle,
 )
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
@@ -35,7 +38,7 @@ from zope.interface import implementer
 from gateway.xmpp.jid import canonical_domain
 
 
-def _flush_send_bio(self):
+def _flush_send_bio(self: TLSMemoryBIOProtocol) -> None:
     """
     Write everything OpenSSL has for the peer, not only its first 32 KiB.
 
@@ -51,10 +54,12 @@ def _flush_send_bio(self):
             data = self._tlsConnection.bio_read(2**15)
         except SSL.WantReadError:
             return
+        assert self.transport is not None  # only connected protocols have data to send
         self.transport.write(data)
 
 
-TLSMemoryBIOProtocol._flushSendBIO = _flush_send_bio
+# A Twisted bug's workaround (see above): replacing the method is the point.
+TLSMemoryBIOProtocol._flushSendBIO = _flush_send_bio  # type: ignore[method-assign]
 
 TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
@@ -88,17 +93,19 @@ class TLSFacts:
 
     version: str
     cipher: str
-    peer_chain: tuple = ()
+    peer_chain: tuple[bytes, ...] = ()
     server_name: str | None = None
     alpn: str | None = None
 
 
-def _accept_any_certificate(connection, certificate, errno, depth, ok):
+def _accept_any_certificate(
+    connection: SSL.Connection, certificate: crypto.X509, errno: int, depth: int, ok: int
+) -> bool:
     # Ask for and keep the peer's chain; judging it is the verifiers' job.
     return True
 
 
-def _base_context():
+def _base_context() -> SSL.Context:
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
     context.set_options(_OPTIONS)
@@ -116,7 +123,9 @@ def _base_context():
 ALPN_XMPP_SERVER = b"xmpp-server"
 
 
-def _select_alpn(connection, offered):
+def _select_alpn(
+    connection: SSL.Connection, offered: list[bytes]
+) -> "bytes | SSL._NoOverlappingProtocols":
     # Take xmpp-server when it is offered; with anything else (or nothing)
     # go on without ALPN rather than fail the handshake.
     if ALPN_XMPP_SERVER in offered:
@@ -124,7 +133,7 @@ def _select_alpn(connection, offered):
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-def _load_identity(context, certificate_file, key_file):
+def _load_identity(context: SSL.Context, certificate_file: str, key_file: str) -> None:
     try:
         context.use_certificate_chain_file(certificate_file)
         context.use_privatekey_file(key_file)
@@ -135,6 +144,22 @@ def _load_identity(context, certificate_file, key_file):
         ) from None
 
 
+class Identity(Protocol):
+    """
+    What L{TLSProfile} reads of a L{gateway.app.state.LocalIdentity}: the
+    local domain, and the PEM files of its certificate chain and key.
+    """
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def certificate_file(self) -> str: ...
+
+    @property
+    def key_file(self) -> str: ...
+
+
 class TLSProfile:
     """
     The TLS contexts of every local domain, built once.
@@ -142,9 +167,9 @@ class TLSProfile:
     @param identities: L{gateway.app.state.LocalIdentity} values.
     """
 
-    def __init__(self, identities):
-        self._server_contexts = {}
-        self._client_contexts = {}
+    def __init__(self, identities: Sequence[Identity]) -> None:
+        self._server_contexts: dict[str, SSL.Context] = {}
+        self._client_contexts: dict[str, SSL.Context] = {}
         for identity in identities:
             server = _base_context()
             _load_identity(server, identity.certificate_file, identity.key_file)
@@ -158,7 +183,7 @@ class TLSProfile:
             raise TLSConfigurationError("no local domain to serve")
         self._default_domain = identities[0].domain
 
-    def _select_by_sni(self, connection):
+    def _select_by_sni(self, connection: SSL.Connection) -> None:
         name = connection.get_servername()
         if name is None:
             return
@@ -170,7 +195,7 @@ class TLSProfile:
         if context is not None:
             connection.set_context(context)
 
-    def server_creator(self, domain=None):
+    def server_creator(self, domain: str | None = None) -> "_ServerCreator":
         """
         A connection creator for the server side of a stream to local
         C{domain} (L{None}: decided by SNI alone, for direct TLS).
@@ -180,7 +205,9 @@ class TLSProfile:
             context = self._server_contexts[self._default_domain]
         return _ServerCreator(context)
 
-    def client_creator(self, local_domain, peer_domain, direct_tls=False):
+    def client_creator(
+        self, local_domain: str, peer_domain: str, direct_tls: bool = False
+    ) -> "_ClientCreator":
         """
         A connection creator for an outbound stream from C{local_domain} to
         C{peer_domain}, sending SNI, and for direct TLS (XEP-0368) the ALPN
@@ -195,22 +222,24 @@ class TLSProfile:
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ServerCreator:
-    def __init__(self, context):
+    def __init__(self, context: SSL.Context) -> None:
         self._context = context
 
-    def serverConnectionForTLS(self, protocol):
+    def serverConnectionForTLS(self, protocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         return SSL.Connection(self._context, None)
 
 
 @implementer(IOpenSSLClientConnectionCreator)
 class _ClientCreator:
-    def __init__(self, context, server_name, alpn=()):
+    def __init__(
+        self, context: SSL.Context, server_name: str, alpn: Iterable[bytes] = ()
+    ) -> None:
         self._context = context
         # Domains are canonical (gateway.xmpp.jid): lower-case A-labels already.
         self._server_name = canonical_domain(server_name).encode("ascii")
         self._alpn = list(alpn)
 
-    def clientConnectionForTLS(self, protocol):
+    def clientConnectionForTLS(self, protocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         connection.set_tlsext_host_name(self._server_name)
         if self._alpn:
@@ -220,20 +249,23 @@ class _ClientCreator:
 
 
 @functools.lru_cache(maxsize=1024)
-def _shared_chain(chain):
+def _shared_chain(chain: tuple[bytes, ...]) -> tuple[bytes, ...]:
     # Streams from the same peer present the same chain: keep one copy.
     return chain
 
 
-def tls_facts(transport):
+def tls_facts(transport: ISystemHandle) -> TLSFacts:
     """
     Read the L{TLSFacts} off a transport whose TLS handshake completed.
+
+    @param transport: a TLS transport, whose handle is its
+        L{OpenSSL.SSL.Connection}.
     """
-    connection = transport.getHandle()
+    connection = cast(SSL.Connection, transport.getHandle())
     chain = [crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in connection.get_peer_cert_chain() or ()]
-    peer = connection.get_peer_certificate()
-    if peer is not None:
-        peer = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
+    certificate = connection.get_peer_certificate()
+    if certificate is not None:
+        peer = crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate)
         if not chain or chain[0] != peer:
             # A server's view of the chain leaves out the client's own certificate.
             chain.insert(0, peer)
@@ -242,7 +274,8 @@ def tls_facts(transport):
     alpn = connection.get_alpn_proto_negotiated()
     return TLSFacts(
         version=connection.get_protocol_version_name(),
-        cipher=connection.get_cipher_name(),
+        # Never None once the handshake completed.
+        cipher=cast(str, connection.get_cipher_name()),
         peer_chain=peer_chain,
         server_name=server_name.decode("ascii", "replace") if server_name else None,
         alpn=alpn.decode("ascii", "replace") if alpn else None,

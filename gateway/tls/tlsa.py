@@ -63,12 +63,15 @@ matches, the reason lists why for each record.
 import datetime
 import hashlib
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.verification import Store
 
 from gateway.tls.certificates import (
     DERError,
@@ -82,6 +85,7 @@ from gateway.tls.certificates import (
 from gateway.tls.pkix import (
     XMPP_SERVER_SERVICE,
     IdentityError,
+    IdentityMatch,
     PathError,
     as_utc,
     match_identity,
@@ -138,11 +142,11 @@ _DER_BIT_STRING = 0x03
 # Records
 
 
-def _shown_text(text, limit=40):
+def _shown_text(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-def _parse_field(token, what, mnemonics, text):
+def _parse_field(token: str, what: str, mnemonics: Mapping[str, int], text: str) -> int:
     value = mnemonics.get(token.lower())
     if value is not None:
         return value
@@ -174,7 +178,7 @@ class TLSARecord:
     matching_type: int
     data: bytes
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for attribute in ("usage", "selector", "matching_type"):
             value = getattr(self, attribute)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
@@ -186,7 +190,7 @@ class TLSARecord:
             object.__setattr__(self, "data", bytes(self.data))
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str) -> "TLSARecord":
         """
         Parse the presentation format of a TLSA record's data (RFC 6698
         section 2.2): usage, selector and matching type, as numbers or
@@ -224,7 +228,7 @@ class TLSARecord:
         return cls(usage, selector, matching_type, bytes.fromhex(digits))
 
     @classmethod
-    def from_wire(cls, rdata):
+    def from_wire(cls, rdata: bytes) -> "TLSARecord":
         """
         Decode the RDATA of a TLSA record (RFC 6698 section 2.1): one byte
         each for usage, selector and matching type, then the data.
@@ -239,13 +243,13 @@ class TLSARecord:
             )
         return cls(rdata[0], rdata[1], rdata[2], rdata[3:])
 
-    def to_wire(self):
+    def to_wire(self) -> bytes:
         """
         The record's RDATA, as L{from_wire} reads it.
         """
         return bytes([self.usage, self.selector, self.matching_type]) + self.data
 
-    def __str__(self):
+    def __str__(self) -> str:
         """
         The presentation format, C{3 1 1 <lower-case hex>}, which
         L{parse} reads back (unless the data is empty, which only the
@@ -255,7 +259,7 @@ class TLSARecord:
             [str(self.usage), str(self.selector), str(self.matching_type), self.data.hex()]
         ).rstrip()
 
-    def short(self):
+    def short(self) -> str:
         """
         The presentation format with the data cut to its first 16 hex
         digits, for reasons and logs.
@@ -266,14 +270,14 @@ class TLSARecord:
         return f"{self.usage} {self.selector} {self.matching_type} {digits}".rstrip()
 
     @property
-    def usage_name(self):
+    def usage_name(self) -> str:
         """
         C{"DANE-EE"} and so on, or C{"usage 7"} for an unknown usage.
         """
         return USAGE_NAMES.get(self.usage, f"usage {self.usage}")
 
 
-def _is_spki(data):
+def _is_spki(data: bytes) -> bool:
     """
     Whether C{data} is one DER SubjectPublicKeyInfo (RFC 5280 section
     4.1): a SEQUENCE of an AlgorithmIdentifier (a SEQUENCE starting with
@@ -296,7 +300,7 @@ def _is_spki(data):
     return tag == _DER_BIT_STRING and key_end == end and key_end > key_start
 
 
-def unusable_reason(record):
+def unusable_reason(record: TLSARecord) -> str | None:
     """
     Why C{record} cannot be used (RFC 7671 sections 4 and 5, RFC 6698
     section 4.1), or L{None} when it can.
@@ -326,7 +330,7 @@ def unusable_reason(record):
     return None
 
 
-def usable(record):
+def usable(record: TLSARecord) -> bool:
     """
     Whether C{record} can be used; see L{unusable_reason}.  Records that
     cannot be used are ignored, never an error.
@@ -337,7 +341,7 @@ def usable(record):
 # Selecting and matching certificate data
 
 
-def _as_certificate(certificate):
+def _as_certificate(certificate: bytes | x509.Certificate) -> tuple[bytes, x509.Certificate]:
     """
     C{(der, parsed)} for a DER certificate or an L{x509.Certificate}.
     """
@@ -347,18 +351,23 @@ def _as_certificate(certificate):
     return der, x509.load_der_x509_certificate(der)
 
 
-def _selected(selector, der, certificate):
+def _selected(selector: int, der: bytes, certificate: x509.Certificate) -> bytes:
     return der if selector == CERT else subject_public_key_info(certificate)
 
 
-def _association(matching_type, selected):
+def _association(matching_type: int, selected: bytes) -> bytes:
     if matching_type == FULL:
         return selected
     digest, _, _ = _DIGESTS[matching_type]
     return digest(selected).digest()
 
 
-def tlsa_for(certificate, usage=DANE_EE, selector=SPKI, matching_type=SHA2_256):
+def tlsa_for(
+    certificate: bytes | x509.Certificate,
+    usage: int = DANE_EE,
+    selector: int = SPKI,
+    matching_type: int = SHA2_256,
+) -> TLSARecord:
     """
     The TLSA record to publish for C{certificate}: for operators, and for
     tests.
@@ -387,7 +396,7 @@ def tlsa_for(certificate, usage=DANE_EE, selector=SPKI, matching_type=SHA2_256):
     return TLSARecord(usage, selector, matching_type, data)
 
 
-def record_matches(record, certificate):
+def record_matches(record: TLSARecord, certificate: bytes | x509.Certificate) -> bool:
     """
     Whether the data of the usable C{record} matches C{certificate} (a DER
     certificate or an L{x509.Certificate}) under its selector and
@@ -408,16 +417,16 @@ class _Presented:
     certificate: x509.Certificate
 
     @property
-    def subject(self):
+    def subject(self) -> str:
         return self.certificate.subject.rfc4514_string()
 
 
-def _matches(record, presented):
+def _matches(record: TLSARecord, presented: _Presented) -> bool:
     selected = _selected(record.selector, presented.der, presented.certificate)
     return _association(record.matching_type, selected) == record.data
 
 
-def _value(record, presented):
+def _value(record: TLSARecord, presented: _Presented) -> str:
     """
     What the record is compared with, for reasons: C{SPKI sha256 <hex>}
     (a SHA-256 for Full(0) records, since the full data is long).
@@ -429,33 +438,38 @@ def _value(record, presented):
     return f"{what} sha256 {hashlib.sha256(selected).hexdigest()}"
 
 
-def _values(record, presented):
+def _values(record: TLSARecord, presented: Iterable[_Presented]) -> str:
     return ", ".join(f"{p.subject} {_value(record, p)}" for p in presented)
 
 
 # Paths and signatures (DANE-TA)
 
 
-def _signed_by_key(certificate, key):
+def _signed_by_key(certificate: x509.Certificate, key: PublicKeyTypes | None) -> bool:
     """
     Whether the bare public key C{key} signed C{certificate}.
     """
     signature = certificate.signature
     signed = certificate.tbs_certificate_bytes
+    # A certificate signed with another algorithm than the key's has other
+    # parameters: it was not signed by this key.
+    parameters = certificate.signature_algorithm_parameters
+    hash_algorithm = certificate.signature_hash_algorithm
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(
-                signature,
-                signed,
-                certificate.signature_algorithm_parameters,
-                certificate.signature_hash_algorithm,
-            )
+            if not isinstance(parameters, (padding.PSS, padding.PKCS1v15)) or hash_algorithm is None:
+                return False
+            key.verify(signature, signed, parameters, hash_algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, signed, certificate.signature_algorithm_parameters)
+            if not isinstance(parameters, ec.ECDSA):
+                return False
+            key.verify(signature, signed, parameters)
         elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
             key.verify(signature, signed)
         elif isinstance(key, dsa.DSAPublicKey):
-            key.verify(signature, signed, certificate.signature_hash_algorithm)
+            if hash_algorithm is None:
+                return False
+            key.verify(signature, signed, hash_algorithm)
         else:
             return False
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -472,15 +486,17 @@ class _Anchor:
 
     description: str
     certificate: x509.Certificate | None = None
-    key: object = None
+    key: PublicKeyTypes | None = None
 
-    def issued(self, certificate):
+    def issued(self, certificate: x509.Certificate) -> bool:
         if self.certificate is not None:
             return issued_by(certificate, self.certificate)
         return _signed_by_key(certificate, self.key)
 
 
-def _path_to(leaf, presented, anchors):
+def _path_to(
+    leaf: _Presented, presented: Iterable[_Presented], anchors: Sequence[_Anchor]
+) -> tuple[list[_Presented], _Anchor | None]:
     """
     Build a path from C{leaf} up to one of C{anchors} through the
     C{presented} certificates, checking each signature.
@@ -505,7 +521,7 @@ def _path_to(leaf, presented, anchors):
         path.append(parent)
 
 
-def _is_ca(certificate):
+def _is_ca(certificate: x509.Certificate) -> bool:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     except (x509.ExtensionNotFound, ValueError):
@@ -513,7 +529,9 @@ def _is_ca(certificate):
     return constraints.value.ca
 
 
-def _date_problem(path, anchor, now):
+def _date_problem(
+    path: Sequence[_Presented], anchor: _Anchor, now: datetime.datetime
+) -> str | None:
     """
     Why a certificate on C{path} (leaf first) or the anchor's certificate
     is not valid at C{now}, or L{None}.
@@ -534,14 +552,14 @@ def _date_problem(path, anchor, now):
 # Names
 
 
-def _reference_identifiers(names):
-    shown = []
+def _reference_identifiers(names: Iterable[str]) -> str:
+    shown: list[str] = []
     for name in names:
         shown.extend([name, f"{XMPP_SERVER_SERVICE}.{name}"])
     return " / ".join(shown)
 
 
-def _certificate_names(certificate):
+def _certificate_names(certificate: x509.Certificate) -> str:
     values = [
         value for kind, value in subject_alt_names(certificate)
         if kind in ("DNS", "SRV", "XmppAddr")
@@ -557,7 +575,9 @@ def _certificate_names(certificate):
     return "the certificate names no domain"
 
 
-def _match_names(certificate, names, allow_cn_id):
+def _match_names(
+    certificate: x509.Certificate, names: Sequence[str], allow_cn_id: bool
+) -> tuple[IdentityMatch, str] | tuple[None, str]:
     """
     C{(identity match, reference name)} for the first of C{names} the
     certificate names, or C{(None, reason)}.
@@ -572,7 +592,7 @@ def _match_names(certificate, names, allow_cn_id):
     return None, f"{_certificate_names(certificate)}; not {_reference_identifiers(names)}"
 
 
-def _named(found, name):
+def _named(found: IdentityMatch, name: str) -> str:
     return f"{found.identity} {found.matched} names {name}"
 
 
@@ -583,7 +603,7 @@ def _named(found, name):
 class _Outcome:
     matched: bool
     reason: str
-    identity: object = None
+    identity: IdentityMatch | None = None
     trust_anchor: str | None = None
 
 
@@ -593,23 +613,32 @@ class _Context:
     the PKIX validation of the chain, done at most once.
     """
 
-    def __init__(self, presented, names, store, now, allow_cn_id):
+    def __init__(
+        self,
+        presented: Sequence[_Presented],
+        names: Sequence[str],
+        store: Store | None,
+        now: datetime.datetime,
+        allow_cn_id: bool,
+    ) -> None:
         self.presented = presented
         self.names = names
         self.store = store
         self.now = now
         self.allow_cn_id = allow_cn_id
-        self._pkix = None
+        self._pkix: tuple[list[x509.Certificate], None] | tuple[None, str] | None = None
 
     @property
-    def leaf(self):
+    def leaf(self) -> _Presented:
         return self.presented[0]
 
-    def pkix(self):
+    def pkix(self) -> tuple[list[x509.Certificate], None] | tuple[None, str]:
         """
         C{(validated chain, None)} or C{(None, reason)}.
         """
         if self._pkix is None:
+            # The checks that need PKIX validation look for a store first.
+            assert self.store is not None
             try:
                 chain = validate_path(
                     [p.certificate for p in self.presented], self.store, self.now
@@ -621,7 +650,7 @@ class _Context:
         return self._pkix
 
 
-def _check_dane_ee(record, context):
+def _check_dane_ee(record: TLSARecord, context: _Context) -> _Outcome:
     """
     RFC 7671 section 5.1: the peer's own certificate, nothing else.
     """
@@ -631,7 +660,7 @@ def _check_dane_ee(record, context):
     return _Outcome(False, f"does not match the certificate ({value})")
 
 
-def _record_anchor(record):
+def _record_anchor(record: TLSARecord) -> "_Anchor | None":
     """
     The trust anchor a DANE-TA Full(0) record carries (RFC 7671 section
     5.2.2), or L{None} when it carries none this library can use.
@@ -648,7 +677,7 @@ def _record_anchor(record):
     return _Anchor("the public key in the record", key=key)
 
 
-def _check_dane_ta(record, context):
+def _check_dane_ta(record: TLSARecord, context: _Context) -> _Outcome:
     """
     RFC 7671 section 5.2: a presented issuer (or the anchor a Full(0)
     record carries) the certificate chains to; its names and dates.
@@ -711,7 +740,7 @@ def _check_dane_ta(record, context):
 _NO_STORE = "needs PKIX validation, and no trust store was given"
 
 
-def _check_pkix_ee(record, context):
+def _check_pkix_ee(record: TLSARecord, context: _Context) -> _Outcome:
     """
     RFC 7671 section 5.3: the peer's own certificate, PKIX-validated.
     """
@@ -735,7 +764,7 @@ def _check_pkix_ee(record, context):
     )
 
 
-def _check_pkix_ta(record, context):
+def _check_pkix_ta(record: TLSARecord, context: _Context) -> _Outcome:
     """
     RFC 7671 section 5.4: a CA on the PKIX-validated path.
     """
@@ -769,7 +798,7 @@ def _check_pkix_ta(record, context):
     )
 
 
-_CHECKS = {
+_CHECKS: dict[int, Callable[[TLSARecord, _Context], _Outcome]] = {
     DANE_EE: _check_dane_ee,
     DANE_TA: _check_dane_ta,
     PKIX_EE: _check_pkix_ee,
@@ -805,16 +834,19 @@ class TLSAMatch:
     usage: str | None
     reason: str
     usable_count: int
-    identity: object = None
+    identity: IdentityMatch | None = None
     trust_anchor: str | None = None
-    ignored: tuple = ()
+    ignored: tuple[tuple[TLSARecord, str], ...] = ()
 
 
-def _select(records, digest_agility):
+def _select(
+    records: Iterable[TLSARecord], digest_agility: bool
+) -> tuple[list[TLSARecord], list[tuple[TLSARecord, str]]]:
     """
     C{(records to try, (record, reason) pairs ignored)}.
     """
-    tried, ignored = [], []
+    tried: list[TLSARecord] = []
+    ignored: list[tuple[TLSARecord, str]] = []
     for record in records:
         reason = unusable_reason(record)
         if reason is None:
@@ -823,14 +855,15 @@ def _select(records, digest_agility):
             ignored.append((record, reason))
     if not digest_agility:
         return tried, ignored
-    strongest = {}
+    strongest: dict[tuple[int, int], int] = {}
     for record in tried:
         if record.matching_type in _DIGESTS:
             group = (record.usage, record.selector)
             strongest[group] = max(strongest.get(group, 0), record.matching_type)
     kept = []
     for record in tried:
-        best = strongest.get((record.usage, record.selector))
+        # Every digest record's group has a strongest; other records have none.
+        best = strongest.get((record.usage, record.selector), record.matching_type)
         if record.matching_type in _DIGESTS and record.matching_type != best:
             weaker, stronger = _DIGESTS[record.matching_type][2], _DIGESTS[best][2]
             ignored.append(
@@ -845,15 +878,15 @@ def _select(records, digest_agility):
     return kept, ignored
 
 
-def _ignored_note(ignored):
+def _ignored_note(ignored: Sequence[tuple[TLSARecord, str]]) -> str:
     return f"{len(ignored)} ignored: {', '.join(reason for _, reason in ignored)}"
 
 
-def _parse_chain(chain):
+def _parse_chain(chain: Iterable[bytes]) -> list[_Presented] | str:
     """
-    The presented chain as L{_Presented}s, or a reason it cannot be read.
+    The presented chain as L{_Presented}s, or the reason it cannot be read.
     """
-    presented = []
+    presented: list[_Presented] = []
     for position, der in enumerate(chain):
         der = bytes(der)
         try:
@@ -862,12 +895,19 @@ def _parse_chain(chain):
             which = "the peer's certificate" if position == 0 else (
                 f"certificate {position + 1} of the peer's chain"
             )
-            return None, f"could not parse {which}: {e}"
-    return presented, None
+            return f"could not parse {which}: {e}"
+    return presented
 
 
-def match_tlsa(records, chain, names, store=None, now=None, allow_cn_id=False,
-               digest_agility=True):
+def match_tlsa(
+    records: Iterable[TLSARecord],
+    chain: Sequence[bytes],
+    names: str | Iterable[str],
+    store: Store | None = None,
+    now: datetime.datetime | None = None,
+    allow_cn_id: bool = False,
+    digest_agility: bool = True,
+) -> TLSAMatch:
     """
     Match the presented C{chain} against the TLSA C{records} (see the
     module docstring for the rules).
@@ -892,24 +932,24 @@ def match_tlsa(records, chain, names, store=None, now=None, allow_cn_id=False,
         names = (names,)
     names = tuple(names)
     now = datetime.datetime.now(datetime.timezone.utc) if now is None else as_utc(now)
-    tried, ignored = _select(tuple(dict.fromkeys(records)), digest_agility)
-    ignored = tuple(ignored)
+    tried, not_tried = _select(tuple(dict.fromkeys(records)), digest_agility)
+    ignored = tuple(not_tried)
     if not tried:
         reason = "no usable TLSA records"
         if ignored:
             reason += f" ({_ignored_note(ignored)})"
         return TLSAMatch(False, None, None, reason, 0, ignored=ignored)
 
-    def failed(reason):
+    def failed(reason: str) -> TLSAMatch:
         if ignored:
             reason += f" ({_ignored_note(ignored)})"
         return TLSAMatch(False, None, None, reason, len(tried), ignored=ignored)
 
     if not chain:
         return failed("the peer presented no certificate")
-    presented, problem = _parse_chain(chain)
-    if presented is None:
-        return failed(problem)
+    presented = _parse_chain(chain)
+    if isinstance(presented, str):
+        return failed(presented)
 
     context = _Context(presented, names, store, now, allow_cn_id)
     reasons = []

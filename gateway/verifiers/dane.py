@@ -28,7 +28,9 @@ Verdicts:
 from __future__ import annotations
 
 import datetime
+from typing import cast
 
+import dns.rdtypes.ANY.TLSA
 from cryptography.x509.verification import Store
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -106,7 +108,8 @@ async def target_tlsa(
         return None, f"the TLSA answer at {name} is not DNSSEC-signed"
     if not answer.records:
         return None, f"no TLSA records at {name}"
-    records = [TLSARecord(rr.usage, rr.selector, rr.mtype, rr.cert) for rr in answer.records]
+    tlsa = cast("tuple[dns.rdtypes.ANY.TLSA.TLSA, ...]", answer.records)
+    records = [TLSARecord(rr.usage, rr.selector, rr.mtype, rr.cert) for rr in tlsa]
     return records, None
 
 

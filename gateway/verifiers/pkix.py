@@ -156,7 +156,9 @@ class PKIXVerifier:
         # Verdicts of chains already checked: a peer that connects again
         # with the same chain costs no new path validation.  The trust store
         # is read once at start, so it can't change under the cache.
-        self.cache = ExpiringCache(cache_size)
+        self.cache: ExpiringCache[
+            tuple[tuple[bytes, ...], str, bool], Verdict, datetime.datetime
+        ] = ExpiringCache(cache_size)
 
     def verify(
         self, request: VerificationRequest, allow_cn_id: bool | None = None

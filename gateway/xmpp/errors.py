@@ -10,6 +10,8 @@ to say "answer with this condition" is an L{XMPPError}.
     could not be set up, whose condition the waiting stanzas bounce with.
 """
 
+from twisted.words.xish import domish
+
 
 class XMPPError(Exception):
     """
@@ -20,12 +22,12 @@ class XMPPError(Exception):
     @ivar text: a description for the peer and the log, or L{None}.
     """
 
-    def __init__(self, condition, text=None):
+    def __init__(self, condition: str, text: str | None = None) -> None:
         super().__init__(condition, text)
         self.condition = condition
         self.text = text
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.condition}: {self.text}" if self.text else self.condition
 
 
@@ -37,7 +39,9 @@ class StreamError(XMPPError):
         section 4.9.4), or L{None}.
     """
 
-    def __init__(self, condition, text=None, detail=None):
+    def __init__(
+        self, condition: str, text: str | None = None, detail: domish.Element | None = None
+    ) -> None:
         super().__init__(condition, text)
         self.detail = detail
 

@@ -47,7 +47,7 @@ class AddressError(ValueError):
         string), C{"localpart"}, C{"domainpart"} or C{"resourcepart"}.
     """
 
-    def __init__(self, message, part="address"):
+    def __init__(self, message: str, part: str = "address") -> None:
         super().__init__(message)
         self.part = part
 
@@ -67,7 +67,7 @@ class JID:
     resource: str | None
     canonical: bool = True
 
-    def full(self):
+    def full(self) -> str:
         """
         The address as text, with the canonical domain.
         """
@@ -78,14 +78,14 @@ class JID:
             text = f"{text}/{self.resource}"
         return text
 
-    def bare(self):
+    def bare(self) -> str:
         """
         The address without its resourcepart.
         """
         return self.domain if self.local is None else f"{self.local}@{self.domain}"
 
 
-def split_jid(value):
+def split_jid(value: str | None) -> tuple[str | None, str, str | None]:
     """
     Split C{value} into its localpart, domainpart and resourcepart as RFC
     7622 section 3.1 does: the resourcepart follows the first C{/}, the
@@ -98,6 +98,7 @@ def split_jid(value):
     if not value or not isinstance(value, str):
         raise AddressError("missing address")
     bare, slash, resource = value.partition("/")
+    local: str | None
     local, at, domain = bare.partition("@")
     if not at:
         local, domain = None, bare
@@ -105,7 +106,7 @@ def split_jid(value):
 
 
 @functools.lru_cache(maxsize=4096)
-def canonical_domain(value):
+def canonical_domain(value: str | None) -> str:
     """
     The canonical form of the domainpart C{value} (see the module
     docstring): lower-case A-labels, no trailing dot; an IP address literal
@@ -135,7 +136,7 @@ def canonical_domain(value):
     return encoded
 
 
-def _check_localpart(value, local):
+def _check_localpart(value: str, local: str) -> None:
     if not local:
         raise AddressError(f"{value!r} has an empty localpart", "localpart")
     if len(local.encode("utf-8")) > MAX_PART_BYTES:
@@ -149,7 +150,7 @@ def _check_localpart(value, local):
             )
 
 
-def _check_resourcepart(value, resource):
+def _check_resourcepart(value: str, resource: str) -> None:
     if not resource:
         raise AddressError(f"{value!r} has an empty resourcepart", "resourcepart")
     if len(resource.encode("utf-8")) > MAX_PART_BYTES:
@@ -165,7 +166,7 @@ def _check_resourcepart(value, resource):
 
 
 @functools.lru_cache(maxsize=8192)
-def _parse_jid(value):
+def _parse_jid(value: str) -> JID:
     local, domain, resource = split_jid(value)
     try:
         domain = canonical_domain(domain)
@@ -181,7 +182,7 @@ def _parse_jid(value):
     return address
 
 
-def parse_jid(value):
+def parse_jid(value: str | None) -> JID:
     """
     Parse C{value} as a JID (RFC 7622; see the module docstring).  The
     results are cached: the same few addresses recur, and the domain's
@@ -196,7 +197,7 @@ def parse_jid(value):
     return _parse_jid(value)
 
 
-def jid_domain(value):
+def jid_domain(value: str | None) -> str:
     """
     The canonical domain of the address C{value}, without checking its
     localpart or resourcepart: which domain an address belongs to decides
@@ -209,7 +210,7 @@ def jid_domain(value):
     return canonical_domain(split_jid(value)[1])
 
 
-def bare_domain(value):
+def bare_domain(value: str | None) -> str:
     """
     The canonical form of C{value}, which must be a domain alone (no
     localpart, no resourcepart): a stream header's C{to} or C{from}, a

@@ -10,9 +10,14 @@ processing instructions, DTDs, entity declarations) is refused here, and
 so is anything but UTF-8 (section 11.6) and XML 1.0 (section 11.8).
 """
 
+from __future__ import annotations
+
 import codecs
 import pyexpat
 import re
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+from typing import Any
 
 from twisted.words.xish import domish
 
@@ -42,16 +47,17 @@ class ShallowStanza(domish.Element):
 
     raw = b""
     contained = False
-    context = None
+    context: bytes | None = None
     #: How many child elements it has (its content is not built).
     child_count = 0
 
-    def expand(self):
+    def expand(self) -> domish.Element:
         """
         The whole element, parsed from C{raw} in the stream header's
         namespace context.
         """
-        elements = []
+        assert self.context is not None, "a shallow stanza without its stream header"
+        elements: list[domish.Element] = []
         stream = domish.ExpatElementStream()
         stream.DocumentStartEvent = lambda root: None
         stream.ElementEvent = elements.append
@@ -64,7 +70,7 @@ class ShallowStanza(domish.Element):
 _TAG_NAME = re.compile(rb"<[^\s/>]+")
 
 
-def language_attribute(language):
+def language_attribute(language: str) -> bytes:
     """
     The bytes of an C{xml:lang} attribute for C{language}, ready to splice
     into a start tag (see L{with_language}).
@@ -72,7 +78,9 @@ def language_attribute(language):
     return f" xml:lang='{domish.escapeToXml(language, isattrib=1)}'".encode("utf-8")
 
 
-def with_language(stanza, language, attribute=None):
+def with_language(
+    stanza: domish.Element, language: str, attribute: bytes | None = None
+) -> None:
     """
     Give C{stanza} the C{xml:lang} C{language} (RFC 6120 section 4.7.4: the
     stream's, for a stanza that says none), in its attributes and, for a
@@ -83,13 +91,17 @@ def with_language(stanza, language, attribute=None):
         keeps it.
     """
     stanza.attributes[(NS_XML, "lang")] = language
-    raw = getattr(stanza, "raw", None)
-    if raw:
-        name_end = _TAG_NAME.match(raw).end()
+    # Not getattr(stanza, "raw"): on a built element, that is its first
+    # child named "raw", if any.
+    if isinstance(stanza, ShallowStanza) and stanza.raw:
+        raw = stanza.raw
+        name = _TAG_NAME.match(raw)
+        assert name is not None, "raw starts with a start tag"
+        name_end = name.end()
         stanza.raw = raw[:name_end] + (attribute or language_attribute(language)) + raw[name_end:]
 
 
-def element_from_bytes(data, context):
+def element_from_bytes(data: bytes, context: bytes) -> domish.Element:
     """
     The first-level element serialised as C{data}, parsed in the namespace
     context of the stream header C{context} (bytes).
@@ -100,7 +112,7 @@ def element_from_bytes(data, context):
     return stanza.expand()
 
 
-def expand(stanza):
+def expand(stanza: domish.Element) -> domish.Element:
     """
     C{stanza} whole: a L{ShallowStanza} expanded, any other element as it is.
     """
@@ -109,19 +121,19 @@ def expand(stanza):
     return stanza
 
 
-def _refuse_comment(*args):
+def _refuse_comment(*args: object) -> None:
     raise XMLStreamError("restricted-xml", "comments are not allowed in XMPP")
 
 
-def _refuse_processing_instruction(*args):
+def _refuse_processing_instruction(*args: object) -> None:
     raise XMLStreamError("restricted-xml", "processing instructions are not allowed in XMPP")
 
 
-def _refuse_doctype(*args):
+def _refuse_doctype(*args: object) -> None:
     raise XMLStreamError("restricted-xml", "document type declarations are not allowed in XMPP")
 
 
-def _check_declaration(version, encoding, standalone):
+def _check_declaration(version: str | None, encoding: str | None, standalone: int) -> None:
     # RFC 6120 section 11.6: UTF-8 only; section 11.8: XML 1.0, whose
     # VersionNum is '1.' followed by digits.
     if encoding is not None and encoding.upper() != "UTF-8":
@@ -132,7 +144,7 @@ def _check_declaration(version, encoding, standalone):
         raise XMLStreamError("not-well-formed", f"XML version {version!r} is not XML 1.0")
 
 
-def _check_first_bytes(head):
+def _check_first_bytes(head: bytes) -> None:
     """
     Refuse the first bytes of a stream (up to four) that start it in
     another encoding than UTF-8, or with a byte order mark.
@@ -148,7 +160,7 @@ def _check_first_bytes(head):
         )
 
 
-def invalid_utf8_at(data, position):
+def invalid_utf8_at(data: bytes, position: int) -> bool:
     """
     Whether C{data} (bytes starting at a character boundary) breaks UTF-8's
     rules at or before C{position}, where the parser found an error: then
@@ -161,14 +173,33 @@ def invalid_utf8_at(data, position):
     return False
 
 
-def _refuse_entity_declaration(*args):
+def _refuse_entity_declaration(*args: object) -> None:
     raise XMLStreamError("restricted-xml", "entity declarations are not allowed in XMPP")
 
 
-class _LimitedElementStream(domish.ExpatElementStream):
+_ElementCallback = Callable[[domish.Element], object]
+_EndCallback = Callable[[], object]
+#: A parked stream (L{_LimitedElementStream.freeze}): the limits, the
+#: shallow names, the bytes fed, the header's start tag and the default
+#: namespaces in force.
+_Frozen = tuple[
+    int, int, AbstractSet[tuple[str, str]], int, bytes, tuple[str | None, ...]
+]
+
+
+def _ignore_element(element: domish.Element) -> None:
+    pass
+
+
+def _ignore_end() -> None:
+    pass
+
+
+class _LimitedElementStream:
     """
-    domish's expat stream, refusing restricted XML and measuring each
-    first-level element by expat's byte positions.
+    One XML stream read with expat, its elements built as domish elements
+    through domish's public API: restricted XML is refused, and each
+    first-level element is measured by expat's byte positions.
 
     An element's size is counted from the first byte of its start tag to the
     last byte of its end tag (or of its start tag, when it is empty).  The
@@ -182,25 +213,40 @@ class _LimitedElementStream(domish.ExpatElementStream):
     those of the whole stream: C{shift} maps the new parser's onto them.
     """
 
-    # domish's own per-stanza byte cap counts per feed call; ours replaces it.
-    maxStanzaSize = float("inf")
-    # domish's count of built elements, and ours of shallow ones (_start).
-    maxElementCount = MAX_ELEMENTS
-    error = pyexpat.error
-
-    def __init__(self, max_stanza_size, max_depth=64, shallow=frozenset()):
-        super().__init__()
+    def __init__(
+        self,
+        on_header: _ElementCallback,
+        on_element: _ElementCallback,
+        on_end: _EndCallback,
+        max_stanza_size: int,
+        max_depth: int = 64,
+        shallow: AbstractSet[tuple[str, str]] = frozenset(),
+    ) -> None:
+        self.on_header = on_header
+        self.on_element = on_element
+        self.on_end = on_end
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
         self.shallow = shallow
-        # Inside a stanza delivered shallow: its content is not built.
-        self.skipping = False
-        self.declared = None
+        # The namespace separator makes expat report "uri name".
+        self.parser = pyexpat.ParserCreate("UTF-8", " ")
+        # The innermost open element being built, inside a first-level one.
+        self.current: domish.Element | None = None
+        # The default namespace in force, innermost last (None after xmlns='').
+        self.namespaces: list[str | None] = [""]
+        # The prefixes the next start tag declares.
+        self.prefixes: dict[str, str | None] = {}
+        # The elements of the first-level element so far, itself included.
+        self.element_count = 0
+        # The stanza being read shallow: its content is not built.
+        self.stanza: ShallowStanza | None = None
+        # The namespaces declared inside it, and whether it is contained.
+        self.declared: set[str | None] = set()
         self.contained = True
         # Namespace declarations seen since the last first-level element.
         self.declaring = False
         self.depth = 0
-        self.element_start = None
+        self.element_start: int | None = None
         self.without_content = False
         self.bytes_fed = 0
         self.buffer = b""
@@ -211,14 +257,11 @@ class _LimitedElementStream(domish.ExpatElementStream):
         self.replaying = 0
         # The header's position and the bytes from there, until the exact
         # extent of its start tag is known.
-        self.header_pending = None
-        self.header_tag = None
-        # Kept below 30 attributes (with domish's), so that instances share
-        # their dictionary's keys: a parked stream is mostly this object.
-        del self.error
+        self.header_pending: tuple[int, bytes] | None = None
+        self.header_tag: bytes | None = None
         self._install(self.parser)
 
-    def _install(self, parser):
+    def _install(self, parser: pyexpat.XMLParserType) -> None:
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
@@ -247,11 +290,11 @@ class _LimitedElementStream(domish.ExpatElementStream):
         "DefaultHandler",
     )
 
-    def _uninstall(self):
+    def _uninstall(self) -> None:
         for name in self._HANDLERS:
             setattr(self.parser, name, None)
 
-    def release(self):
+    def release(self) -> None:
         """
         Deliver nothing more and let go of the expat parser now: its
         handlers are bound methods of this object, a reference cycle that
@@ -260,12 +303,13 @@ class _LimitedElementStream(domish.ExpatElementStream):
         handler: expat goes on through the rest of the read without one.
         """
         self._uninstall()
-        self.DocumentStartEvent = self.ElementEvent = self.DocumentEndEvent = None
+        self.on_header = self.on_element = _ignore_element
+        self.on_end = _ignore_end
         self.buffer = b""
 
     # Parking -------------------------------------------------------------
 
-    def parkable(self):
+    def parkable(self) -> bool:
         """
         Whether the stream is between stanzas with every byte fed accounted
         for (nothing half-parsed inside expat) and its header known exactly,
@@ -283,27 +327,35 @@ class _LimitedElementStream(domish.ExpatElementStream):
             self.header_pending = None
         return (
             self.depth == 1
-            and self.currElem is None
+            and self.current is None
+            and self.stanza is None
             and self.header_tag is not None
             and self.boundary == self.bytes_fed
         )
 
-    def freeze(self):
+    def freeze(self) -> _Frozen:
         """
         What a parked stream needs to go on, compactly: everything else is
-        the same for every stream between stanzas.
+        the same for every stream between stanzas.  Only when L{parkable}.
         """
+        assert self.header_tag is not None, "not parkable"
         return (
             self.max_stanza_size,
             self.max_depth,
             self.shallow,
             self.bytes_fed,
             self.header_tag,
-            tuple(self.defaultNsStack),
+            tuple(self.namespaces),
         )
 
     @classmethod
-    def thaw(cls, frozen):
+    def thaw(
+        cls,
+        frozen: _Frozen,
+        on_header: _ElementCallback,
+        on_element: _ElementCallback,
+        on_end: _EndCallback,
+    ) -> "_LimitedElementStream":
         """
         A parked stream again, from L{freeze}'s state, with a new expat
         parser given the stream header's start tag (without events) so that
@@ -313,26 +365,25 @@ class _LimitedElementStream(domish.ExpatElementStream):
             not parse again (it parsed before: it can't happen).
         """
         max_stanza_size, max_depth, shallow, bytes_fed, header_tag, namespaces = frozen
-        stream = cls(max_stanza_size, max_depth, shallow)
-        stream.documentStarted = 1
-        stream.defaultNsStack = list(namespaces)
+        stream = cls(on_header, on_element, on_end, max_stanza_size, max_depth, shallow)
+        stream.namespaces = list(namespaces)
         stream.depth = 1
         stream.bytes_fed = stream.boundary = stream.buffer_offset = bytes_fed
         stream.header_tag = header_tag
-        stream._replay_header()
+        stream._replay_header(header_tag)
         return stream
 
-    def _replay_header(self):
+    def _replay_header(self, header_tag: bytes) -> None:
         parser = self.parser
-        # The header's namespace declarations are in force already (domish
-        # keeps them); the replayed header must not declare them again.
+        # The header's namespace declarations are in force already (this
+        # stream keeps them); the replayed header must not declare them again.
         parser.StartNamespaceDeclHandler = None
         parser.EndNamespaceDeclHandler = None
         self.replaying = 1
         try:
-            parser.Parse(self.header_tag)
+            parser.Parse(header_tag)
             replayed = self.replaying == 2
-        except self.error:
+        except pyexpat.error:
             replayed = False
         finally:
             self.replaying = 0
@@ -340,12 +391,12 @@ class _LimitedElementStream(domish.ExpatElementStream):
             raise XMLStreamError("internal-server-error", "could not resume parsing the stream")
         parser.StartNamespaceDeclHandler = self._start_namespace
         parser.EndNamespaceDeclHandler = self._end_namespace
-        self.shift = self.bytes_fed - len(self.header_tag)
+        self.shift = self.bytes_fed - len(header_tag)
 
     # Events --------------------------------------------------------------
 
-    def _position(self):
-        position = self.parser.CurrentByteIndex + self.shift
+    def _position(self) -> int:
+        position: int = self.parser.CurrentByteIndex + self.shift
         if self.header_pending is not None and self.depth >= 1:
             # The first event after the header's start tag begins where the
             # tag ends: now the tag is known exactly (its bytes were kept
@@ -355,13 +406,13 @@ class _LimitedElementStream(domish.ExpatElementStream):
             self.header_pending = None
         return position
 
-    def _default(self, data):
+    def _default(self, data: str) -> None:
         # Expat hands undeclared entity references (and nothing else we let
         # through) to the default handler.
         if data.startswith("&"):
             raise XMLStreamError("restricted-xml", "entity references are not allowed in XMPP")
 
-    def _start(self, name, attributes):
+    def _start(self, name: str, attributes: dict[Any, str]) -> None:
         if self.replaying:
             # Only the header's start tag is replayed: one event.
             self.replaying += 1
@@ -380,13 +431,14 @@ class _LimitedElementStream(domish.ExpatElementStream):
             self.element_start = position
         # Whether the element so far has no content (it may be <empty/>).
         self.without_content = True
-        if self.skipping:
+        stanza = self.stanza
+        if stanza is not None:
             if self.depth == 3:
-                self.currElem.child_count += 1
-            # domish counts the elements it builds; those of a shallow
-            # stanza are counted here, against the same limit.
-            self.elementCount += 1
-            if self.elementCount > MAX_ELEMENTS:
+                stanza.child_count += 1
+            # The elements of a shallow stanza are counted as those built
+            # are, against the same limit.
+            self.element_count += 1
+            if self.element_count > MAX_ELEMENTS:
                 raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS)
             self._check_contained(name, attributes)
             return
@@ -394,9 +446,36 @@ class _LimitedElementStream(domish.ExpatElementStream):
             declaring, self.declaring = self.declaring, False
             if not declaring and self._start_shallow(name, attributes):
                 return
-        self._onStartElement(name, attributes)
+        self._build(name, attributes)
         if self.depth == 1:
             self.boundary = self._tag_end(position)
+
+    def _build(self, name: str, attributes: dict[Any, str]) -> None:
+        """
+        Build the element whose start tag expat just read: the stream
+        header, or an element at or inside the first level.
+        """
+        uri, _, local = name.rpartition(" ")
+        # Namespaced attributes are keyed (uri, name), as domish keys them,
+        # after the others.
+        for key in [key for key in attributes if " " in key]:
+            attribute_uri, _, attribute = key.rpartition(" ")
+            attributes[(attribute_uri, attribute)] = attributes.pop(key)
+        prefixes = self.prefixes
+        if prefixes:
+            self.prefixes = {}
+        element = domish.Element((uri, local), self.namespaces[-1], attributes, prefixes)
+        if self.depth == 1:
+            self.on_header(element)
+            return
+        # domish's own limit for the elements it builds (see MAX_ELEMENTS).
+        self.element_count += 1
+        if self.element_count > MAX_ELEMENTS:
+            raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS)
+        current = self.current
+        if current is not None:
+            current.addChild(element)
+        self.current = element
 
     # Shallow stanzas ------------------------------------------------------
     #
@@ -409,14 +488,13 @@ class _LimitedElementStream(domish.ExpatElementStream):
     # its content uses must be declared inside it, and it must not declare
     # the stream's default namespace itself.
 
-    def _start_shallow(self, name, attributes):
+    def _start_shallow(self, name: str, attributes: dict[str, str]) -> bool:
         uri, _, local = name.rpartition(" ")
         if (uri, local) not in self.shallow:
             return False
-        self.skipping = True
-        self.declared = set()
+        self.declared.clear()
         self.contained = True
-        plain = {}
+        plain: dict[Any, str] = {}
         for key, value in attributes.items():
             if " " in key:
                 attribute_uri, _, attribute = key.rpartition(" ")
@@ -426,16 +504,17 @@ class _LimitedElementStream(domish.ExpatElementStream):
                 plain[(attribute_uri, attribute)] = value
             else:
                 plain[key] = value
-        self.elementCount = 1
-        self.currElem = ShallowStanza((uri, local), self.defaultNsStack[-1], plain)
-        self.currElem.context = self.header_tag
+        self.element_count = 1
+        stanza = ShallowStanza((uri, local), self.namespaces[-1], plain)
+        stanza.context = self.header_tag
+        self.stanza = stanza
         return True
 
-    def _check_contained(self, name, attributes):
+    def _check_contained(self, name: str, attributes: dict[str, str]) -> None:
         if not self.contained:
             return
         uri = name.rpartition(" ")[0]
-        if uri and uri != self.defaultNsStack[-1] and uri not in self.declared:
+        if uri and uri != self.namespaces[-1] and uri not in self.declared:
             self.contained = False
             return
         for key in attributes:
@@ -445,57 +524,75 @@ class _LimitedElementStream(domish.ExpatElementStream):
                     self.contained = False
                     return
 
-    def _start_namespace(self, prefix, uri):
-        if self.skipping:
+    def _start_namespace(self, prefix: str | None, uri: str | None) -> None:
+        if self.stanza is not None:
             self.declared.add(uri)
-            if uri == self.defaultNsStack[-1]:
+            if uri == self.namespaces[-1]:
                 self.contained = False
             return
         if self.depth == 1:
             self.declaring = True
-        self._onStartNamespace(prefix, uri)
+        if prefix is None:
+            self.namespaces.append(uri)
+        else:
+            self.prefixes[prefix] = uri
 
-    def _end_namespace(self, prefix):
-        if not self.skipping:
-            self._onEndNamespace(prefix)
+    def _end_namespace(self, prefix: str | None) -> None:
+        if prefix is None and self.stanza is None:
+            self.namespaces.pop()
 
-    def _end(self, name):
+    def _end(self, name: str) -> None:
         position = self._position()
+        stanza = None
         if self.depth == 2:
+            start = self.element_start
+            assert start is not None, "a first-level element ends that did not start"
             if self.without_content and self._preceded_by(position, b"/>"):
                 # Expat reports an empty element's end just past its "/>".
                 end = position
             else:
                 end = self._tag_end(position)
-            self.check_size(end - self.element_start)
-            if self.skipping:
-                self.skipping = False
-                stanza = self.currElem
-                stanza.raw = self.buffer[
-                    self.element_start - self.buffer_offset : end - self.buffer_offset
-                ]
+            self.check_size(end - start)
+            stanza = self.stanza
+            if stanza is not None:
+                self.stanza = None
+                stanza.raw = self.buffer[start - self.buffer_offset : end - self.buffer_offset]
                 stanza.contained = self.contained
-                self.declared = None
             self.element_start = None
             self.boundary = end
         self.without_content = False
         self.depth -= 1
-        if not self.skipping:
-            self._onEndElement(name)
+        if stanza is not None:
+            self.on_element(stanza)
+            self.element_count = 0
+        elif self.stanza is not None:
+            # Inside a shallow stanza: nothing is built.
+            return
+        else:
+            current = self.current
+            if current is None:
+                self.on_end()
+            elif current.parent is None:
+                self.on_element(current)
+                self.current = None
+                self.element_count = 0
+            else:
+                self.current = current.parent
 
-    def _text(self, data):
+    def _text(self, data: str) -> None:
         self.without_content = False
         if self.depth == 1:
             # Whitespace between stanzas (keepalives) is not part of any.
             self.boundary = self._position() + len(data.encode("utf-8"))
-        if not self.skipping:
-            self._onCdata(data)
+        current = self.current
+        if current is not None:
+            current.addContent(data)
 
-    def _preceded_by(self, position, marker):
+    def _preceded_by(self, position: int, marker: bytes) -> bool:
         at = position - self.buffer_offset
         return at >= len(marker) and self.buffer[at - len(marker):at] == marker
 
-    def _tag_end(self, position):
+    def _tag_end(self, position: int) -> int:
         """
         The offset just past the tag that starts at C{position}: its C{>}.
         """
@@ -506,7 +603,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
             return position
         return self.buffer_offset + at + 1
 
-    def encoding_error(self):
+    def encoding_error(self) -> bool:
         """
         Whether the error expat just reported is a byte sequence that is not
         UTF-8.
@@ -514,14 +611,20 @@ class _LimitedElementStream(domish.ExpatElementStream):
         position = self.parser.ErrorByteIndex + self.shift - self.buffer_offset
         return 0 <= position < len(self.buffer) and invalid_utf8_at(self.buffer, position)
 
-    def check_size(self, size, what="stanza"):
+    def check_size(self, size: int, what: str = "stanza") -> None:
         if size > self.max_stanza_size:
             raise XMLStreamError(
                 "policy-violation",
                 f"{what} larger than the limit of {self.max_stanza_size} bytes",
             )
 
-    def parse(self, data):
+    def parse(self, data: bytes) -> None:
+        """
+        Parse C{data}, the next bytes of the stream.
+
+        @raise XMLStreamError: for restricted or oversized input.
+        @raise pyexpat.error: for input that is not well-formed.
+        """
         # Keep the bytes of what is not finished yet, to find where a tag
         # that expat reports ends; they are bounded by the checks below.
         start = self.boundary if self.element_start is None else self.element_start
@@ -531,7 +634,7 @@ class _LimitedElementStream(domish.ExpatElementStream):
         if self.bytes_fed < 4 and self.buffer_offset == 0:
             _check_first_bytes(self.buffer[:4])
         self.bytes_fed += len(data)
-        super().parse(data)
+        self.parser.Parse(data)
         if self.element_start is not None:
             self.check_size(self.bytes_fed - self.element_start)
         else:
@@ -561,20 +664,26 @@ class StreamParser:
         tag.
     """
 
-    def __init__(self, on_header, on_element, on_end, max_stanza_size, max_depth=64,
-                 shallow=frozenset()):
-        self._stream = _LimitedElementStream(max_stanza_size, max_depth, shallow)
-        self._stream.DocumentStartEvent = self._header
-        self._stream.ElementEvent = self._element
-        self._stream.DocumentEndEvent = self._end
+    def __init__(
+        self,
+        on_header: Callable[[domish.Element], object],
+        on_element: Callable[[domish.Element], object],
+        on_end: Callable[[], object],
+        max_stanza_size: int,
+        max_depth: int = 64,
+        shallow: AbstractSet[tuple[str, str]] = frozenset(),
+    ) -> None:
+        self._stream: _LimitedElementStream | None = _LimitedElementStream(
+            self._header, self._element, self._end, max_stanza_size, max_depth, shallow
+        )
         self._on_header = on_header
         self._on_element = on_element
         self._on_end = on_end
         self._max = max_stanza_size
-        self._frozen = None
+        self._frozen: _Frozen | None = None
         self.closed = False
 
-    def close(self):
+    def close(self) -> None:
         """
         Stop delivering events, even for bytes already being parsed.  The
         STARTTLS defence relies on this: nothing after C{<starttls/>} or
@@ -585,7 +694,7 @@ class StreamParser:
         if self._stream is not None:
             self._stream.release()
 
-    def park(self):
+    def park(self) -> bool:
         """
         Put the expat parser away (about 10 KiB) while the stream is quiet
         between stanzas; the next L{feed} brings a new one, in the same
@@ -607,37 +716,37 @@ class StreamParser:
         return True
 
     @property
-    def parked(self):
+    def parked(self) -> bool:
         return self._stream is None
 
     @property
-    def buffered(self):
+    def buffered(self) -> int:
         """
         How many bytes of the stream are held, not yet parsed into elements.
         """
         return 0 if self._stream is None else len(self._stream.buffer)
 
-    def _thaw(self):
-        stream = _LimitedElementStream.thaw(self._frozen)
+    def _thaw(self) -> _LimitedElementStream:
+        frozen = self._frozen
+        assert frozen is not None, "parked without its state"
+        stream = _LimitedElementStream.thaw(frozen, self._header, self._element, self._end)
         self._frozen = None
-        stream.DocumentStartEvent = self._header
-        stream.ElementEvent = self._element
-        stream.DocumentEndEvent = self._end
         self._stream = stream
+        return stream
 
-    def _header(self, root):
+    def _header(self, root: domish.Element) -> None:
         if not self.closed:
             self._on_header(root)
 
-    def _element(self, element):
+    def _element(self, element: domish.Element) -> None:
         if not self.closed:
             self._on_element(element)
 
-    def _end(self):
+    def _end(self) -> None:
         if not self.closed:
             self._on_end()
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> None:
         """
         Parse C{data} (bytes).
 
@@ -646,14 +755,15 @@ class StreamParser:
         if self.closed:
             return
         try:
-            if self._stream is None:
-                self._thaw()
-            self._stream.parse(data)
+            stream = self._stream
+            if stream is None:
+                stream = self._thaw()
+            stream.parse(data)
         except XMLStreamError:
             if self.closed:
                 return
             raise
-        except domish.ParserError as e:
+        except pyexpat.error as e:
             if self.closed:
                 # What follows <starttls/> or <proceed/> is not ours to judge.
                 return
@@ -661,10 +771,6 @@ class StreamParser:
                 raise XMLStreamError(
                     "restricted-xml", "entity references are not allowed in XMPP"
                 ) from None
-            if "Maximum element count" in str(e):
-                raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS) from None
-            if "Maximum" in str(e):
-                raise XMLStreamError("policy-violation", str(e)) from None
             if self._stream is not None and self._stream.encoding_error():
                 # RFC 6120 section 4.9.3.22: bytes that break UTF-8's rules.
                 raise XMLStreamError("unsupported-encoding", "the stream is not valid UTF-8") from None

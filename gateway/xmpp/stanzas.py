@@ -4,6 +4,8 @@ responses (RFC 6120 section 8.3) and namespace rewriting between
 component and server streams.
 """
 
+from collections.abc import Iterable
+
 from twisted.words.protocols.jabber import error as jabber_error
 from twisted.words.xish import domish
 
@@ -21,7 +23,7 @@ NS_SM = "urn:xmpp:sm:3"
 STANZA_NAMES = frozenset(("message", "presence", "iq"))
 
 
-def is_bounceable(stanza):
+def is_bounceable(stanza: domish.Element) -> bool:
     """
     Whether an undeliverable C{stanza} may be answered with an error.
 
@@ -43,7 +45,7 @@ COMPONENT_LANGUAGE = "en"
 IQ_TYPES = frozenset(("get", "set", "result", "error"))
 
 
-def child_count(stanza):
+def child_count(stanza: domish.Element) -> int:
     """
     How many child elements C{stanza} has (a shallow one counts them as
     they were parsed).
@@ -54,7 +56,7 @@ def child_count(stanza):
     return sum(1 for _ in stanza.elements())
 
 
-def iq_problem(stanza):
+def iq_problem(stanza: domish.Element) -> str | None:
     """
     What RFC 6120 section 8.2.3 finds wrong with the IQ C{stanza}, as text
     for a C{bad-request} answer, or L{None}.  Only what can be answered is
@@ -111,7 +113,7 @@ STANZA_ERROR_TYPES = {
 MAX_ECHOED_PAYLOAD = 4096
 
 
-def _payload_within(children, budget):
+def _payload_within(children: Iterable[str | domish.Element], budget: int) -> bool:
     """
     Whether C{children} (text and elements) come to at most C{budget}
     characters of text, names and attribute values; stops counting as soon
@@ -132,7 +134,9 @@ def _payload_within(children, budget):
     return True
 
 
-def error_response(stanza, condition, text=None):
+def error_response(
+    stanza: domish.Element, condition: str, text: str | None = None
+) -> domish.Element:
     """
     Build the error stanza (RFC 6120 section 8.3) that answers C{stanza}.
 
@@ -153,7 +157,7 @@ def error_response(stanza, condition, text=None):
     return response
 
 
-def rewrite_namespace(element, old, new):
+def rewrite_namespace(element: domish.Element, old: str, new: str) -> domish.Element:
     """
     Move C{element} and every descendant in namespace C{old} to C{new}, in
     place.  Stanzas cross from C{jabber:component:accept} streams to
@@ -171,7 +175,7 @@ def rewrite_namespace(element, old, new):
     return element
 
 
-def error_condition(stanza):
+def error_condition(stanza: domish.Element) -> str | None:
     """
     The defined condition (RFC 6120 section 8.3.3) of the C{<error/>} child
     of C{stanza}, or L{None} when it has none.
