@@ -237,6 +237,8 @@ class GatewayService(service.MultiService):
         if config.admin.listen:
             from gateway.ops.admin import make_admin_site
 
+            # prepare_state makes the token when the admin interface listens.
+            assert self.state.admin_token is not None
             site = make_admin_site(self.status, self.state.admin_token)
             for description in config.admin.listen:
                 listen(description, site, "admin")
@@ -268,21 +270,21 @@ class GatewayService(service.MultiService):
         # records.max_records of them: checked at start and every hour.
         self._pruner = LoopingCall(self._prune_records)
         self._pruner.clock = self.federation.clock
-        d = self.records.start()
-        d.addCallback(
-            lambda _: log.info("authentication records in {path}", path=self.records.path)
-        )
-        d.addCallback(self._start_pruning)
-        # Remember the certificate each peer presented last, across restarts.
-        d.addCallback(lambda _: self.records.latest_accepted())
-        d.addCallback(self.federation.continuity.load)
+        d = Deferred.fromCoroutine(self._open_records())
         d.addErrback(
             lambda f: log.critical(
                 "authentication records unavailable: {error}", error=f.getErrorMessage()
             )
         )
 
-    def _start_pruning(self, ignored: object) -> None:
+    async def _open_records(self) -> None:
+        await self.records.start()
+        log.info("authentication records in {path}", path=self.records.path)
+        self._start_pruning()
+        # Remember the certificate each peer presented last, across restarts.
+        self.federation.continuity.load(await self.records.latest_accepted())
+
+    def _start_pruning(self) -> None:
         # Not waited for: the loop's Deferred fires only when it stops.  The
         # store may come up after the service was stopped again.
         if self.running and not self._pruner.running:

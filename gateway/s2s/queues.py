@@ -202,7 +202,8 @@ class OutboundQueues:
                     stanza, "remote-server-timeout", f"{peer_domain} never acknowledged it"
                 )
                 continue
-            stanza.resent = True
+            # A mark the stream or the queue that takes it reads (getattr).
+            stanza.resent = True  # type: ignore[attr-defined]
             self.send(stanza, local_domain, peer_domain)
 
     def shut_down(self) -> None:
@@ -252,7 +253,7 @@ class OutboundQueues:
         self._queued_bytes -= self._queue_bytes.pop(route, 0)
         return queue
 
-    def _bounce_queued(self, entry: Entry, condition: str, text: str) -> None:
+    def _bounce_queued(self, entry: Entry, condition: str, text: str | None) -> None:
         data, _ = entry
         self.bouncer.bounce(element_from_bytes(data, SERVER_CONTEXT), condition, text)
 
