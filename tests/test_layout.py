@@ -104,6 +104,19 @@ class LintTests(unittest.TestCase):
         )
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
 
+    def test_mypy(self):
+        """
+        mypy finds nothing (the settings are in pyproject.toml: every
+        function of the package and the twistd plugin typed, zope.interface
+        through mypy-zope).  It comes with the test extras too.
+        """
+        done = subprocess.run(
+            [sys.executable, "-m", "mypy", "--cache-dir", os.path.join(self.mktemp(), "mypy")],
+            cwd=HERE, capture_output=True, text=True, timeout=600,
+        )
+        self.assertNotIn("No module named mypy", done.stderr, "pip install '.[test]' (make test does)")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+
 
 class SeamTests(unittest.TestCase):
     """

@@ -164,7 +164,7 @@ class OutboundStream(S2SStream[OutboundState]):
         self.authentication = None
         self._offers_external = False
         self._peer_result: ChainResult | None = None
-        self._checking: defer.Deferred[None] | None = None
+        self._checking: defer.Deferred[ChainResult] | None = None
         self._offers_sm = False
         self.unacked: list[Sent] | None = None
         self.acked = 0
@@ -378,6 +378,8 @@ class OutboundStream(S2SStream[OutboundState]):
     def _authenticated(self, via: str) -> None:
         self._stop_watching()
         self.state = OutboundState.AUTHENTICATED
+        # The chain accepted the peer before we said who we are.
+        assert self._peer_result is not None
         self.federation.stream_authenticated(
             self, self.peer_domain, self.local_domain, self._peer_result, via
         )

@@ -27,6 +27,7 @@ from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
     IReactorTime,
+    ISystemHandle,
     ITLSTransport,
 )
 from twisted.logger import Logger
@@ -498,7 +499,7 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
         if self.closed:
             # Failed while the handshake went on: nothing more is sent.
             return
-        self.tls = tls_facts(self.transport)
+        self.tls = tls_facts(cast(ISystemHandle, self.transport))
         self.tls_established()
 
     def tls_established(self) -> None:
