@@ -278,10 +278,10 @@ class DialbackVerifierTests(unittest.TestCase):
         self.assertEqual((verdict.outcome, verdict.decisive), (Outcome.FAILED, False))
         self.assertEqual(verdict.evidence, {"condition": "remote-server-not-found"})
 
-    def test_factory_needs_the_federation(self):
+    def test_factory_needs_a_way_to_reach_peers(self):
         environment = VerifierEnvironment(reactor=Clock(), config=None)
         error = self.assertRaises(ValueError, DialbackVerifierFactory().build, environment)
-        self.assertIn("federation", str(error))
+        self.assertIn("verify_dialback_key", str(error))
 
 
 class RegistryTests(unittest.TestCase):

@@ -109,7 +109,12 @@ class Federation:
             timeouts.connect, timeouts.authentication, self,
         )
         self.verifiers = VerifierRegistry(
-            VerifierEnvironment(reactor=reactor, config=config, resolver=resolver, federation=self),
+            VerifierEnvironment(
+                reactor=reactor,
+                config=config,
+                resolver=resolver,
+                verify_dialback_key=self.connector.verify_dialback_key,
+            ),
             verifier_factories,
         )
         self.authenticator = Authenticator(

@@ -44,7 +44,7 @@ class DialbackVerifier:
         @param verify_key: C{(originating, receiving, stream_id, key)} →
             Deferred firing with whether the key is valid, or failing with
             L{gateway.xmpp.errors.DialbackError}
-            (L{gateway.s2s.federation.Federation.verify_dialback_key}).
+            (L{gateway.s2s.connector.Connector.verify_dialback_key}).
         """
         self._verify_key = verify_key
 
@@ -98,6 +98,6 @@ class DialbackVerifierFactory:
     name = "dialback"
 
     def build(self, environment: VerifierEnvironment) -> DialbackVerifier:
-        if environment.federation is None:
-            raise ValueError("the dialback verifier needs the federation, to reach peers")
-        return DialbackVerifier(environment.federation.verify_dialback_key)
+        if environment.verify_dialback_key is None:
+            raise ValueError("the dialback verifier needs a way to reach peers (verify_dialback_key)")
+        return DialbackVerifier(environment.verify_dialback_key)

@@ -13,6 +13,7 @@ runs them in the order the trust policy names them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +22,12 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    # Only the types: the configuration and the federation sit above the
+    # Only the types: the configuration sits above the
     # verifiers (tools/import_graph.py), and TLS and DNS need not be
     # imported to make a request.
     from gateway.app.config import DomainPolicy, GatewayConfig
     from gateway.names.interfaces import IDNSClient
     from gateway.names.srv import Target
-    from gateway.s2s.federation import Federation
     from gateway.tls.profile import TLSFacts
 
 
@@ -151,8 +151,8 @@ class IDomainVerifierFactory(Interface):
         Make the verifier.
 
         @param environment: a L{VerifierEnvironment}: what the gateway
-            offers verifiers (its reactor, resolver, configuration and the
-            federation, for dialback).
+            offers verifiers (its reactor, resolver, configuration and, for
+            dialback, a way to ask a peer's authoritative server).
         @rtype: L{IDomainVerifier}
         """
 
@@ -168,11 +168,14 @@ class VerifierEnvironment:
     @ivar resolver: the gateway's DNS resolver, an
         L{gateway.names.interfaces.IDNSClient}; a factory given none makes
         one from C{config.dns}.
-    @ivar federation: the L{gateway.s2s.federation.Federation} (for
-        dialback, which asks the peer's authoritative server).
+    @ivar verify_dialback_key: for dialback, which asks the peer's
+        authoritative server: C{(originating, receiving, stream_id, key)} →
+        a Deferred firing with whether the key is valid, or failing with
+        L{gateway.xmpp.errors.DialbackError}
+        (L{gateway.s2s.connector.Connector.verify_dialback_key}).
     """
 
     reactor: IReactorTime
     config: GatewayConfig
     resolver: IDNSClient | None = None
-    federation: Federation | None = None
+    verify_dialback_key: Callable[[str, str, str, str], Deferred[bool]] | None = None
