@@ -8,7 +8,7 @@ import ipaddress
 import random
 from collections import Counter
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from gateway.app.config import DNSConfig
@@ -154,7 +154,8 @@ class ResolverTestsMixin:
     def setUp(self):
         self.server = start_dns_server(self)
         self.resolver = make_resolver(
-            DNSConfig(servers=(self.server.address,), timeout=2.0, allow_networks=self.ALLOWED)
+            DNSConfig(servers=(self.server.address,), timeout=2.0, allow_networks=self.ALLOWED),
+            reactor,
         )
 
     def targets(self, domain, rng=None):
@@ -459,7 +460,7 @@ class AddressPolicyTests(ResolverTestsMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_private_addresses_refused_by_default(self):
-        strict = make_resolver(DNSConfig(servers=(self.server.address,), timeout=2.0))
+        strict = make_resolver(DNSConfig(servers=(self.server.address,), timeout=2.0), reactor)
         for name, address in (
             ("loopback.peer.test", "127.0.0.1"), ("private.peer.test", "10.1.2.3"),
             ("linklocal.peer.test", "169.254.169.254"), ("shared.peer.test", "100.64.0.1"),

@@ -158,16 +158,13 @@ class ResolverSettings(Protocol):
     def allow_networks(self) -> Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]: ...
 
 
-def make_resolver(
-    dns_config: ResolverSettings, reactor: DNSReactor | None = None
-) -> DNSClient:
+def make_resolver(dns_config: ResolverSettings, reactor: DNSReactor) -> DNSClient:
     """
     Build the DNS client the gateway uses, from a
     L{gateway.app.config.DNSConfig}: the configured servers, or the system's,
-    with the address policy that L{lookup_addresses} applies.
+    with the address policy that L{lookup_addresses} applies, over
+    C{reactor} (its clock and its sockets).
     """
-    if reactor is None:
-        from twisted.internet import reactor
     client = DNSClient(
         reactor,
         servers=dns_config.servers,

@@ -12,7 +12,7 @@ the JSON the interface serves.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -25,9 +25,7 @@ if TYPE_CHECKING:
     from gateway.records.interfaces import IRecordStore
     from gateway.records.record import AuthenticationRecord
     from gateway.s2s.federation import Federation
-    from gateway.s2s.inbound import InboundStream
     from gateway.s2s.metrics import GatewayMetrics
-    from gateway.s2s.outbound import OutboundStream
     from gateway.s2s.stream import S2SStream
     from gateway.s2s.warnings import Warnings
 
@@ -91,7 +89,7 @@ class StatusSource:
         return {
             "id": stream.serial,
             "direction": stream.direction,
-            "local_domain": _local_domain(stream),
+            "local_domain": stream.local_domain,
             "peer_domain": first.peer_domain if first else stream.peer_name(),
             "state": stream.state.value,
             "encrypted": tls is not None,
@@ -217,7 +215,3 @@ class StatusSource:
     def metrics_text(self) -> bytes:
         return self.metrics.text()
 
-
-def _local_domain(stream: S2SStream) -> str | None:
-    # Both directions name their local domain; their base does not declare it.
-    return cast("InboundStream | OutboundStream", stream).local_domain

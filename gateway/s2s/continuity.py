@@ -46,7 +46,6 @@ class Continuity:
     def __init__(self) -> None:
         # peer domain -> (certificate SHA-256, SPKI SHA-256)
         self.last: dict[str, tuple[str, str]] = {}
-        self.pending: dict[str, tuple[str, str]] = {}
 
     def load(self, records: Iterable[AuthenticationRecord]) -> None:
         """

@@ -154,7 +154,7 @@ class OutboundStream(S2SStream[OutboundState]):
         self.max_depth = federation.max_depth
         super().__init__(federation.max_stanza_size, federation.clock)
         self.federation = federation
-        self.local_domain = local_domain
+        self.local_domain: str = local_domain
         self.peer_domain = peer_domain
         self.purpose = purpose
         self.attempt_tls = attempt_tls

@@ -245,6 +245,9 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
     direction: str
     #: Whether the connection is TLS from its first byte (XEP-0368).
     direct_tls = False
+    #: Our domain on this stream: known from the start outbound, from the
+    #: peer's header inbound.
+    local_domain: str | None = None
     state: StateT
     #: The state from C{<proceed/>} to the restarted stream's header: the
     #: TLS handshake starts in it.
