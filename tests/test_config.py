@@ -438,6 +438,9 @@ GOOD_VALUES = [
         ("unix:/run/xmpp-gateway/components.sock:mode=600",),
     ),
     ("policy.require_tls", "false", ("policy", "default", "require_tls"), False),
+    ("log.level", '"warn"', ("log", "level"), "warn"),
+    ("log.level", '"debug"', ("log", "level"), "debug"),
+    ("log.level", '"error"', ("log", "level"), "error"),
 ]
 
 
@@ -578,6 +581,16 @@ ERROR_CASES = [
         "unknown key",
     ),
     ErrorCase("unknown_dns_key", D + "[dns]\nserver = []\n", "dns.server", "unknown key"),
+    ErrorCase("unknown_log_key", D + '[log]\nlevels = "warn"\n', "log.levels", "unknown key"),
+    ErrorCase(
+        "log_level_unknown",
+        D + '[log]\nlevel = "warning"\n',
+        "log.level",
+        "must be one of 'debug', 'info', 'warn', 'error', not 'warning'",
+    ),
+    ErrorCase(
+        "log_level_not_string", D + "[log]\nlevel = 2\n", "log.level", "must be a string, not an integer"
+    ),
     ErrorCase(
         "unknown_timeouts_key",
         D + "[timeouts]\nidel = 60\n",

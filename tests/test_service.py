@@ -123,6 +123,49 @@ class TwistdTests(unittest.TestCase):
         )
 
 
+    def test_log_level(self):
+        """
+        C{[log] level = "warn"} keeps the gateway's info messages out of
+        the log from the first one; twistd's own lines still appear.
+        """
+        import socket
+
+        folder = self.folder()
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        with open(os.path.join(folder, "gateway.toml"), "w") as f:
+            f.write(
+                'state_dir = "state"\n[log]\nlevel = "warn"\n'
+                '[s2s]\nlisten = "tcp:0:interface=127.0.0.1"\n'
+                f'[components]\nlisten = "tcp:{port}:interface=127.0.0.1"\n'
+                '[admin]\nlisten = []\n[domains."first.test"]\n'
+            )
+        process = twistd(
+            "--nodaemon", "--pidfile=", "xmpp-gateway", "--config", "gateway.toml", cwd=folder
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        self.assertIn(process.returncode, (0, -signal.SIGTERM), output)
+        self.assertIn("Server Shut Down.", output)
+        # What the same start logs at info (see test_first_start) is not
+        # here; its warning is.
+        info = [line for line in output.splitlines() if "[gateway." in line and "#info]" in line]
+        self.assertEqual(info, [])
+        self.assertNotIn("listening for components", output)
+        self.assertNotIn("Generated the component secret", output)
+        self.assertIn("[gateway.app.state#warn] Made a self-signed certificate for first.test", output)
+        self.assertTrue(os.path.exists(os.path.join(folder, "state", "components", "first.test.secret")))
+
     def test_port_in_use(self):
         """
         A listener that can't bind stops the gateway with one line naming

@@ -26,6 +26,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 #: those after it.  A module of gateway/ outside these is its own concern,
 #: listed at the end (and reported, so that it is placed).
 LAYERS = (
+    "log",
     "cache",
     "xmpp",
     "names",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.endpoints import serverFromString
 
+from gateway.log import LEVELS as LOG_LEVELS
 from gateway.xmpp.jid import AddressError, bare_domain
 
 if TYPE_CHECKING:
@@ -191,6 +192,18 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """
+    The log.
+
+    @ivar level: the lowest level of the gateway's messages written:
+        C{"debug"}, C{"info"}, C{"warn"} or C{"error"}.
+    """
+
+    level: str = "info"
+
+
+@dataclass(frozen=True)
 class RecordsConfig:
     """
     How long authentication records are kept.
@@ -318,6 +331,7 @@ class GatewayConfig:
     posh: POSHConfig = POSHConfig()
     admin: AdminConfig = AdminConfig()
     records: RecordsConfig = RecordsConfig()
+    log: LogConfig = LogConfig()
 
     @property
     def domain_names(self) -> frozenset[str]:
@@ -521,6 +535,7 @@ def parse_config(
         posh=_posh(root.table_of("posh")),
         records=root.table_of("records").fields(RecordsConfig()),
         admin=_admin(root.table_of("admin"), base),
+        log=_log(root.table_of("log")),
         policy=_policy(
             root.table_of("policy"), base,
             builtin_verifiers() if known_verifiers is None else known_verifiers,
@@ -624,6 +639,15 @@ def _admin(reader: _Reader, base: str) -> AdminConfig:
         listen=reader.endpoints("listen", AdminConfig.listen),
         token_file=reader.path_value("token_file", base, must_exist=False),
     )
+
+
+def _log(reader: _Reader) -> LogConfig:
+    config: LogConfig = reader.fields(LogConfig())
+    if config.level not in LOG_LEVELS:
+        raise reader.error(
+            "level", f"must be one of {', '.join(map(repr, LOG_LEVELS))}, not {config.level!r}"
+        )
+    return config
 
 
 def _endpoint(description: object) -> str:

@@ -15,7 +15,6 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
@@ -24,6 +23,7 @@ from gateway.app.config import GatewayConfig
 from gateway.app.state import GatewayState, prepare_state
 from gateway.components.listener import ComponentFactory
 from gateway.components.routing import Router
+from gateway.log import Logger
 from gateway.names.interfaces import IDNSClient
 from gateway.names.srv import make_resolver
 from gateway.ops.status import StatusSource

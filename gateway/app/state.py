@@ -23,8 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.logger import Logger
 
+from gateway.log import Logger
 from gateway.s2s.dialback import generate_secret
 
 if TYPE_CHECKING:

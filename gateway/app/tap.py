@@ -10,6 +10,7 @@ from twisted.python import usage
 
 from gateway.app.config import ConfigError, default_config, load_config
 from gateway.app.state import StateError
+from gateway.log import set_level
 from gateway.records.interfaces import RecordStoreError
 from gateway.tls.pkix import TrustStoreError
 from gateway.tls.profile import TLSConfigurationError
@@ -52,6 +53,8 @@ def makeService(options: Options) -> IService:
 
     from gateway.app.service import make_service
 
+    # Before anything is made, so that start-up's own messages obey it.
+    set_level(options.gateway_config.log.level)
     try:
         return make_service(options.gateway_config, reactor=reactor)
     except (StateError, TLSConfigurationError, TrustStoreError, RecordStoreError) as e:

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from typing import cast
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 from wokkel.component import ListenComponentAuthenticator
 
 from gateway.components.routing import Router
+from gateway.log import Logger
 from gateway.s2s.flow import Backpressure, transport_of
 from gateway.xmpp.jid import AddressError, bare_domain
 from gateway.xmpp.parser import NS_XML

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import XmlStream
 from twisted.words.xish import domish
 
+from gateway.log import Logger
 from gateway.xmpp.jid import JID, AddressError, parse_jid
 from gateway.xmpp.parser import ShallowStanza, expand
 from gateway.xmpp.stanzas import (

@@ -39,11 +39,11 @@ import dns.rdata
 import dns.rdatatype
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.cache import ExpiringCache
+from gateway.log import Logger
 from gateway.names.interfaces import IDNSClient
 
 if TYPE_CHECKING:

@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.template import Flattenable, Tag, flattenString, tags
+
+from gateway.log import Logger
 
 if TYPE_CHECKING:
     from gateway.s2s.stream import S2SStream

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from twisted.logger import Logger
 
+from gateway.log import Logger
 from gateway.tls.certificates import certificate_dict
 from gateway.xmpp.jid import AddressError, bare_domain
 

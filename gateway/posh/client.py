@@ -74,7 +74,6 @@ from treq.client import HTTPClient
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IPushProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.error import SchemeNotSupported
@@ -84,6 +83,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 
 from gateway import __version__
 from gateway.cache import ExpiringCache
+from gateway.log import Logger
 from gateway.names.interfaces import IDNSClient
 from gateway.posh.agent import InvalidCertificate, NoAddresses, posh_agent, ssl_text
 from gateway.xmpp.jid import AddressError, canonical_domain

@@ -24,10 +24,10 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 from twisted.python import failure
 from zope.interface import implementer
 
+from gateway.log import Logger
 from gateway.records.interfaces import IRecordStore, PeerSummary, RecordStoreError, check_limit
 from gateway.records.record import JSON, AuthenticationRecord
 

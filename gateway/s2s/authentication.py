@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
+from gateway.log import Logger
 from gateway.records.record import AuthenticationRecord
 from gateway.s2s.continuity import Continuity
 from gateway.s2s.keeper import RecordKeeper
@@ -340,7 +340,7 @@ class Authenticator:
             # per try).
             refusals = self._refusals_logged.due(("source", source))
             if refusals is not None:
-                log.info(
+                log.warn(
                     "s2s {direction} refusals from {source} are being counted, not recorded one "
                     "by one ({count} since the last line; latest: {peer}: {reason})",
                     direction=direction,
@@ -362,7 +362,7 @@ class Authenticator:
         # be one) refused over and over must not fill the log.
         refusals = self._refusals_logged.due(peer_domain)
         if refusals is not None:
-            log.info(
+            log.warn(
                 "s2s {direction} {peer} refused for {local}: {reason}"
                 + (" ({suppressed} more refusals since the last line)" if refusals > 1 else ""),
                 direction=direction,

@@ -15,9 +15,9 @@ from twisted.internet import defer
 from twisted.internet import error as internet_error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.log import Logger
 from gateway.names.interfaces import IDNSClient
 from gateway.names.srv import DNSLookupFailed, ServiceNotOffered, Target, lookup_addresses, resolve_targets
 from gateway.s2s.interfaces import IOutboundStreamOwner

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import ITCPTransport
-from twisted.logger import Logger
 from twisted.words.xish import domish
 from zope.interface import implementer
 
+from gateway.log import Logger
 from gateway.records.interfaces import IRecordStore
 from gateway.s2s.authentication import Authenticator
 from gateway.s2s.connector import Connector

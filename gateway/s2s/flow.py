@@ -28,8 +28,9 @@ from typing import Protocol, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import BaseProtocol
-from twisted.logger import Logger
 from zope.interface import implementer
+
+from gateway.log import Logger
 
 log = Logger()
 

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any, cast
 from twisted.internet import defer, protocol
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
+from gateway.log import Logger
 from gateway.s2s.dialback import check_dialback_key
 from gateway.s2s.interfaces import IInboundStreamOwner
 from gateway.s2s.stream import (

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.log import Logger
 from gateway.records.interfaces import IRecordStore
 from gateway.records.record import AuthenticationRecord, time_iso
 from gateway.s2s.continuity import Continuity

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IAddress, IDelayedCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
+from gateway.log import Logger
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.interfaces import IOutboundStreamOwner
 from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise, step

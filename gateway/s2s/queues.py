@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
+from gateway.log import Logger
 from gateway.s2s.flow import Valve, transport_of
 from gateway.s2s.keeper import RecordKeeper
 from gateway.s2s.outbound import NegotiationFailure, OutboundStream

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
+from gateway.log import Logger
 from gateway.s2s.flow import ReadRate
 
 if TYPE_CHECKING:

@@ -30,11 +30,11 @@ from twisted.internet.interfaces import (
     ISystemHandle,
     ITLSTransport,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import implementer
 
+from gateway.log import Logger
 from gateway.tls.profile import tls_facts
 from gateway.xmpp.errors import StreamError, XMLStreamError
 from gateway.xmpp.parser import NS_XML, StreamParser

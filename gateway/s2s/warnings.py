@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
+from gateway.log import Logger
 from gateway.s2s.throttle import LogThrottle
 
 log = Logger()

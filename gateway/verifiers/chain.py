@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
+from gateway.log import Logger
 from gateway.verifiers.interfaces import IDomainVerifier, Outcome, Verdict, VerificationRequest
 
 if TYPE_CHECKING:

@@ -34,9 +34,9 @@ import dns.rdtypes.ANY.TLSA
 from cryptography.x509.verification import Store
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway.log import Logger
 from gateway.names.client import DNSError
 from gateway.names.interfaces import IDNSClient
 from gateway.names.srv import (

@@ -14,10 +14,10 @@ from cryptography import x509
 from cryptography.x509.verification import Store
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.cache import ExpiringCache
+from gateway.log import Logger
 from gateway.tls.certificates import format_time
 from gateway.tls.pkix import (
     IdentityError,
