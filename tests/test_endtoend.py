@@ -302,6 +302,31 @@ class FederationTests(unittest.TestCase):
         self.assertEqual(bodies, [f"n{n}" for n in range(50)])
 
     @defer.inlineCallbacks
+    def test_sockets_send_at_once(self):
+        """
+        Every socket the gateway carries XMPP on has Nagle's algorithm off
+        (C{TCP_NODELAY}), s2s streams through their TLS: no small write of
+        a handshake waits for the peer's delayed acknowledgement.
+        """
+        import socket
+
+        world, a, b, alice, bob = yield defer.Deferred.fromCoroutine(self.federate())
+        alice.message("alice@a.test", "bob@b.test", "first")
+        yield defer.Deferred.fromCoroutine(bob.next())
+        outbound = a.federation.outbound_stream("a.test", "b.test")
+        (inbound,) = [s for s in b.federation.streams if s.direction == "inbound" and s.verified]
+        self.assertIsNotNone(outbound.tls)
+        self.assertIsNotNone(inbound.tls)
+        # The TCP transports' sockets (their handle is OpenSSL's once TLS
+        # has started).
+        sockets = [outbound.transport.socket, inbound.transport.socket]
+        sockets += [stream.transport.socket for stream in a.components.streams]
+        sockets += [stream.transport.socket for stream in b.components.streams]
+        self.assertEqual(len(sockets), 4)
+        for sock in sockets:
+            self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1, sock)
+
+    @defer.inlineCallbacks
     def test_quiet_streams_park_their_parsers(self):
         """
         After a second without traffic, both ends of a stream put their XML

@@ -22,7 +22,7 @@ from wokkel.component import ListenComponentAuthenticator
 
 from gateway.components.routing import Router
 from gateway.log import Logger
-from gateway.s2s.flow import Backpressure, transport_of
+from gateway.s2s.flow import Backpressure, send_at_once, transport_of
 from gateway.xmpp.jid import AddressError, bare_domain
 from gateway.xmpp.parser import NS_XML
 from gateway.xmpp.stanzas import COMPONENT_LANGUAGE
@@ -135,6 +135,7 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
         self._drained: list[defer.Deferred[None]] = []
 
     def _connected(self, stream: xmlstream.XmlStream) -> None:
+        send_at_once(stream)
         self.streams.add(stream)
 
         def lost(reason: Failure) -> None:

@@ -57,6 +57,23 @@ def transport_of(protocol: BaseProtocol) -> Transport:
     return cast(Transport, protocol.transport)
 
 
+def send_at_once(protocol: BaseProtocol) -> None:
+    """
+    Turn off Nagle's algorithm (C{TCP_NODELAY}) on C{protocol}'s
+    connection, through TLS if any: a handshake's small writes would
+    otherwise wait for the peer's delayed acknowledgement, some 40 ms a
+    turn.  Writes are still gathered per reactor turn by the transport's
+    buffer.  Connections with no TCP under them (UNIX sockets) are left as
+    they are.
+    """
+    set_no_delay = getattr(protocol.transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        try:
+            set_no_delay(True)
+        except OSError:  # the connection is already gone
+            pass
+
+
 _pauses: weakref.WeakKeyDictionary[Transport, set[object]] = weakref.WeakKeyDictionary()
 
 

@@ -36,6 +36,7 @@ from twisted.words.xish import domish
 
 from gateway.log import Logger
 from gateway.s2s.dialback import check_dialback_key
+from gateway.s2s.flow import send_at_once
 from gateway.s2s.interfaces import IInboundStreamOwner
 from gateway.s2s.stream import (
     Input,
@@ -252,6 +253,7 @@ class InboundStream(S2SStream[InboundState]):
         return self.peer_domain_claimed or _host(self.connection.getPeer())
 
     def connectionMade(self) -> None:
+        send_at_once(self)
         self.reset_parser()
         self._timeout = self.clock.callLater(
             self.federation.authentication_timeout, self._authentication_timed_out

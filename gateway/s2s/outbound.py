@@ -40,6 +40,7 @@ from twisted.words.xish import domish
 
 from gateway.log import Logger
 from gateway.s2s.dialback import dialback_key
+from gateway.s2s.flow import send_at_once
 from gateway.s2s.interfaces import IOutboundStreamOwner
 from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise, step
 from gateway.xmpp.errors import XMPPError
@@ -199,6 +200,7 @@ class OutboundStream(S2SStream[OutboundState]):
         return self.peer_domain
 
     def connectionMade(self) -> None:
+        send_at_once(self)
         self.reset_parser()
         self.federation.stream_opened(self)
         self._watch_silence()
