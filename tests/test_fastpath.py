@@ -314,3 +314,106 @@ class ElementLimitTests(unittest.TestCase):
         over = f"<message {A}>".encode() + b"<a/>" * limit + b"</message>"
         self.assertEqual(self.outcome(over, frozenset())[:2], (0, "policy-violation"))
         self.assertEqual(self.outcome(over, InboundStream.SHALLOW)[:2], (0, "policy-violation"))
+
+
+COMPONENT_HEADER = (
+    b"<stream:stream xmlns='jabber:component:accept' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+    b"to='local.example'>"
+)
+OUT = "from='a@local.example/r' to='b@remote.example'"
+
+
+def _outbound_case(stanza):
+    # The inbound cases, written by a component: its stream's namespace in
+    # place of the s2s one, the addresses the other way.
+    return stanza.replace(A, OUT).replace("'jabber:server'", "'jabber:component:accept'")
+
+
+def component_first_level(data, shallow):
+    elements = []
+    parser = StreamParser(lambda root: None, elements.append, lambda: None, 1 << 16, 64, shallow)
+    parser.feed(COMPONENT_HEADER + data)
+    (element,) = elements
+    return element
+
+
+class OutboundFastPathTests(unittest.TestCase):
+    """
+    Stanzas from components go to peers as the bytes the component wrote
+    when that means the same as building, rewriting and serialising them:
+    each case is checked against the slow path, as the peer would read it.
+    """
+
+    def on_the_peer(self, data):
+        from gateway.s2s.queues import SERVER_CONTEXT
+        from gateway.xmpp.parser import element_from_bytes
+
+        return canonical(element_from_bytes(data, SERVER_CONTEXT))
+
+    def test_cases(self):
+        from gateway.components.listener import SHALLOW
+        from gateway.s2s.stream import serialise, stanza_bytes
+
+        wrong = []
+        for name, stanza, forwardable in CASES:
+            data = _outbound_case(stanza).encode("utf-8")
+            full = component_first_level(data, frozenset())
+            slow = serialise(rewrite_namespace(full, NS_COMPONENT, NS_SERVER))
+            expected = self.on_the_peer(slow)
+            shallow = component_first_level(data, SHALLOW)
+            if forwardable is None:
+                if isinstance(shallow, ShallowStanza):
+                    wrong.append((name, "delivered shallow"))
+                continue
+            if not isinstance(shallow, ShallowStanza) or shallow.contained != forwardable:
+                wrong.append((name, "shallow/contained", getattr(shallow, "contained", None)))
+                continue
+            sent = stanza_bytes(shallow)
+            if forwardable and sent != data:
+                wrong.append((name, "not forwarded as written"))
+            if self.on_the_peer(sent) != expected:
+                wrong.append((name, "the peer reads another element", sent))
+        self.assertEqual(wrong, [])
+
+    def test_built_stanza_serialised(self):
+        """
+        A stanza built whole (not shallow) is moved to C{jabber:server} and
+        serialised, as before.
+        """
+        from gateway.s2s.stream import stanza_bytes
+
+        data = f"<message {OUT}><body>hi</body></message>".encode()
+        full = component_first_level(data, frozenset())
+        self.assertEqual(
+            self.on_the_peer(stanza_bytes(full)),
+            canonical(parse(f"<message {OUT}><body>hi</body></message>", NS_SERVER)),
+        )
+
+    def test_router_passes_shallow_on(self):
+        """
+        The router hands a component's shallow stanza to the federation as
+        it is; one whose addresses it rewrites (to canonical form) it
+        builds, so that the bytes sent say the rewritten addresses.
+        """
+        from gateway.components.listener import SHALLOW
+        from gateway.s2s.stream import stanza_bytes
+
+        router = Router(["local.example"])
+        router.federation = FakeFederation()
+        data = f"<message {OUT}><body>hi</body></message>".encode()
+        shallow = component_first_level(data, SHALLOW)
+        router.route_from_component(shallow, "local.example")
+        noncanonical = component_first_level(
+            b"<message from='a@LOCAL.example/r' to='b@Remote.Example.'><body>hi</body></message>", SHALLOW
+        )
+        router.route_from_component(noncanonical, "local.example")
+        (first, _, _), (second, local, peer) = router.federation.sent
+        self.assertIs(first, shallow)
+        self.assertEqual(stanza_bytes(first), data)
+        self.assertNotIsInstance(second, ShallowStanza)
+        self.assertEqual((local, peer), ("local.example", "remote.example"))
+        sent = self.on_the_peer(stanza_bytes(second))
+        self.assertEqual(
+            sent, canonical(parse(f"<message {OUT}><body>hi</body></message>", NS_SERVER))
+        )

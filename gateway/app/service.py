@@ -243,7 +243,9 @@ class GatewayService(service.MultiService):
             for description in config.admin.listen:
                 listen(description, site, "admin")
         secrets = {i.domain: i.component_secret for i in self.state.identities}
-        self.components = ComponentFactory(self.router, secrets, self.backpressure)
+        self.components = ComponentFactory(
+            self.router, secrets, self.backpressure, config.s2s.max_stanza_size, config.s2s.max_depth
+        )
         for description in config.components.listen:
             listen(description, self.components, "components")
 

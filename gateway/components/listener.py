@@ -23,9 +23,10 @@ from wokkel.component import ListenComponentAuthenticator
 from gateway.components.routing import Router
 from gateway.log import Logger
 from gateway.s2s.flow import Backpressure, send_at_once, transport_of
+from gateway.xmpp.errors import XMLStreamError
 from gateway.xmpp.jid import AddressError, bare_domain
-from gateway.xmpp.parser import NS_XML
-from gateway.xmpp.stanzas import COMPONENT_LANGUAGE
+from gateway.xmpp.parser import NS_XML, StreamParser
+from gateway.xmpp.stanzas import COMPONENT_LANGUAGE, NS_COMPONENT
 
 log = Logger()
 
@@ -114,18 +115,84 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
         self.xmlstream.dispatch(self.xmlstream, xmlstream.STREAM_AUTHD_EVENT)
 
 
+#: The stanzas of a component's stream read shallow (see
+#: L{gateway.xmpp.parser.ShallowStanza}): those that go on to peers as the
+#: bytes the component wrote, when that provably means the same.
+SHALLOW = frozenset((NS_COMPONENT, name) for name in ("message", "presence", "iq"))
+
+
+class ComponentStream(xmlstream.XmlStream):
+    """
+    A component's XML stream, read by the gateway's parser (L{StreamParser}:
+    the limits and restricted-XML checks of s2s streams, stanzas delivered
+    shallow) instead of Twisted's; what is wrong with the input is answered
+    with its stream error.  Everything else is Twisted's L{XmlStream}.
+    """
+
+    factory: ComponentFactory
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.parser: StreamParser | None = StreamParser(
+            self.onDocumentStart,
+            self.onElement,
+            self.onDocumentEnd,
+            factory.max_stanza_size,
+            factory.max_depth,
+            SHALLOW,
+        )
+        xmlstream.XmlStream.connectionMade(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            return
+        try:
+            parser.feed(data)
+        except XMLStreamError as e:
+            parser.close()
+            self.sendStreamError(error.StreamError(e.condition, text=e.text))
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self.parser is not None:
+            self.parser.close()
+            self.parser = None
+        xmlstream.XmlStream.connectionLost(self, reason)
+
+    def send(self, obj: domish.Element | str | bytes) -> None:
+        """
+        Send an element, or text, or bytes ready to go (a stanza's own):
+        those straight to the transport.
+        """
+        if isinstance(obj, bytes) and self.rawDataOutFn is None:
+            self.transport.write(obj)  # type: ignore[union-attr]
+            return
+        xmlstream.XmlStream.send(self, obj)
+
+
 class ComponentFactory(xmlstream.XmlStreamServerFactory):
     """
     Accepts XEP-0114 components and attaches each to the router.
+
+    @param max_stanza_size: the most bytes of one stanza of a component's.
+    @param max_depth: how deeply its elements may nest.
     """
 
     noisy = False
+    protocol = ComponentStream
 
     def __init__(
-        self, router: Router, secrets: Mapping[str, str], backpressure: Backpressure
+        self,
+        router: Router,
+        secrets: Mapping[str, str],
+        backpressure: Backpressure,
+        max_stanza_size: int = 524288,
+        max_depth: int = 64,
     ) -> None:
         self.router = router
         self.backpressure = backpressure
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
         xmlstream.XmlStreamServerFactory.__init__(
             self, lambda: ComponentAuthenticator(secrets, router)
         )

@@ -102,9 +102,10 @@ class Router:
         except AddressError as e:
             self._refuse_from_component(stanza, component_domain, "jid-malformed", f"to: {e}")
             return
-        if not sender.canonical:
+        if not (sender.canonical and recipient.canonical):
+            # Its own bytes would say the addresses as written: build it.
+            stanza = rewrite_namespace(expand(stanza), NS_COMPONENT, NS_SERVER)
             stanza["from"] = sender.full()
-        if not recipient.canonical:
             stanza["to"] = recipient.full()
         self.deliver(stanza, sender.domain, recipient.domain)
 
@@ -169,7 +170,9 @@ class Router:
             self._deliver_local(stanza, recipient_domain)
         else:
             assert self.federation is not None, "no federation attached"
-            self.federation.send(expand(stanza), sender_domain, recipient_domain)
+            # Shallow or not: the outbound side sends a shallow stanza's own
+            # bytes when they mean the same there (stanza_bytes).
+            self.federation.send(stanza, sender_domain, recipient_domain)
 
     def _deliver_local(self, stanza: domish.Element, domain: str) -> None:
         component = self.components.get(domain)

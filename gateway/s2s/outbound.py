@@ -42,18 +42,16 @@ from gateway.log import Logger
 from gateway.s2s.dialback import dialback_key
 from gateway.s2s.flow import send_at_once
 from gateway.s2s.interfaces import IOutboundStreamOwner
-from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, serialise, step
+from gateway.s2s.stream import Input, S2SStream, StreamError, check_version, stanza_bytes, step
 from gateway.xmpp.errors import XMPPError
 from gateway.xmpp.jid import AddressError, bare_domain, parse_jid
 from gateway.xmpp.stanzas import (
-    NS_COMPONENT,
     NS_DIALBACK,
     NS_SASL,
     NS_SERVER,
     NS_SM,
     NS_STREAMS,
     error_condition,
-    rewrite_namespace,
 )
 
 if TYPE_CHECKING:
@@ -573,8 +571,7 @@ class OutboundStream(S2SStream[OutboundState]):
         (XEP-0198) is kept as the bytes sent, not as the tree, with whether
         it is being sent for the second time (C{stanza.resent}).
         """
-        rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
-        self.send_serialised(serialise(stanza), getattr(stanza, "resent", False))
+        self.send_serialised(stanza_bytes(stanza), getattr(stanza, "resent", False))
 
     def send_serialised(self, data: bytes, resent: bool = False) -> None:
         """

@@ -19,9 +19,8 @@ from gateway.s2s.flow import Valve, transport_of
 from gateway.s2s.keeper import RecordKeeper
 from gateway.s2s.outbound import NegotiationFailure, OutboundStream
 from gateway.s2s.registry import Route, StreamRegistry
-from gateway.s2s.stream import header_bytes, serialise
+from gateway.s2s.stream import header_bytes, stanza_bytes
 from gateway.xmpp.parser import element_from_bytes
-from gateway.xmpp.stanzas import NS_COMPONENT, NS_SERVER, rewrite_namespace
 
 if TYPE_CHECKING:
     from gateway.app.config import S2SConfig
@@ -138,8 +137,7 @@ class OutboundQueues:
             return
         # Queued as the bytes it will be sent as, counted against the byte
         # limits (a few large stanzas would pass any count).
-        rewrite_namespace(stanza, NS_COMPONENT, NS_SERVER)
-        data = serialise(stanza)
+        data = stanza_bytes(stanza)
         if self._queued_bytes + len(data) > limits.queue_limit_total_bytes:
             bounce(
                 stanza,

@@ -37,8 +37,9 @@ from zope.interface import implementer
 from gateway.log import Logger
 from gateway.tls.profile import tls_facts
 from gateway.xmpp.errors import StreamError, XMLStreamError
-from gateway.xmpp.parser import NS_XML, StreamParser
+from gateway.xmpp.parser import NS_XML, ShallowStanza, StreamParser, expand
 from gateway.xmpp.stanzas import (
+    NS_COMPONENT,
     NS_DIALBACK,
     NS_SASL,
     NS_SERVER,
@@ -47,6 +48,7 @@ from gateway.xmpp.stanzas import (
     NS_TLS,
     NS_XMPP_STREAMS,
     STANZA_NAMES,
+    rewrite_namespace,
 )
 
 if TYPE_CHECKING:
@@ -222,6 +224,21 @@ def serialise(element: domish.Element) -> bytes:
         prefixesInScope=["db", "stream"],
         defaultUri=NS_SERVER,
     ).encode("utf-8")
+
+
+def stanza_bytes(stanza: domish.Element) -> bytes:
+    """
+    The bytes of C{stanza} (from a C{jabber:server} or a
+    C{jabber:component:accept} stream) on an outbound C{jabber:server}
+    stream.  A shallow stanza whose bytes use no namespace declared outside
+    them (C{contained}) and were not changed since they were read is sent as
+    those bytes: whatever was in the component's default namespace is in the
+    peer's, as L{rewrite_namespace} would make it.  Any other is built,
+    moved to C{jabber:server} and serialised.
+    """
+    if isinstance(stanza, ShallowStanza) and stanza.contained:
+        return stanza.raw
+    return serialise(rewrite_namespace(expand(stanza), NS_COMPONENT, NS_SERVER))
 
 
 #: The states of one kind of stream.
