@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
+from twisted.words.xish import domish
 
 from gateway.app.config import parse_config
 from gateway.app.state import GatewayState
@@ -259,6 +260,23 @@ class MetricsTests(unittest.TestCase):
         Two gateways in one process don't share counters.
         """
         first, second = GatewayMetrics(), GatewayMetrics()
-        first.stanzas_routed.inc()
-        self.assertIn(b"xmpp_gateway_stanzas_routed_total 1.0", first.text())
+        first.handshakes.labels("inbound", "authenticated").inc()
+        first.count_routed(lambda: 3)
+        self.assertIn(b'xmpp_gateway_handshakes_total{direction="inbound",outcome="authenticated"} 1.0', first.text())
+        self.assertNotIn(b"xmpp_gateway_handshakes_total{", second.text())
+        self.assertIn(b"xmpp_gateway_stanzas_routed_total 3.0", first.text())
         self.assertIn(b"xmpp_gateway_stanzas_routed_total 0.0", second.text())
+        self.assertIn(b"# TYPE xmpp_gateway_stanzas_routed_total counter", first.text())
+
+    def test_routed_read_from_the_router(self):
+        """
+        The routed-stanzas counter is the router's own count, read when
+        the metrics are.
+        """
+        from gateway.components.routing import Router
+
+        metrics = GatewayMetrics()
+        router = Router(["a.example"], metrics=metrics)
+        router.routed = 41
+        router.deliver(domish.Element(("jabber:server", "presence")), "b.example", "a.example")
+        self.assertIn(b"xmpp_gateway_stanzas_routed_total 42.0", metrics.text())

@@ -51,6 +51,8 @@ class Router:
         self.federation: Federation | None = None
         self.metrics = metrics
         self.routed = 0
+        if metrics is not None:
+            metrics.count_routed(lambda: self.routed)
         self.bounced = 0
 
     def attach_federation(self, federation: Federation) -> None:
@@ -164,8 +166,6 @@ class Router:
 
     def deliver(self, stanza: domish.Element, sender_domain: str, recipient_domain: str) -> None:
         self.routed += 1
-        if self.metrics is not None:
-            self.metrics.stanzas_routed.inc()
         if recipient_domain in self.local_domains:
             self._deliver_local(stanza, recipient_domain)
         else:
