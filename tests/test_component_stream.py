@@ -96,3 +96,17 @@ class ComponentStreamTests(unittest.TestCase):
         self.assertTrue(sent.startswith(b"<?xml") or sent.startswith(b"<stream:stream"), sent)
         self.assertIn(b"<restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'", sent)
         self.assertTrue(self.transport.disconnecting)
+
+    def test_not_a_stanza(self):
+        """
+        A first-level element that is not a stanza is refused with
+        unsupported-stanza-type, after the stanzas before it were routed
+        once each.
+        """
+        self.attach()
+        self.stream.dataReceived(
+            b"<presence from='a@local.example' to='b@remote.example'/>"
+            b"<iq from='a@local.example' to='b@remote.example' type='result' id='1'/><foo/>"
+        )
+        self.assertEqual([s.name for s, _, _ in self.router.federation.sent], ["presence", "iq"])
+        self.assertIn(b"<unsupported-stanza-type xmlns='urn:ietf:params:xml:ns:xmpp-streams'", self.transport.value())

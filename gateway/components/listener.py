@@ -11,7 +11,7 @@ L{gateway.components.routing.Router}.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import cast
 
 from twisted.internet import defer
@@ -115,10 +115,12 @@ class ComponentAuthenticator(ListenComponentAuthenticator):
         self.xmlstream.dispatch(self.xmlstream, xmlstream.STREAM_AUTHD_EVENT)
 
 
+STANZA_NAMES = frozenset(("message", "presence", "iq"))
+
 #: The stanzas of a component's stream read shallow (see
 #: L{gateway.xmpp.parser.ShallowStanza}): those that go on to peers as the
 #: bytes the component wrote, when that provably means the same.
-SHALLOW = frozenset((NS_COMPONENT, name) for name in ("message", "presence", "iq"))
+SHALLOW = frozenset((NS_COMPONENT, name) for name in STANZA_NAMES)
 
 
 class ComponentStream(xmlstream.XmlStream):
@@ -130,6 +132,18 @@ class ComponentStream(xmlstream.XmlStream):
     """
 
     factory: ComponentFactory
+
+    #: Once the component is attached: called with each stanza
+    #: (C{message}, C{presence}, C{iq}) instead of dispatching it to
+    #: observers, which would match each against every XPath observer.
+    stanza_received: Callable[[domish.Element], None] | None = None
+
+    def onElement(self, element: domish.Element) -> None:
+        receive = self.stanza_received
+        if receive is not None and element.name in STANZA_NAMES:
+            receive(element)
+            return
+        xmlstream.XmlStream.onElement(self, element)
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -236,13 +250,16 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
         self.backpressure.to_components.attach_sink(transport_of(stream), stream)
         self.backpressure.to_peers.add_source(transport_of(stream))
         log.info("component attached for {domain}", domain=domain)
+        # Stanzas straight to the router; anything else to the observer,
+        # which refuses it.
+        cast(ComponentStream, stream).stanza_received = lambda stanza: self._received(stanza, domain, stream)
         stream.addObserver("/*", lambda stanza: self._received(stanza, domain, stream))
         stream.addObserver(xmlstream.STREAM_END_EVENT, lambda reason: self._detached(domain, stream))
 
     def _received(
         self, stanza: domish.Element, domain: str, stream: xmlstream.XmlStream
     ) -> None:
-        if stanza.name not in ("message", "presence", "iq"):
+        if stanza.name not in STANZA_NAMES:
             stream.sendStreamError(
                 error.StreamError("unsupported-stanza-type", text=f"<{stanza.name}/> is not a stanza")
             )
