@@ -417,23 +417,18 @@ class _LimitedElementStream:
             # Only the header's start tag is replayed: one event.
             self.replaying += 1
             return
-        position = self._position()
-        self.depth += 1
-        if self.depth > self.max_depth + 1:
+        depth = self.depth = self.depth + 1
+        if depth > self.max_depth + 1:
             raise XMLStreamError(
                 "policy-violation", f"elements nested deeper than the limit of {self.max_depth}"
             )
-        if self.depth == 1:
-            # The header starts the document: where it ends is its size.
-            self.check_size(self._tag_end(position), "stream header")
-            self.header_pending = (position, self.buffer[position - self.buffer_offset:])
-        elif self.depth == 2:
-            self.element_start = position
         # Whether the element so far has no content (it may be <empty/>).
         self.without_content = True
         stanza = self.stanza
         if stanza is not None:
-            if self.depth == 3:
+            # Inside a shallow stanza: counted and checked, not built; where
+            # it starts does not matter.
+            if depth == 3:
                 stanza.child_count += 1
             # The elements of a shallow stanza are counted as those built
             # are, against the same limit.
@@ -442,6 +437,13 @@ class _LimitedElementStream:
                 raise XMLStreamError("policy-violation", TOO_MANY_ELEMENTS)
             self._check_contained(name, attributes)
             return
+        position = self._position()
+        if self.depth == 1:
+            # The header starts the document: where it ends is its size.
+            self.check_size(self._tag_end(position), "stream header")
+            self.header_pending = (position, self.buffer[position - self.buffer_offset:])
+        elif self.depth == 2:
+            self.element_start = position
         if self.depth == 2:
             declaring, self.declaring = self.declaring, False
             if not declaring and self._start_shallow(name, attributes):
@@ -542,8 +544,13 @@ class _LimitedElementStream:
             self.namespaces.pop()
 
     def _end(self, name: str) -> None:
-        position = self._position()
         stanza = None
+        if self.depth > 2 and self.stanza is not None:
+            # Inside a shallow stanza: nothing is built, nothing measured.
+            self.without_content = False
+            self.depth -= 1
+            return
+        position = self._position()
         if self.depth == 2:
             start = self.element_start
             assert start is not None, "a first-level element ends that did not start"
