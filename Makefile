@@ -38,7 +38,7 @@ bench: $(VENV)/.installed
 # The gateway and Debian's Prosody side by side (docs/performance.md);
 # needs the prosody package (tools/install-peers installs it).
 bench-versus: $(VENV)/.installed
-	$(PY) bench/versus_prosody.py $(ARGS)
+	$(PY) bench/versus_servers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SCAN_VENV) build *.egg-info _trial_temp

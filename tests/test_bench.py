@@ -1,5 +1,5 @@
 """
-The side-by-side benchmark (bench/versus_prosody.py) runs to the end on a
+The side-by-side benchmark (bench/versus_servers.py) runs to the end on a
 tiny load against both servers and prints its table.  This checks that the
 harness works (the same TLS, SASL EXTERNAL both ways, dialback, the memory
 phase), not how fast anything is: the figures are for docs/performance.md.
@@ -37,7 +37,7 @@ class VersusProsodyTests(unittest.TestCase):
     timeout = 240
 
     def run_bench(self, *arguments):
-        return run_script("versus_prosody.py", *arguments, timeout=220)
+        return run_script("versus_servers.py", *arguments, timeout=220)
 
     async def test_small_run(self):
         require_program("prosody", "prosody")

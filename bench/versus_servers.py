@@ -3,7 +3,7 @@
 The gateway and Debian's Prosody, side by side, on the same machine, with
 the same certificates and the same TLS.
 
-    .venv/bin/python bench/versus_prosody.py [--repeats 3] [--messages 200000]
+    .venv/bin/python bench/versus_servers.py [--repeats 3] [--messages 200000]
 
 Each repeat starts (1) the gateway and (2) Prosody, fresh, and runs each
 phase against one and then the other, so that the figures compared are
