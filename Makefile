@@ -35,8 +35,9 @@ test: $(VENV)/.installed $(SCAN_VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/federation.py $(ARGS)
 
-# The gateway and Debian's Prosody side by side (docs/performance.md);
-# needs the prosody package (tools/install-peers installs it).
+# The gateway, Debian's Prosody and Debian's ejabberd side by side
+# (docs/performance.md); needs the prosody and ejabberd packages
+# (tools/install-peers installs them).
 bench-versus: $(VENV)/.installed
 	$(PY) bench/versus_servers.py $(ARGS)
 
