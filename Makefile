@@ -35,10 +35,11 @@ test: $(VENV)/.installed $(SCAN_VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/federation.py $(ARGS)
 
-# The gateway and Debian's Prosody side by side (docs/performance.md);
-# needs the prosody package (tools/install-peers installs it).
+# The gateway, Debian's Prosody and Debian's ejabberd side by side
+# (docs/performance.md); needs the prosody and ejabberd packages
+# (tools/install-peers installs them).
 bench-versus: $(VENV)/.installed
-	$(PY) bench/versus_prosody.py $(ARGS)
+	$(PY) bench/versus_servers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SCAN_VENV) build *.egg-info _trial_temp

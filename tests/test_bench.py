@@ -1,8 +1,10 @@
 """
-The side-by-side benchmark (bench/versus_prosody.py) runs to the end on a
-tiny load against both servers and prints its table.  This checks that the
-harness works (the same TLS, SASL EXTERNAL both ways, dialback, the memory
-phase), not how fast anything is: the figures are for docs/performance.md.
+The side-by-side benchmark (bench/versus_servers.py) runs to the end on a
+tiny load against the gateway, Prosody and ejabberd and prints its table.
+This checks that the harness works (the same TLS, SASL EXTERNAL both ways,
+dialback, the memory phase, a column per server and a ratio column per
+other server), not how fast anything is: the figures are for
+docs/performance.md.
 """
 
 import os
@@ -13,6 +15,7 @@ import sys
 from twisted.internet import threads
 from twisted.trial import unittest
 
+from tests.interop.ejabberd import require_ejabberd
 from tests.interop.peers import require_program
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,50 +36,63 @@ def run_script(name, *arguments, timeout):
     )
 
 
-class VersusProsodyTests(unittest.TestCase):
-    timeout = 240
+class VersusServersTests(unittest.TestCase):
+    timeout = 300
 
     def run_bench(self, *arguments):
-        return run_script("versus_prosody.py", *arguments, timeout=220)
+        return run_script("versus_servers.py", *arguments, timeout=280)
 
     async def test_small_run(self):
         require_program("prosody", "prosody")
+        require_ejabberd()
         done = await self.run_bench(
             # Enough messages for the servers' CPU to span several accounting
             # ticks, so that the per-CPU figures exist.
             # Handshakes too: three dialback handshakes (about 3 ms of CPU
             # each) sometimes fell within one 10 ms tick and measured 0.
-            "--repeats", "1", "--messages", "4000", "--handshakes", "12", "--streams", "10"
+            "--repeats", "1", "--messages", "4000", "--handshakes", "12", "--streams", "10",
+            "--servers", "gateway,prosody,ejabberd",
         )
         output = done.stdout + done.stderr
         self.assertEqual(done.returncode, 0, output[-3000:])
+        self.assertIn("log level warn", output)
         table = output[output.index("medians of 1 repeat(s)"):]
+        self.assertRegex(table, r"figure\s+gateway\s+Prosody\s+ejabberd\s+vs Prosody\s+vs ejabberd\n")
+        row_re = r"\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\n"
         for figure in (
             "inbound, 1 stream: messages/s",
             "inbound, 4 streams: messages per CPU-s",
+            "inbound, 4 streams: CPU-s per 10k stanzas",
             "outbound, 1 stream: messages per CPU-s",
             "outbound, 4 streams: messages/s",
+            "outbound, 4 streams: CPU-s per 10k stanzas",
             "handshakes, SASL EXTERNAL: per second",
+            "handshakes, SASL EXTERNAL: p95 ms",
             "handshakes, dialback: CPU ms each",
+            "handshakes, dialback: p95 ms",
+            "memory: MiB resident at start",
         ):
-            row = re.search(re.escape(figure) + r"\s+(\S+)\s+(\S+)\s+(\S+)", table)
+            row = re.search(re.escape(figure) + row_re, table)
             self.assertIsNotNone(row, f"{figure!r} missing from\n{table}")
-            gateway, prosody, ratio = row.groups()
-            self.assertNotIn("-", (gateway, prosody), f"{figure}: {row.group(0)}")
-            self.assertRegex(ratio, r"^\d+\.\d\dx$")
+            *figures, versus_prosody, versus_ejabberd = row.groups()
+            self.assertNotIn("-", figures, f"{figure}: {row.group(0)}")
+            self.assertRegex(versus_prosody, r"^\d+\.\d\dx$")
+            self.assertRegex(versus_ejabberd, r"^\d+\.\d\dx$")
         # Ten streams are too few for a steady figure: only that there is one.
-        memory = re.search(r"memory: KiB per idle stream\s+(\S+)\s+(\S+)", table)
+        memory = re.search(r"memory: KiB per idle stream\s+(\S+)\s+(\S+)\s+(\S+)", table)
         self.assertIsNotNone(memory, table)
         for value in memory.groups():
             float(value.replace(",", ""))
         # Every phase line names the TLS negotiated; the load generator
-        # offered the groups of Prosody's OpenSSL, so both servers
-        # negotiated the same TLS 1.3 (the script stops if they do not).
-        phases = re.findall(r"^   (gateway|Prosody) +(\w+).*; (TLSv[\w.]+ \S+ \S+)$", output, re.M)
+        # offered the groups of OpenSSL 3.0, so all servers negotiated the
+        # same TLS 1.3 (the script stops if they do not).
+        phases = re.findall(
+            r"^   (gateway|Prosody|ejabberd) +(\w+).*; (TLSv[\w.]+ \S+ \S+)$", output, re.M
+        )
         self.assertEqual(
             sorted((server, what) for server, what, _ in phases),
             sorted(
-                [(server, what) for server in ("gateway", "Prosody")
+                [(server, what) for server in ("gateway", "Prosody", "ejabberd")
                  for what in ["inbound"] * 2 + ["outbound"] * 2 + ["handshakes"] * 2 + ["memory"]]
                 + [("gateway", "handshakes"), ("gateway", "memory")]
             ),
@@ -84,23 +100,46 @@ class VersusProsodyTests(unittest.TestCase):
         )
         classic = [tls for _, _, tls in phases if "MLKEM" not in tls]
         self.assertEqual(set(classic), {"TLSv1.3 TLS_AES_256_GCM_SHA384 x25519"}, output[-3000:])
-        self.assertEqual(len(classic), 14)
+        self.assertEqual(len(classic), 21)
         # The hybrid phases: the gateway alone, with the post-quantum group.
         for figure in ("hybrid key exchange, handshakes: per second",
                        "hybrid key exchange, memory: KiB per idle stream"):
-            row = re.search(re.escape(figure) + r"\s+(\S+)\s+(\S+)\s+(\S+)", table)
+            row = re.search(re.escape(figure) + row_re, table)
             self.assertIsNotNone(row, table)
             float(row.group(1).replace(",", ""))
-            self.assertEqual(row.group(2, 3), ("-", "-"))
+            self.assertEqual(row.group(2, 3, 4, 5), ("-", "-", "-", "-"))
         self.assertEqual(output.count("TLSv1.3 TLS_AES_256_GCM_SHA384 X25519MLKEM768"), 2)
-        # The dialback callbacks Prosody made were answered and valid.
-        callbacks = re.search(r"handshakes, dialback: callbacks made\s+(\S+)\s+(\S+)", table)
-        self.assertEqual(callbacks.groups(), ("0.00", "12.0"))
+        # The dialback callbacks Prosody and ejabberd made were answered and
+        # valid; the gateway needs none for a peer whose certificate it
+        # verified.
+        callbacks = re.search(
+            r"handshakes, dialback: callbacks made\s+(\S+)\s+(\S+)\s+(\S+)", table
+        )
+        self.assertEqual(callbacks.groups(), ("0", "12.0", "12.0"))
+
+    async def test_subset(self):
+        """
+        Without the gateway there are no ratio columns; one server alone
+        runs too.
+        """
+        require_ejabberd()
+        done = await self.run_bench(
+            "--repeats", "1", "--messages", "0", "--handshakes", "0", "--streams", "10",
+            "--servers", "ejabberd", "--log-level", "error",
+        )
+        output = done.stdout + done.stderr
+        self.assertEqual(done.returncode, 0, output[-3000:])
+        table = output[output.index("medians of 1 repeat(s)"):]
+        self.assertRegex(table, r"figure\s+ejabberd\n")
+        self.assertRegex(table, r"memory: MiB resident at start\s+[\d.]+\n")
 
     async def test_bad_arguments(self):
-        done = await self.run_bench("--servers", "ejabberd")
+        done = await self.run_bench("--servers", "openfire")
         self.assertEqual(done.returncode, 2)
-        self.assertIn("--servers takes gateway and/or prosody", done.stderr)
+        self.assertIn("--servers takes one or more of gateway, prosody, ejabberd", done.stderr)
+        done = await self.run_bench("--log-level", "notice")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--log-level", done.stderr)
 
 
 class InboundPathTests(unittest.TestCase):

@@ -1,46 +1,60 @@
 #!/usr/bin/env python3
 """
-The gateway and Debian's Prosody, side by side, on the same machine, with
-the same certificates and the same TLS.
+The gateway, Debian's Prosody and Debian's ejabberd, side by side, on the
+same machine, with the same certificates and the same TLS.
 
-    .venv/bin/python bench/versus_prosody.py [--repeats 3] [--messages 200000]
+    .venv/bin/python bench/versus_servers.py [--repeats 3] [--messages 200000]
+        [--servers gateway,prosody,ejabberd] [--log-level warn]
 
-Each repeat starts (1) the gateway and (2) Prosody, fresh, and runs each
-phase against one and then the other, so that the figures compared are
-measured seconds apart on this shared machine.  Both serve the domain C{sink.bench} with a component
-attached over XEP-0114, trust the same test CA, and authenticate peers by
-SASL EXTERNAL (XEP-0178) over TLS 1.3.  This process plays everything
-else: the remote servers C{pN.peers.bench} (one wildcard certificate), the
-component, and a DNS server on 127.0.0.1.  It never parses XML: it scans
-for the few markers it needs, so that it stays cheaper than the server
-under test (its own CPU is reported too).
+Each repeat starts the gateway, Prosody and ejabberd, fresh, and runs each
+phase against one after the other, so that the figures compared are
+measured seconds apart on this shared machine.  All serve the domain
+C{sink.bench} with a component attached over XEP-0114, trust the same test
+CA, authenticate peers by SASL EXTERNAL (XEP-0178) over TLS 1.3, and log at
+the same level (C{--log-level}, default C{warn}: the gateway's C{[log]
+level}, Prosody's C{log} levels, ejabberd's C{loglevel}, where it is
+C{warning}).  This process plays everything else: the remote servers
+C{pN.peers.bench} (one wildcard certificate), the component, and a DNS
+server on 127.0.0.1.  It never parses XML: it scans for the few markers it
+needs, so that it stays cheaper than the server under test (its own CPU is
+reported too).
 
 Phases, per server:
 
+  - start: resident memory once started with the component attached,
+    before any s2s stream, read when it has stopped moving (the Erlang
+    VM gives memory back for about ten seconds after ejabberd starts);
   - inbound throughput over 1 and over 4 s2s streams: N messages from
     the remote servers to the component, clocked from the first write
-    to the component counting the last one;
+    to the component counting the last one; figures: messages per
+    second, per CPU-second of the server, and the server's CPU seconds
+    per 10,000 stanzas;
   - outbound throughput over 1 and over 4 streams: N messages from the
     component to the remote servers (their streams are set up first by
-    one message each), clocked the same way;
+    one message each), clocked and reported the same way;
   - handshakes: M sequential full s2s establishments (TCP, STARTTLS,
     TLS, SASL EXTERNAL, stream restart, a first message counted by the
     component, close), then M with dialback instead of SASL EXTERNAL;
+    figures: per second, median and 95th percentile latency, CPU each;
   - memory: resident memory per idle authenticated s2s stream, holding
     K (default 1,000) inbound streams from K remote domains at once, on
     servers started afresh for it.
 
-The remote servers offer (and accept) the key exchange groups of
-Prosody's OpenSSL 3.0, so that both servers negotiate the same TLS; each
-phase prints what was negotiated and the run stops if the two differ.  Two
-more phases run against the gateway alone, with a peer offering the
-post-quantum hybrid X25519MLKEM768 first, as OpenSSL 3.5 and later do:
-SASL EXTERNAL handshakes, and memory per idle stream.
+A server's CPU time and memory are read from C{/proc} for its own
+process: the gateway's Python, Prosody's Lua, ejabberd's Erlang VM
+(C{beam.smp}, found under whatever started it).
 
-It prints one table per repeat and a final table of medians with the
-ratio gateway/Prosody of each figure (the median of the per-repeat
-ratios), written so that a ratio above 1 is the gateway doing better.
-See bench/README.md.
+The remote servers offer (and accept) the key exchange groups of
+OpenSSL 3.0 (Prosody's and ejabberd's, on Debian 12), so that all servers
+negotiate the same TLS; each phase prints what was negotiated and the run
+stops if they differ.  Two more phases run against the gateway alone, with
+a peer offering the post-quantum hybrid X25519MLKEM768 first, as OpenSSL
+3.5 and later do: SASL EXTERNAL handshakes, and memory per idle stream.
+
+It prints one table per repeat and a final table of medians, with a column
+per server and a ratio column for each other server against the gateway
+(the median of the per-repeat ratios), written so that a ratio above 1 is
+the gateway doing better.  See bench/README.md.
 """
 
 import argparse
@@ -83,6 +97,7 @@ from zope.interface import implementer  # noqa: E402
 
 from gateway.s2s.dialback import check_dialback_key, dialback_key  # noqa: E402
 from tests.dnsserver import LoopbackDNSServer  # noqa: E402
+from tests.interop.ejabberd import EjabberdServer  # noqa: E402
 from tests.interop.peers import package_version  # noqa: E402
 from tests.interop.prosody import ProsodyServer  # noqa: E402
 from tests.pki import CertificateAuthority  # noqa: E402
@@ -538,22 +553,24 @@ class Remote:
 class Gateway:
     name = "gateway"
 
-    def __init__(self, folder, pki, dns_port, component_secret, streams):
+    def __init__(self, folder, pki, dns_port, component_secret, options):
         self.folder = os.path.join(folder, "gateway")
         os.makedirs(self.folder, exist_ok=True)
         self.s2s_port, self.component_port = fed.free_port(), fed.free_port()
         certificate, key, ca_file = pki
+        streams = options.streams
         config_file = os.path.join(self.folder, "gateway.toml")
         q = fed.toml_string
         with open(config_file, "w") as f:
             f.write(
                 f"state_dir = {q(os.path.join(self.folder, 'state'))}\n"
+                f"[log]\nlevel = {q(options.log_level)}\n"
                 f"[s2s]\nlisten = [{q(f'tcp:{self.s2s_port}:interface={LOOPBACK}')}]\n"
                 # Every stream of the memory phase comes from 127.0.0.1.
                 f"max_connections_per_address = {streams + 50}\n"
                 f"max_connections = {streams + 50}\n"
                 # Throughput as fast as one stream goes: no per-stream read
-                # limit (Prosody has none by default either).
+                # limit (Prosody and ejabberd have none by default either).
                 f"read_rate = 0\n"
                 f"[components]\nlisten = [{q(f'tcp:{self.component_port}:interface={LOOPBACK}')}]\n"
                 f"[admin]\nlisten = []\n"
@@ -586,14 +603,14 @@ class Gateway:
 class Prosody:
     name = "Prosody"
 
-    def __init__(self, folder, pki, dns_port, component_secret, streams):
+    def __init__(self, folder, pki, dns_port, component_secret, options):
         self.folder = os.path.join(folder, "prosody")
         os.makedirs(self.folder, exist_ok=True)
         self.s2s_port, self.component_port = fed.free_port(), fed.free_port()
         certificate, key, ca_file = pki
         self.server = ProsodyServer(
             self.folder, LOOPBACK, self.s2s_port, self.component_port, SINK, component_secret,
-            certificate, key, ca_file, dns_port, secure_auth=True, log_level=os.environ.get("BENCH_PROSODY_LOG", "info"),
+            certificate, key, ca_file, dns_port, secure_auth=True, log_level=options.log_level,
         )
 
     async def start(self, reactor):
@@ -611,6 +628,112 @@ class Prosody:
 
     async def stop(self, reactor):
         await self.server.stop()
+
+
+# ejabberd's names for the levels of --log-level.
+EJABBERD_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "error": "error"}
+
+
+class Ejabberd:
+    """
+    Debian's ejabberd, run as the interoperability tests run it
+    (C{tests/interop/ejabberd.py}): C{erl} started directly (not through
+    C{ejabberdctl}), in a private mount namespace whose C{/etc/hosts} names
+    the remote servers' SRV target (ejabberd resolves SRV records with
+    Erlang's resolver, pointed at the bench DNS server, but SRV targets
+    with C{getaddrinfo}).  Its CPU and memory are those of the Erlang VM,
+    C{beam.smp}.
+    """
+
+    name = "ejabberd"
+
+    def __init__(self, folder, pki, dns_port, component_secret, options):
+        self.folder = os.path.join(folder, "ejabberd")
+        self.s2s_port, self.component_port = fed.free_port(), fed.free_port()
+        certificate, key, ca_file = pki
+        self.server = EjabberdServer(
+            self.folder,
+            address=LOOPBACK,
+            s2s_port=self.s2s_port,
+            component_port=self.component_port,
+            # ejabberd wants a host of its own; it federates as the component.
+            domain=f"host.{SINK}",
+            component_domain=SINK,
+            component_secret=component_secret,
+            certificate_file=certificate,
+            key_file=key,
+            ca_file=ca_file,
+            dns_server=(LOOPBACK, dns_port),
+            extra_options={"loglevel": EJABBERD_LOG_LEVELS[options.log_level]},
+            hosts={f"xmpp.{PEERS}": LOOPBACK},
+        )
+        self._pid = None
+
+    async def start(self, reactor):
+        try:
+            await self.server.start(reactor)
+        except RuntimeError as e:
+            raise BenchError(f"ejabberd did not start: {e}") from None
+        self._pid = beam_pid(self.server.pid)
+        if self._pid is None:
+            raise BenchError(f"no beam.smp process at or under pid {self.server.pid}")
+
+    @property
+    def pid(self):
+        return self._pid
+
+    def alive(self):
+        return self.server.running
+
+    def describe(self):
+        return self.server.log_tail(15)
+
+    async def stop(self, reactor):
+        await self.server.stop()
+
+
+# --servers names them so.
+SERVERS = {"gateway": Gateway, "prosody": Prosody, "ejabberd": Ejabberd}
+
+# The levels of --log-level, as the gateway names them (Prosody's are the
+# same; ejabberd's in EJABBERD_LOG_LEVELS).
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def beam_pid(pid):
+    """
+    The Erlang VM (C{beam.smp}) among C{pid} and its descendants: the
+    process whose CPU time and memory are ejabberd's, whatever wrappers
+    (C{unshare}, C{sh}, C{erl}, C{erlexec}) started it, or exec'd into it.
+    """
+    def comm(p):
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    def children(p):
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(b")") + 2:].split()[1]) == p:
+                found.append(int(entry))
+        return found
+
+    pending = [pid]
+    while pending:
+        p = pending.pop(0)
+        if comm(p) == "beam.smp":
+            return p
+        pending += children(p)
+    return None
 
 
 # The component ------------------------------------------------------------------
@@ -704,7 +827,7 @@ class Run:
             # None when the run was shorter than the kernel's CPU accounting
             # tick: a figure that can't be measured is not printed.
             "per_cpu": count / server_cpu if server_cpu > 0 else None,
-            "cpu_per_10k": 10000 * server_cpu / count,
+            "cpu_per_10k": 10000 * server_cpu / count if server_cpu > 0 else None,
             "server_share": server_cpu / elapsed,
             "own_share": (finished["own_cpu"] - own0) / elapsed,
         }
@@ -823,6 +946,7 @@ class Run:
         return {
             "rate": count / elapsed,
             "median_ms": 1000 * statistics.median(latencies),
+            "p95_ms": 1000 * fed.percentile(latencies, 0.95),
             "cpu_ms": 1000 * server_cpu / count,
             "own_share": (own_cpu() - own0) / elapsed,
             "callbacks": sum(self.remote.callbacks.values()) - callbacks0,
@@ -848,8 +972,7 @@ class Run:
         # A first batch, held, so that what is made once (threads, caches,
         # the first records) is not counted per stream.
         warm = await open_streams(0, batch)
-        await sleep(self.reactor, 2.0)
-        before = process_rss_kib(self.server.pid)
+        before, _ = await settled_rss(self.reactor, self.server.pid)
         streams = await open_streams(batch, count)
         await sleep(self.reactor, 3.0)
         self.check_alive(what)
@@ -862,6 +985,29 @@ class Run:
         await defer.DeferredList([s.lost for s in warm + streams])
         tls = ", ".join(sorted({s.tls or "?" for s in warm + streams}))
         return {"kib_per_stream": (after - before) / count, "rss_mib": after / 1024, "tls": tls}
+
+
+async def settled_rss(reactor, pid, window=4.0, tolerance_kib=256, longest=30.0):
+    """
+    Process C{pid}'s resident memory in KiB once it has moved by less than
+    C{tolerance_kib} for C{window} seconds (at most C{longest} seconds
+    after the call), and how many seconds that took.  The Erlang VM
+    returns memory to the system for about ten seconds after ejabberd has
+    started (seen: 108 MiB shrinking to 75 MiB by 1-2 MiB steps, with no
+    work to do); read at once, that shrinking would be subtracted from
+    what the streams of the memory phase add.
+    """
+    started = time.monotonic()
+    samples = []
+    while True:
+        now = time.monotonic()
+        samples.append((now, process_rss_kib(pid)))
+        recent = [rss for at, rss in samples if at >= now - window]
+        if (now - started >= window and max(recent) - min(recent) < tolerance_kib) or (
+            now - started >= longest
+        ):
+            return samples[-1][1], now - started
+        await sleep(reactor, 0.5)
 
 
 def _round_robin(lists):
@@ -883,15 +1029,19 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
 
     async def start(server_class, where):
         secret = secrets.token_hex(16)
-        server = server_class(where, pki, dns_port, secret, options.streams)
+        server = server_class(where, pki, dns_port, secret, options)
         print(f"\n== {server.name}: s2s {LOOPBACK}:{server.s2s_port}, "
               f"components {LOOPBACK}:{server.component_port}")
         run = Run(reactor, server, remote, None, options)
         runs.append(run)
         await server.start(reactor)
-        print(f"   {server.name} pid {server.pid}")
         run.sink = await attach_component(reactor, server, secret)
-        results.setdefault(server.name, {})
+        # Resident memory at start: the component attached, no s2s stream
+        # yet, once it has stopped shrinking (the first start of the repeat).
+        rss_kib, waited = await settled_rss(reactor, server.pid)
+        print(f"   {server.name} pid {server.pid}, {rss_kib / 1024:.1f} MiB resident "
+              f"(steady after {waited:.1f} s)")
+        results.setdefault(server.name, {}).setdefault("start", {"rss_mib": rss_kib / 1024})
 
     async def restart(names, where):
         # Memory is measured on servers started for it: what earlier phases
@@ -926,13 +1076,14 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
         def describe_throughput(direction, streams):
             return lambda r: (
                 f"{direction}, {streams} stream(s): {r['rate']:,.0f} msg/s, "
-                f"{r['cpu_per_10k']:.3f} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
+                f"{fmt(r['cpu_per_10k'])} CPU-s/10k ({100 * r['server_share']:.0f}% of a core), "
                 f"bench {100 * r['own_share']:.0f}%"
             )
 
         def describe_handshakes(method):
             return lambda r: (
                 f"handshakes ({method}): {r['rate']:.1f}/s, median {r['median_ms']:.1f} ms, "
+                f"p95 {r['p95_ms']:.1f} ms, "
                 f"{r['cpu_ms']:.1f} ms CPU each, {r['callbacks']} dialback callbacks"
             )
 
@@ -972,7 +1123,7 @@ async def run_repeat(reactor, server_classes, folder, pki, dns_port, remote, opt
                 only="gateway",
             )
         if options.streams:
-            await restart({"gateway", "Prosody"}, os.path.join(folder, "memory"))
+            await restart({"gateway", "Prosody", "ejabberd"}, os.path.join(folder, "memory"))
             await phase("memory", lambda run: run.memory(options.streams), describe_memory)
             await restart({"gateway"}, os.path.join(folder, "memory-hybrid"))
             await phase(
@@ -993,23 +1144,33 @@ async def stop(run):
     await run.server.stop(run.reactor)
 
 
-# (key, label, unit, value from a result, higher is better)
+def throughput_figures(key, what):
+    return [
+        (key, f"{what}: messages/s", lambda r: r["rate"], True),
+        (key, f"{what}: messages per CPU-s", lambda r: r["per_cpu"], True),
+        (key, f"{what}: CPU-s per 10k stanzas", lambda r: r["cpu_per_10k"], False),
+    ]
+
+
+def handshake_figures(key, what):
+    return [
+        (key, f"{what}: per second", lambda r: r["rate"], True),
+        (key, f"{what}: median ms", lambda r: r["median_ms"], False),
+        (key, f"{what}: p95 ms", lambda r: r["p95_ms"], False),
+        (key, f"{what}: CPU ms each", lambda r: r["cpu_ms"], False),
+    ]
+
+
+# (key, label, value from a result, higher is better; None: no ratio)
 FIGURES = [
-    ("in1", "inbound, 1 stream: messages/s", lambda r: r["rate"], True),
-    ("in1", "inbound, 1 stream: messages per CPU-s", lambda r: r["per_cpu"], True),
-    ("in4", "inbound, 4 streams: messages/s", lambda r: r["rate"], True),
-    ("in4", "inbound, 4 streams: messages per CPU-s", lambda r: r["per_cpu"], True),
-    ("out1", "outbound, 1 stream: messages/s", lambda r: r["rate"], True),
-    ("out1", "outbound, 1 stream: messages per CPU-s", lambda r: r["per_cpu"], True),
-    ("out4", "outbound, 4 streams: messages/s", lambda r: r["rate"], True),
-    ("out4", "outbound, 4 streams: messages per CPU-s", lambda r: r["per_cpu"], True),
-    ("hs_external", "handshakes, SASL EXTERNAL: per second", lambda r: r["rate"], True),
-    ("hs_external", "handshakes, SASL EXTERNAL: median ms", lambda r: r["median_ms"], False),
-    ("hs_external", "handshakes, SASL EXTERNAL: CPU ms each", lambda r: r["cpu_ms"], False),
-    ("hs_dialback", "handshakes, dialback: per second", lambda r: r["rate"], True),
-    ("hs_dialback", "handshakes, dialback: median ms", lambda r: r["median_ms"], False),
-    ("hs_dialback", "handshakes, dialback: CPU ms each", lambda r: r["cpu_ms"], False),
+    *throughput_figures("in1", "inbound, 1 stream"),
+    *throughput_figures("in4", "inbound, 4 streams"),
+    *throughput_figures("out1", "outbound, 1 stream"),
+    *throughput_figures("out4", "outbound, 4 streams"),
+    *handshake_figures("hs_external", "handshakes, SASL EXTERNAL"),
+    *handshake_figures("hs_dialback", "handshakes, dialback"),
     ("hs_dialback", "handshakes, dialback: callbacks made", lambda r: r["callbacks"], None),
+    ("start", "memory: MiB resident at start", lambda r: r["rss_mib"], False),
     ("memory", "memory: KiB per idle stream", lambda r: r["kib_per_stream"], False),
     ("hs_external_hybrid", "hybrid key exchange, handshakes: per second",
      lambda r: r["rate"], True),
@@ -1027,57 +1188,81 @@ def fmt(value):
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if value == 0:
+        return "0"
+    # CPU seconds per 10,000 stanzas are below 1: three decimals.
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
 
 
-def figure_rows(repeats):
+def figure_rows(repeats, names):
     """
-    For each figure: the gateway's and Prosody's medians over the repeats,
-    and the median of the per-repeat ratios (gateway better > 1).
+    For each figure: each server's median over the repeats (in the order
+    of C{names}), and for each server but the gateway, the median of the
+    per-repeat ratios gateway/that server (gateway better > 1; L{None}
+    without the gateway).
     """
     rows = []
     for key, label, value, higher_better in FIGURES:
-        pairs = []
+        per_repeat = []
         for run in repeats:
-            g, p = run.get("gateway", {}).get(key), run.get("Prosody", {}).get(key)
-            pairs.append((value(g) if g else None, value(p) if p else None))
-        gs = [g for g, _ in pairs if g is not None]
-        ps = [p for _, p in pairs if p is not None]
-        if not gs and not ps:
+            figures = {}
+            for name in names:
+                result = run.get(name, {}).get(key)
+                figures[name] = value(result) if result else None
+            per_repeat.append(figures)
+        medians = []
+        for name in names:
+            values = [f[name] for f in per_repeat if f[name] is not None]
+            medians.append(statistics.median(values) if values else None)
+        if all(m is None for m in medians):
             continue
         ratios = []
-        if higher_better is not None:
-            for g, p in pairs:
-                if g is not None and p is not None and g > 0 and p > 0:
-                    ratios.append(g / p if higher_better else p / g)
-        rows.append((
-            label,
-            statistics.median(gs) if gs else None,
-            statistics.median(ps) if ps else None,
-            statistics.median(ratios) if ratios else None,
-        ))
+        for other in names:
+            if other == "gateway":
+                continue
+            each = []
+            if higher_better is not None and "gateway" in names:
+                for f in per_repeat:
+                    g, o = f["gateway"], f[other]
+                    if g is not None and o is not None and g > 0 and o > 0:
+                        each.append(g / o if higher_better else o / g)
+            ratios.append(statistics.median(each) if each else None)
+        rows.append((label, medians, ratios))
     return rows
 
 
-def print_table(title, repeats):
-    rows = figure_rows(repeats)
+def print_table(title, repeats, names):
+    """
+    A column per server in C{names}, then a ratio column per server other
+    than the gateway (when the gateway ran): the gateway against it.
+    """
+    rows = figure_rows(repeats, names)
     width = max(len(r[0]) for r in rows) + 2 if rows else 40
+    others = [name for name in names if name != "gateway"]
+    ratio_columns = others if "gateway" in names else []
     print("\n" + title)
-    print(f"{'figure':<{width}}{'gateway':>12}{'Prosody':>12}{'ratio':>8}")
-    for label, g, p, ratio in rows:
-        print(f"{label:<{width}}{fmt(g):>12}{fmt(p):>12}"
-              f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}")
+    print(f"{'figure':<{width}}" + "".join(f"{name:>12}" for name in names)
+          + "".join(f"{'vs ' + name:>13}" for name in ratio_columns))
+    for label, medians, ratios in rows:
+        print(f"{label:<{width}}" + "".join(f"{fmt(m):>12}" for m in medians)
+              + "".join(f"{(f'{r:.2f}x' if r is not None else '-'):>13}"
+                        for r in ratios[:len(ratio_columns)]))
     return rows
 
 
 async def main(reactor, options):
     folder = tempfile.mkdtemp(prefix="xmpp-gateway-versus-")
     print(f"bench: gateway code {fed.code_version()}; Prosody {package_version('prosody')}; "
-          f"working folder {folder}")
+          f"ejabberd {package_version('ejabberd')}; working folder {folder}")
+    print(f"bench: servers {', '.join(options.servers)}; log level {options.log_level}")
     print(f"bench: machine: {machine()}")
     dns_server = remote = None
     repeats = []
     failure = None
+    # The table's columns, always in this order.
+    names = [server.name for key, server in SERVERS.items() if key in options.servers]
     try:
         ca = CertificateAuthority("Bench CA")
         pki_folder = os.path.join(folder, "pki")
@@ -1092,7 +1277,7 @@ async def main(reactor, options):
         for n in range(0, 5):
             dns_server.add_srv(f"_xmpp-server._tcp.{peer_domain(n)}", f"xmpp.{PEERS}", remote_port)
         dns_server.add_a(f"xmpp.{PEERS}", LOOPBACK)
-        servers = [{"gateway": Gateway, "prosody": Prosody}[name] for name in options.servers]
+        servers = [SERVERS[name] for name in options.servers]
         for repeat in range(1, options.repeats + 1):
             print(f"\n#### repeat {repeat}/{options.repeats}")
             results = await run_repeat(
@@ -1101,7 +1286,7 @@ async def main(reactor, options):
                 dns_server.port, remote, options,
             )
             repeats.append(results)
-            print_table(f"repeat {repeat}:", [results])
+            print_table(f"repeat {repeat}:", [results], names)
     except BenchError as e:
         failure = str(e)
     finally:
@@ -1116,6 +1301,7 @@ async def main(reactor, options):
             f"({options.messages:,} messages, {options.handshakes} handshakes, "
             f"{options.streams} idle streams)",
             repeats,
+            names,
         )
         print("=" * 78)
     if failure:
@@ -1142,7 +1328,7 @@ def machine():
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(
-        description="Benchmark the gateway against Debian's Prosody, side by side."
+        description="Benchmark the gateway against Debian's Prosody and ejabberd, side by side."
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of every phase (default 3)")
     parser.add_argument("--messages", type=int, default=200000,
@@ -1151,13 +1337,16 @@ def parse_arguments(argv):
                         help="establishments per handshake phase (default 200; 0 skips them)")
     parser.add_argument("--streams", type=int, default=1000,
                         help="idle streams held for the memory phase (default 1000; 0 skips it)")
-    parser.add_argument("--servers", default="gateway,prosody",
-                        help="which servers, in order (default gateway,prosody)")
+    parser.add_argument("--servers", default="gateway,prosody,ejabberd",
+                        help="which servers, in order (default gateway,prosody,ejabberd)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="warn",
+                        help="the log level of every server (default warn)")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
     options = parser.parse_args(argv)
-    options.servers = [s.strip().lower() for s in options.servers.split(",") if s.strip()]
-    if not options.servers or set(options.servers) - {"gateway", "prosody"}:
-        parser.error("--servers takes gateway and/or prosody")
+    names = [s.strip().lower() for s in options.servers.split(",") if s.strip()]
+    options.servers = list(dict.fromkeys(names))
+    if not options.servers or set(options.servers) - set(SERVERS):
+        parser.error("--servers takes one or more of gateway, prosody, ejabberd")
     if min(options.repeats, options.messages, options.handshakes, options.streams) < 0:
         parser.error("counts must not be negative")
     return options
