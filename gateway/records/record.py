@@ -81,7 +81,7 @@ def time_iso(time: float) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthenticationRecord:
     """
     One stream's peer authentication, successful or refused.

@@ -215,6 +215,13 @@ class InboundStream(S2SStream[InboundState]):
     }
     TLS_STATE = InboundState.TLS
 
+    # What every inbound stream sets, in slots (see S2SStream.__slots__).
+    __slots__ = (
+        "max_depth", "federation", "peer_domain_claimed", "language", "verified", "_pending",
+        "_header_sent", "_timeout", "_external", "_sasl_failures", "sm_handled",
+        "_language_attribute",
+    )
+
     def refusal(self, kind: Input, element: domish.Element) -> StreamError:
         if kind is Input.STANZA and not self.verified:
             # RFC 6120 section 4.9.3.12, whatever the negotiation's state.

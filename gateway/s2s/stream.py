@@ -281,6 +281,17 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
     #: or L{None}.
     read_rate: ReadRate | None = None
 
+    # Slots for what every stream sets here: with its subclass's and
+    # Twisted's attributes, a stream has more than the 30 an instance
+    # dictionary can share keys for, and an unshared one costs over 1 KiB
+    # per stream.
+    __slots__ = (
+        "max_stanza_size", "clock", "tls", "stream_id", "closed", "closing", "_parser",
+        "stanzas_in", "stanzas_out", "last_activity", "_abort", "serial", "source", "since",
+        "authentications", "certificate_change", "certificate_timer", "stalled_since",
+        "stalled_from", "target",
+    )
+
     def __init__(self, max_stanza_size: int, clock: IReactorTime) -> None:
         self.max_stanza_size = max_stanza_size
         self.clock = clock

@@ -82,7 +82,7 @@ class TLSConfigurationError(Exception):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TLSFacts:
     """
     What was negotiated on one TLS session.

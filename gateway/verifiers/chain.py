@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = Logger()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChainResult:
     """
     The chain's decision.

@@ -20,13 +20,12 @@ Verdicts:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTCP
 from zope.interface import implementer
 
-from gateway.posh.client import ABSENT, FOUND, POSHClient, match_posh
 from gateway.verifiers.interfaces import (
     IDomainVerifier,
     IDomainVerifierFactory,
@@ -34,6 +33,9 @@ from gateway.verifiers.interfaces import (
     VerificationRequest,
     VerifierEnvironment,
 )
+
+if TYPE_CHECKING:
+    from gateway.posh.client import POSHClient
 
 NAME = "posh"
 
@@ -54,6 +56,9 @@ class POSHVerifier:
         return defer.Deferred.fromCoroutine(self._verify(request))
 
     async def _verify(self, request: VerificationRequest) -> Verdict:
+        # Loaded by the time a client exists (see POSHVerifierFactory.build).
+        from gateway.posh.client import ABSENT, FOUND, match_posh
+
         if not request.peer_chain:
             return Verdict.not_applicable(NAME, "the peer presented no certificate")
         result = await self.client.fetch(request.peer_domain)
@@ -93,6 +98,10 @@ class POSHVerifierFactory:
     port = 443
 
     def build(self, environment: VerifierEnvironment) -> POSHVerifier:
+        # The HTTP client (treq, twisted.web: a few MiB) is loaded only by a
+        # gateway whose policies use POSH.
+        from gateway.posh.client import POSHClient
+
         config = environment.config
         posh = config.posh
         policy = getattr(config, "policy", None)
