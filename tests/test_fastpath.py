@@ -62,10 +62,10 @@ def canonical(element):
     return (element.uri, element.name, sorted(element.attributes.items(), key=repr), children)
 
 
-def first_level(data, shallow):
+def first_level(data, shallow, header=HEADER):
     elements = []
     parser = StreamParser(lambda root: None, elements.append, lambda: None, 1 << 16, 64, shallow)
-    parser.feed(HEADER + data)
+    parser.feed(header + data)
     (element,) = elements
     return element
 
@@ -331,11 +331,7 @@ def _outbound_case(stanza):
 
 
 def component_first_level(data, shallow):
-    elements = []
-    parser = StreamParser(lambda root: None, elements.append, lambda: None, 1 << 16, 64, shallow)
-    parser.feed(COMPONENT_HEADER + data)
-    (element,) = elements
-    return element
+    return first_level(data, shallow, COMPONENT_HEADER)
 
 
 class OutboundFastPathTests(unittest.TestCase):
