@@ -614,7 +614,8 @@ class GatewayProcess:
         env["PYTHONUNBUFFERED"] = "1"
         with open(self.log_file, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", GATEWAY_BOOT, "-n", "--pidfile=", "xmpp-gateway",
+                [sys.executable, "-c", GATEWAY_BOOT, "-n", "--pidfile=",
+                 *os.environ.get("BENCH_TWISTD_ARGS", "").split(), "xmpp-gateway",
                  "--config", self.config_file],
                 cwd=REPO,
                 env=env,

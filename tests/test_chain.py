@@ -142,6 +142,17 @@ class ChainTests(unittest.TestCase):
         self.assertEqual(result.verdicts[0].reason, "no answer within 5s")
         self.assertEqual(slow.pending[0].called, True)  # cancelled
 
+    def test_immediate_verdicts_set_no_timer(self):
+        """
+        A verifier that answers at once leaves nothing on the clock: the
+        timeout is only set for verdicts that are still to come.
+        """
+        clock = Clock()
+        d = run([FakeVerifier("a", Outcome.NOT_APPLICABLE), FakeVerifier("b", Outcome.VERIFIED)],
+                DomainPolicy(verifier_timeout=5), clock=clock)
+        self.assertEqual(self.successResultOf(d).method, "b")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_exception_is_a_failure(self):
         result = self.successResultOf(
             run([FakeVerifier("broken", error=RuntimeError("boom")), FakeVerifier("ok", Outcome.VERIFIED)])

@@ -59,7 +59,8 @@ class FederationTests(unittest.TestCase):
     def test_log_has_streams_not_secrets(self):
         """
         Federating logs one event per stream authenticated, with direction,
-        peer, method, TLS version and cipher as fields, and never a secret,
+        peer, its address, method, TLS version and cipher as fields (and,
+        at the default level, none when a stream opens), and never a secret,
         a dialback key or a stanza's content.
         """
         from twisted.logger import formatEvent, globalLogPublisher
@@ -80,6 +81,12 @@ class FederationTests(unittest.TestCase):
         for event in authenticated:
             self.assertTrue(event["tls_version"].startswith("TLSv1."))
             self.assertTrue(event["cipher"])
+            # The peer's address is on the line (the stream-opened line that
+            # also says it is only logged at debug level).
+            self.assertRegex(event["address"], r"^127\.0\.0\.1:\d+$")
+        self.assertEqual(
+            [e for e in events if "stream opened" in (e.get("log_format") or "")], []
+        )
         text = "\n".join(formatEvent(e) + repr(e) for e in events)
         outbound = a.federation.outbound_stream("a.test", "b.test")
         secrets = [

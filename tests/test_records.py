@@ -297,6 +297,49 @@ class BoundedTests(unittest.SynchronousTestCase):
         self.assertEqual(bounded(cut, max_items=10, max_chars=100), cut)
         self.assertEqual(len(value["names"]), 100)
 
+    def test_within_agrees_with_bounded(self):
+        """
+        L{within} says, without building anything, whether L{bounded} would
+        leave a value as it is.
+        """
+        from gateway.records.record import bounded, within
+
+        values = [
+            "x" * 100, "x" * 101, 7, None, [], {}, ["a"] * 10, ["a"] * 11,
+            {"k": ["a", {"b": "y" * 101}]}, {"k" * 101: 1}, {f"k{i}": i for i in range(11)},
+            ("a", ("b", "z" * 100)), ("a", ("b", "z" * 101)),
+        ]
+        for value in values:
+            self.assertEqual(within(value, 10, 100), bounded(value, 10, 100) is value, value)
+
+    def test_record_keeps_what_fits(self):
+        """
+        A record whose parts are within every limit keeps them as given; one
+        within the per-item limits but over L{MAX_BYTES} in all is cut.
+        """
+        import json
+
+        from gateway.records.record import MAX_BYTES
+
+        evidence = {"valid_until": "2030-01-01T00:00:00Z", "names": ["a.example"]}
+        certificate = {"sha256": "ab" * 32, "sans": [["DNS", "a.example"]]}
+        record = AuthenticationRecord(
+            "peer.example", "local.example", "inbound", "s", 1.0, "pkix",
+            evidence, "TLSv1.3", "X", certificate, (), True,
+        )
+        self.assertIs(record.evidence, evidence)
+        self.assertIs(record.certificate, certificate)
+        large = {f"key{i}": "y" * 1000 for i in range(30)}
+        record = AuthenticationRecord(
+            "peer.example", "local.example", "inbound", "s", 1.0, "pkix",
+            large, "TLSv1.3", "X", certificate, (), True,
+        )
+        self.assertLessEqual(
+            len(json.dumps([record.evidence, record.certificate, record.verdicts, record.reason])),
+            MAX_BYTES,
+        )
+        self.assertNotEqual(record.evidence, large)
+
     def test_record_size_bounded(self):
         """
         Whatever a record is given, its evidence, certificate and verdicts

@@ -72,6 +72,31 @@ def bounded(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS)
     return value
 
 
+def within(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS) -> bool:
+    """
+    Whether L{bounded} would leave C{value} as it is: no list or dict of
+    more than C{max_items} entries, no string of more than C{max_chars}
+    characters.  A check that builds nothing, for the common case.
+    """
+    if isinstance(value, str):
+        return len(value) <= max_chars
+    if isinstance(value, (list, tuple)):
+        if len(value) > max_items:
+            return False
+        for item in value:
+            if not within(item, max_items, max_chars):
+                return False
+        return True
+    if isinstance(value, dict):
+        if len(value) > max_items:
+            return False
+        for key, item in value.items():
+            if not (within(key, max_items, max_chars) and within(item, max_items, max_chars)):
+                return False
+        return True
+    return True
+
+
 def time_iso(time: float) -> str:
     """
     Spell C{time} (seconds since the epoch) as an ISO 8601 UTC timestamp
@@ -155,6 +180,11 @@ class AuthenticationRecord:
         keep only a note of the size.
         """
         parts = (self.evidence, self.certificate, self.verdicts, self.reason)
+        if all(within(part) for part in parts) and len(
+            json.dumps(parts, default=str)
+        ) <= MAX_BYTES:
+            # Nothing to cut, the usual case: the record keeps what it was given.
+            return
         for items, chars in ((MAX_ITEMS, MAX_CHARS), (8, 256)):
             evidence, certificate, verdicts, reason = (
                 bounded(part, items, chars) for part in parts

@@ -9,6 +9,7 @@ its certificate.
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet import defer
@@ -250,10 +251,11 @@ class Authenticator:
         """
         tls = stream.tls
         log.info(
-            "s2s {direction} {peer} authenticated for {local} via {method}"
+            "s2s {direction} {peer} at {address} authenticated for {local} via {method}"
             " ({via}); TLS {tls_version} {cipher}",
             direction=stream.direction,
             peer=peer_domain,
+            address=stream.peer_address(),
             local=local_domain,
             method=recorded_method(stream.direction, result),
             via=via,
@@ -286,15 +288,10 @@ class Authenticator:
         valid_until = (result.verdict.evidence.get("valid_until") if result.verdict else None)
         if not valid_until:
             return
-        try:
-            moment = datetime.datetime.strptime(valid_until, "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=datetime.timezone.utc
-            )
-        except ValueError:
+        end = _end_of_validity(valid_until)
+        if end is None:
             return
-        # RFC 5280 section 4.1.2.5: valid through notAfter, inclusive, to
-        # the second; the first moment it is not is a second later.
-        delay = max(0.0, moment.timestamp() + 1 - self.clock.seconds())
+        delay = max(0.0, end - self.clock.seconds())
         timer = stream.certificate_timer
         if timer is not None and timer.active():
             if timer.getTime() <= self.clock.seconds() + delay:
@@ -399,3 +396,21 @@ class Authenticator:
             self.metrics.streams.labels(
                 stream.direction, record.method, record.tls_version or "none"
             ).dec()
+
+
+@functools.lru_cache(maxsize=1024)
+def _end_of_validity(valid_until: str) -> float | None:
+    """
+    The first moment (seconds since the epoch) after C{valid_until}
+    (C{YYYY-MM-DDTHH:MM:SSZ}), or L{None} if it is not spelled so.  Every
+    stream from a peer has the same one: it is worked out once.
+    """
+    try:
+        moment = datetime.datetime.strptime(valid_until, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc
+        )
+    except ValueError:
+        return None
+    # RFC 5280 section 4.1.2.5: valid through notAfter, inclusive, to the
+    # second; the first moment it is not is a second later.
+    return moment.timestamp() + 1

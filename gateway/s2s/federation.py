@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import ITCPTransport
+from twisted.logger import LogLevel
 from twisted.words.xish import domish
 from zope.interface import implementer
 
-from gateway.log import Logger
+from gateway.log import Logger, enabled
 from gateway.records.interfaces import IRecordStore
 from gateway.s2s.authentication import Authenticator
 from gateway.s2s.connector import Connector
@@ -178,13 +179,15 @@ class Federation:
         self.registry.add(stream)
         if stream.direction == "inbound":
             self.backpressure.to_components.add_source(transport_of(stream))
-        peer = _connection(stream).getPeer()
-        log.info(
-            "s2s {direction} stream opened with {peer} at {address}",
-            direction=stream.direction,
-            peer=stream.peer_name() if stream.direction == "outbound" else "a peer",
-            address=f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}",
-        )
+        # Routine, and repeated by the authenticated and closed lines (which
+        # name the address too): only at debug.
+        if enabled(LogLevel.debug):
+            log.debug(
+                "s2s {direction} stream opened with {peer} at {address}",
+                direction=stream.direction,
+                peer=stream.peer_name() if stream.direction == "outbound" else "a peer",
+                address=stream.peer_address(),
+            )
 
     def verify_peer(
         self,
@@ -229,10 +232,11 @@ class Federation:
         self.registry.remove(stream)
         tls = stream.tls
         log.info(
-            "s2s {direction} {peer} stream closed after {stanzas_in} stanzas in, "
+            "s2s {direction} {peer} at {address} stream closed after {stanzas_in} stanzas in, "
             "{stanzas_out} out; TLS {tls_version} {cipher}",
             direction=stream.direction,
             peer=stream.peer_name(),
+            address=stream.peer_address(),
             tls_version=tls.version if tls else "none",
             cipher=tls.cipher if tls else "none",
             stanzas_in=stream.stanzas_in,

@@ -687,3 +687,10 @@ class S2SStream(protocol.Protocol, Generic[StateT]):
 
     def peer_name(self) -> str:
         raise NotImplementedError()
+
+    def peer_address(self) -> str:
+        """
+        The peer's address on this stream's connection, as C{host:port}.
+        """
+        peer = self.connection.getPeer()
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"

@@ -56,6 +56,10 @@ def _flush_send_bio(self: TLSMemoryBIOProtocol) -> None:
             return
         assert self.transport is not None  # only connected protocols have data to send
         self.transport.write(data)
+        if len(data) < 2**15:
+            # A memory BIO gives all it holds, up to what is asked: it is
+            # empty now (no need to ask again and be told so by an error).
+            return
 
 
 # A Twisted bug's workaround (see above): replacing the method is the point.

@@ -69,7 +69,9 @@ async def _run_one(
     verifier: IDomainVerifier, request: VerificationRequest, timeout: float, clock: IReactorTime
 ) -> Verdict:
     d = defer.maybeDeferred(verifier.verify, request)
-    d.addTimeout(timeout, clock)
+    if not d.called:
+        # A verdict given at once (PKIX, dialback's key check) needs no timer.
+        d.addTimeout(timeout, clock)
     try:
         verdict = await d
     except defer.TimeoutError:
