@@ -180,3 +180,35 @@ class AttackRunTests(unittest.TestCase):
             r"peak RSS before / after\s+([\d.]+) / ([\d.]+) MiB", done.stdout).groups())
         self.assertLess(after - before, 40, done.stdout)
         self.assertRegex(done.stdout, r"legitimate latency, attack: median / p90\s+[\d.]+ / [\d.]+ ms")
+
+
+class MemoryFloorTests(unittest.TestCase):
+    """
+    bench/memory_floor.py prints the resident size after each import of the
+    gateway's start and OpenSSL's own memory per kept TLS connection, with
+    and without the peer's certificate.
+    """
+
+    async def test_small_run(self):
+        done = await run_script("memory_floor.py", "--connections", "50", timeout=120)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        sizes = re.findall(
+            r"^  (.+?)\s+([\d.]+)\s*/\s*([\d.]+)\s*/\s*([\d.]+)", done.stdout, re.M
+        )
+        self.assertEqual(sizes[0][0], "a bare interpreter")
+        self.assertEqual(sizes[-1][0], "the gateway's modules")
+        totals = [float(total) for _, total, _, _ in sizes]
+        self.assertEqual(totals, sorted(totals))  # imports only add
+        tls = re.findall(r"^  (server|client) +(\S+) .+?\s+(-?[\d.]+) KiB$", done.stdout, re.M)
+        self.assertEqual(
+            [(side, group) for side, group, _ in tls],
+            [("server", "x25519"), ("server", "x25519"), ("client", "x25519"),
+             ("server", "X25519MLKEM768")],
+        )
+        for _, _, kib in tls:
+            self.assertGreater(float(kib), 0)
+
+    async def test_bad_arguments(self):
+        done = await run_script("memory_floor.py", "--connections", "0", timeout=60)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--connections", done.stderr)
