@@ -252,8 +252,11 @@ class ComponentFactory(xmlstream.XmlStreamServerFactory):
         log.info("component attached for {domain}", domain=domain)
         # Stanzas straight to the router; anything else to the observer,
         # which refuses it.
-        cast(ComponentStream, stream).stanza_received = lambda stanza: self._received(stanza, domain, stream)
-        stream.addObserver("/*", lambda stanza: self._received(stanza, domain, stream))
+        def received(stanza: domish.Element) -> None:
+            self._received(stanza, domain, stream)
+
+        cast(ComponentStream, stream).stanza_received = received
+        stream.addObserver("/*", received)
         stream.addObserver(xmlstream.STREAM_END_EVENT, lambda reason: self._detached(domain, stream))
 
     def _received(
