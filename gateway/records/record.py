@@ -8,7 +8,7 @@ import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 #: JSON-shaped data: dicts with string keys, lists, strings, numbers,
 #: booleans and None, as L{json} reads and writes it (and types it: C{Any}).
@@ -39,44 +39,11 @@ MAX_CHARS = 1024
 MAX_BYTES = 16 * 1024
 
 
-def bounded(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS) -> JSON:
-    """
-    C{value} (JSON-shaped data) cut to at most C{max_items} entries per
-    list or dict and C{max_chars} characters per string, the last entry or
-    the string's end saying how much was left out.  C{value} itself when
-    nothing had to be cut (it is never changed); cutting a cut value
-    changes nothing.
-    """
-    if isinstance(value, str):
-        if len(value) <= max_chars:
-            return value
-        note = f"... ({len(value) - max_chars} more characters)"
-        return value[: max_chars - len(note)] + note
-    if isinstance(value, (list, tuple)):
-        items = [bounded(item, max_items, max_chars) for item in value]
-        if len(items) > max_items:
-            items = items[: max_items - 1] + [f"({len(value) - max_items + 1} more left out)"]
-        elif all(a is b for a, b in zip(items, value)):
-            return value
-        return type(value)(items) if isinstance(value, tuple) else items
-    if isinstance(value, dict):
-        entries = list(value.items())
-        cut: dict[JSON, JSON] = {}
-        for key, item in entries[: max_items - 1] if len(entries) > max_items else entries:
-            cut[bounded(key, max_items, max_chars)] = bounded(item, max_items, max_chars)
-        if len(entries) > max_items:
-            cut["left_out"] = f"{len(entries) - max_items + 1} more entries left out"
-        elif all(a is b for a, b in zip(cut.values(), value.values())) and list(cut) == list(value):
-            return value
-        return cut
-    return value
-
-
 def within(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS) -> bool:
     """
-    Whether L{bounded} would leave C{value} as it is: no list or dict of
-    more than C{max_items} entries, no string of more than C{max_chars}
-    characters.  A check that builds nothing, for the common case.
+    Whether C{value} (JSON-shaped data) is within the limits of L{bounded}:
+    no list or dict of more than C{max_items} entries, no string of more
+    than C{max_chars} characters.  A check that builds nothing.
     """
     if isinstance(value, str):
         return len(value) <= max_chars
@@ -95,6 +62,33 @@ def within(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS) 
                 return False
         return True
     return True
+
+
+def bounded(value: JSON, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS) -> JSON:
+    """
+    C{value} (JSON-shaped data) cut to at most C{max_items} entries per
+    list or dict and C{max_chars} characters per string, the last entry or
+    the string's end saying how much was left out.  C{value} itself when
+    nothing had to be cut (it is never changed; the usual case, checked
+    without building anything); cutting a cut value changes nothing.
+    """
+    if within(value, max_items, max_chars):
+        return value
+    if isinstance(value, str):
+        note = f"... ({len(value) - max_chars} more characters)"
+        return value[: max_chars - len(note)] + note
+    if isinstance(value, (list, tuple)):
+        items = [bounded(item, max_items, max_chars) for item in value]
+        if len(items) > max_items:
+            items = items[: max_items - 1] + [f"({len(value) - max_items + 1} more left out)"]
+        return type(value)(items) if isinstance(value, tuple) else items
+    entries = list(cast(dict[JSON, JSON], value).items())
+    cut: dict[JSON, JSON] = {}
+    for key, item in entries[: max_items - 1] if len(entries) > max_items else entries:
+        cut[bounded(key, max_items, max_chars)] = bounded(item, max_items, max_chars)
+    if len(entries) > max_items:
+        cut["left_out"] = f"{len(entries) - max_items + 1} more entries left out"
+    return cut
 
 
 def time_iso(time: float) -> str:
@@ -180,11 +174,6 @@ class AuthenticationRecord:
         keep only a note of the size.
         """
         parts = (self.evidence, self.certificate, self.verdicts, self.reason)
-        if all(within(part) for part in parts) and len(
-            json.dumps(parts, default=str)
-        ) <= MAX_BYTES:
-            # Nothing to cut, the usual case: the record keeps what it was given.
-            return
         for items, chars in ((MAX_ITEMS, MAX_CHARS), (8, 256)):
             evidence, certificate, verdicts, reason = (
                 bounded(part, items, chars) for part in parts
